@@ -1,0 +1,106 @@
+// matmul.wgsl — C (M, N) = op(A) · op(B) [+ bias (N)] [+ C]
+// The one GEMM of the engine: linear layers forward (x·W + b), their input gradient
+// (dY·Wᵀ), their weight gradient (xᵀ·dY, accumulated across micro-batches), and the
+// tied LM head (x·wteᵀ) with its gradients.
+//   op(A) = A stored (M, K), or with TRANS_A, A stored (K, M)
+//   op(B) = B stored (K, N), or with TRANS_B, B stored (N, K)
+// Row-major, any sizes (bounds-checked). A 64×64 output tile per workgroup of 16×16
+// threads, 4×4 outputs per thread, K in steps of 16 through workgroup memory.
+//
+// Bindings:
+//   0 dims  uniform {M, N, K}
+//   1 A     storage read
+//   2 B     storage read
+//   3 bias  storage read      (N); bound but unread unless HAS_BIAS
+//   4 C     storage read_write (M, N)
+
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+override HAS_BIAS: bool = false;
+override ACCUMULATE: bool = false;
+
+struct Dims { M: u32, N: u32, K: u32, pad: u32 }
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> C: array<f32>;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+var<workgroup> As: array<f32, 1024>; // (BK, BM)
+var<workgroup> Bs: array<f32, 1024>; // (BK, BN)
+
+fn loadA(m: u32, k: u32) -> f32 {
+  if (m >= dims.M || k >= dims.K) { return 0.0; }
+  if (TRANS_A) { return A[k * dims.M + m]; }
+  return A[m * dims.K + k];
+}
+
+fn loadB(k: u32, n: u32) -> f32 {
+  if (k >= dims.K || n >= dims.N) { return 0.0; }
+  if (TRANS_B) { return B[n * dims.K + k]; }
+  return B[k * dims.N + n];
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let row0 = wg.y * BM;
+  let col0 = wg.x * BN;
+  let tid = lid.y * 16u + lid.x;
+  var acc: array<f32, 16>;
+  for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+
+  for (var k0 = 0u; k0 < dims.K; k0 += BK) {
+    for (var i = 0u; i < 4u; i++) {
+      let idx = tid + i * 256u;
+      // Consecutive threads take consecutive addresses of the stored layout.
+      if (TRANS_A) {
+        let am = idx % BM; let ak = idx / BM;
+        As[ak * BM + am] = loadA(row0 + am, k0 + ak);
+      } else {
+        let ak = idx % BK; let am = idx / BK;
+        As[ak * BM + am] = loadA(row0 + am, k0 + ak);
+      }
+      if (TRANS_B) {
+        let bk = idx % BK; let bn = idx / BK;
+        Bs[bk * BN + bn] = loadB(k0 + bk, col0 + bn);
+      } else {
+        let bn = idx % BN; let bk = idx / BN;
+        Bs[bk * BN + bn] = loadB(k0 + bk, col0 + bn);
+      }
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < BK; k++) {
+      var a: array<f32, 4>;
+      var b: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        a[i] = As[k * BM + lid.y + 16u * i];
+        b[i] = Bs[k * BN + lid.x + 16u * i];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  for (var i = 0u; i < 4u; i++) {
+    let r = row0 + lid.y + 16u * i;
+    if (r >= dims.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let c = col0 + lid.x + 16u * j;
+      if (c >= dims.N) { continue; }
+      var v = acc[i * 4u + j];
+      if (HAS_BIAS) { v += bias[c]; }
+      let o = r * dims.N + c;
+      if (ACCUMULATE) { v += C[o]; }
+      C[o] = v;
+    }
+  }
+}

@@ -1,0 +1,30 @@
+// Named failures of the engine. Each carries a message that says what went wrong and what to do;
+// the worker forwards `name` and `message` to the page as an `error` event.
+
+export class StudioError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** No WebGPU in this environment (old browser, insecure context, no adapter). */
+export class NoWebGPUError extends StudioError {}
+
+/** The adapter cannot hold or bind what the run needs. */
+export class AdapterLimitError extends StudioError {}
+
+/** The GPU device was lost (driver reset, tab in background on some systems, out of memory). */
+export class DeviceLostError extends StudioError {}
+
+/** A shader file could not be fetched or did not compile. */
+export class ShaderError extends StudioError {}
+
+/** A model configuration the engine cannot reproduce exactly. */
+export class UnsupportedConfigError extends StudioError {}
+
+/** Shapes or sizes that do not fit together (a tensor against the config, T > n_positions ...). */
+export class ShapeError extends StudioError {}
+
+/** The training loss or gradient norm became NaN or infinite. */
+export class NonFiniteLossError extends StudioError {}

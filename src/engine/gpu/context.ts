@@ -1,0 +1,201 @@
+// The WebGPU device the engine runs on: adapter discovery, the limits training needs,
+// a compiled-pipeline cache, and small helpers for uploads and readback.
+// The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
+// passes its `GPU` object in, so the same code runs in the browser and under Dawn.
+import { AdapterLimitError, DeviceLostError, NoWebGPUError, ShaderError } from '../errors.ts';
+import { loadShader, type ShaderName } from './shaders.ts';
+
+/** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */
+export interface AdapterReport {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  isFallbackAdapter: boolean;
+  features: string[];
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxStorageBuffersPerShaderStage: number;
+    maxComputeWorkgroupsPerDimension: number;
+    minStorageBufferOffsetAlignment: number;
+  };
+}
+
+/** Limits the engine asks for: the adapter's best, since the defaults (128 MiB bindings) are too small for GPT-2. */
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'];
+
+export const NO_WEBGPU_HELP =
+  'WebGPU is needed. It is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android 121+), ' +
+  'Safari 26 (macOS, iOS) and Firefox 141+ on Windows; on Linux use Chrome with ' +
+  'chrome://flags/#enable-unsafe-webgpu and a Vulkan driver. The page must be served over https or from localhost.';
+
+export function reportAdapter(adapter: GPUAdapter): AdapterReport {
+  const info = adapter.info;
+  const l = adapter.limits;
+  return {
+    vendor: info?.vendor || 'unknown',
+    architecture: info?.architecture || 'unknown',
+    device: info?.device || '',
+    description: info?.description || '',
+    isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter),
+    features: [...adapter.features].map(String).sort(),
+    limits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      minStorageBufferOffsetAlignment: l.minStorageBufferOffsetAlignment,
+    },
+  };
+}
+
+export class GpuContext {
+  readonly device: GPUDevice;
+  readonly adapter: AdapterReport;
+  /** Resolves when the device is lost; `lost` is then set. */
+  readonly lostPromise: Promise<DeviceLostError>;
+  lost: DeviceLostError | null = null;
+  private pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  private modules = new Map<ShaderName, Promise<GPUShaderModule>>();
+
+  private constructor(device: GPUDevice, adapter: AdapterReport) {
+    this.device = device;
+    this.adapter = adapter;
+    this.lostPromise = device.lost.then((info) => {
+      this.lost = new DeviceLostError(
+        info.reason === 'destroyed'
+          ? 'The GPU device was released.'
+          : `The GPU device was lost (${info.message || 'no reason given'}). Start the run again; if it repeats, use a smaller model, batch or sequence length.`,
+      );
+      return this.lost;
+    });
+  }
+
+  static async create(gpu: GPU | undefined | null, powerPreference: GPUPowerPreference = 'high-performance'): Promise<GpuContext> {
+    if (!gpu) throw new NoWebGPUError(`This environment has no WebGPU (navigator.gpu is missing). ${NO_WEBGPU_HELP}`);
+    const adapter = await gpu.requestAdapter({ powerPreference });
+    if (!adapter) throw new NoWebGPUError(`WebGPU is present but no adapter was found. ${NO_WEBGPU_HELP}`);
+    const requiredLimits: Record<string, number> = {};
+    for (const k of WANTED_LIMITS) requiredLimits[k] = adapter.limits[k];
+    const requiredFeatures = OPTIONAL_FEATURES.filter((f) => adapter.features.has(f));
+    let device: GPUDevice;
+    try {
+      device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+    } catch (e) {
+      throw new AdapterLimitError(`The adapter refused a device with its own limits: ${(e as Error).message}`);
+    }
+    return new GpuContext(device, reportAdapter(adapter));
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** Storage-binding offsets must be multiples of this (256 on most adapters). */
+  get alignment(): number {
+    return this.device.limits.minStorageBufferOffsetAlignment;
+  }
+
+  private module(name: ShaderName): Promise<GPUShaderModule> {
+    let m = this.modules.get(name);
+    if (!m) {
+      m = (async () => {
+        const code = await loadShader(name);
+        const mod = this.device.createShaderModule({ code, label: name });
+        const info = await mod.getCompilationInfo();
+        const errors = info.messages.filter((x) => x.type === 'error');
+        if (errors.length) {
+          throw new ShaderError(`shaders/${name}.wgsl does not compile:\n` + errors.map((x) => `  ${x.lineNum}:${x.linePos} ${x.message}`).join('\n'));
+        }
+        return mod;
+      })();
+      this.modules.set(name, m);
+    }
+    return m;
+  }
+
+  /** A compute pipeline for `shader`'s `entryPoint` with WGSL override constants; cached. */
+  pipeline(shader: ShaderName, entryPoint = 'main', constants: Record<string, number | boolean> = {}): Promise<GPUComputePipeline> {
+    const consts: Record<string, number> = {};
+    for (const [k, v] of Object.entries(constants)) consts[k] = typeof v === 'boolean' ? Number(v) : v;
+    const key = `${shader}:${entryPoint}:${JSON.stringify(Object.entries(consts).sort())}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      p = (async () => {
+        const module = await this.module(shader);
+        this.device.pushErrorScope('validation');
+        const pipe = await this.device.createComputePipelineAsync({
+          layout: 'auto',
+          label: key,
+          compute: { module, entryPoint, constants: consts },
+        });
+        const err = await this.device.popErrorScope();
+        if (err) throw new ShaderError(`Pipeline ${key}: ${err.message}`);
+        return pipe;
+      })();
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** A storage buffer of `bytes` (rounded up to 4), optionally filled from `data`. */
+  createBuffer(bytes: number, label: string, data?: ArrayBufferView, extraUsage = 0): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.device.limits.maxBufferSize) {
+      throw new AdapterLimitError(`${label} needs ${size} bytes; this adapter's largest buffer is ${this.device.limits.maxBufferSize} bytes.`);
+    }
+    const buffer = this.device.createBuffer({
+      size,
+      label,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage,
+    });
+    if (data) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    return buffer;
+  }
+
+  /** A uniform buffer holding `words` (u32 or f32 by the caller's view). */
+  createUniform(data: ArrayBuffer, label: string): GPUBuffer {
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    const buffer = this.device.createBuffer({ size, label, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.device.queue.writeBuffer(buffer, 0, data);
+    return buffer;
+  }
+
+  /** Copies `bytes` of `buffer` from `offset` to the CPU. Allocates a staging buffer: not for the training step's hot path. */
+  async read(buffer: GPUBuffer, offset = 0, bytes = buffer.size - offset): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buffer, offset, staging, 0, size);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  async readF32(buffer: GPUBuffer, offset = 0, count = (buffer.size - offset) / 4): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, offset, count * 4));
+  }
+
+  destroy(): void {
+    this.device.destroy();
+  }
+}
