@@ -30,7 +30,7 @@ let cached: GPU | null = null;
 export async function nodeGpu(): Promise<GPU> {
   if (cached) return cached;
   chooseVulkanDriver();
-  let mod: { create(flags: string[]): GPU; globals: Record<string, unknown> };
+  let mod: { create(flags: string[]): GPU; globals: object };
   try {
     mod = await import('webgpu');
   } catch (e) {

@@ -8,6 +8,12 @@ export class StudioError extends Error {
   }
 }
 
+/** Where WebGPU works today (browser release notes, mid 2025), for messages that explain its absence. */
+export const NO_WEBGPU_HELP =
+  'WebGPU is needed. It is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android 121+), ' +
+  'Safari 26 (macOS, iOS) and Firefox 141+ on Windows; on Linux use Chrome with ' +
+  'chrome://flags/#enable-unsafe-webgpu and a Vulkan driver. The page must be served over https or from localhost.';
+
 /** No WebGPU in this environment (old browser, insecure context, no adapter). */
 export class NoWebGPUError extends StudioError {}
 

@@ -28,9 +28,9 @@ export function bytesSource(u8: Uint8Array, name = 'memory'): ByteSource {
   return {
     size: u8.byteLength,
     name,
-    read(offset, length) {
+    async read(offset, length) {
       checkRange(name, u8.byteLength, offset, length);
-      return Promise.resolve(u8.slice(offset, offset + length));
+      return u8.slice(offset, offset + length);
     },
   };
 }

@@ -325,14 +325,14 @@ export interface SafetensorsStream extends AsyncIterable<Uint8Array> {
   /** the size of the whole file */
   totalBytes: number;
   /** the first 8 + N bytes: length field and padded JSON header */
-  header: Uint8Array;
+  header: Uint8Array<ArrayBuffer>;
 }
 
 /** Largest chunk the stream yields, so consumers can report progress within big tensors. */
 const CHUNK_BYTES = 16 * 1024 * 1024;
 
 interface Layout {
-  header: Uint8Array;
+  header: Uint8Array<ArrayBuffer>;
   offsets: number[];
   totalBytes: number;
 }
@@ -396,7 +396,7 @@ export function f32LeBytes(data: Float32Array, littleEndianHost = HOST_LITTLE_EN
 }
 
 /** Writes F32 tensors, packed in the given order, into one new file image. */
-export function writeSafetensors(tensors: WriteTensor[], metadata: Record<string, string> = {}): Uint8Array {
+export function writeSafetensors(tensors: WriteTensor[], metadata: Record<string, string> = {}): Uint8Array<ArrayBuffer> {
   const { header, offsets, totalBytes } = layout(tensors, metadata);
   tensors.forEach((t) => checkLength(t, t.data));
   const out = new Uint8Array(totalBytes);

@@ -2,7 +2,7 @@
 // a compiled-pipeline cache, and small helpers for uploads and readback.
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
-import { AdapterLimitError, DeviceLostError, NoWebGPUError, ShaderError } from '../errors.ts';
+import { AdapterLimitError, DeviceLostError, NO_WEBGPU_HELP, NoWebGPUError, ShaderError } from '../errors.ts';
 import { loadShader, type ShaderName } from './shaders.ts';
 
 /** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */
@@ -37,11 +37,6 @@ const WANTED_LIMITS = [
 ] as const;
 
 const OPTIONAL_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'];
-
-export const NO_WEBGPU_HELP =
-  'WebGPU is needed. It is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android 121+), ' +
-  'Safari 26 (macOS, iOS) and Firefox 141+ on Windows; on Linux use Chrome with ' +
-  'chrome://flags/#enable-unsafe-webgpu and a Vulkan driver. The page must be served over https or from localhost.';
 
 export function reportAdapter(adapter: GPUAdapter): AdapterReport {
   const info = adapter.info;

@@ -1,0 +1,71 @@
+// Wrapper for shaders/gelu.wgsl: GELU forward and backward over a flat tensor, in the two forms
+// Hugging Face's GPT-2 may name in `activation_function`: 'gelu_new' (tanh form) and 'gelu' (erf).
+import type { GpuContext } from '../gpu/context.ts';
+import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
+
+export type GeluKind = 'gelu_new' | 'gelu';
+
+const KIND: Record<GeluKind, number> = { gelu_new: 0, gelu: 1 };
+
+export interface GeluForwardArgs {
+  label: string;
+  /** element count (B·T·4C) */
+  n: number;
+  kind: GeluKind;
+  /** (n) pre-activation, read (keep it for the backward) */
+  x: BufferRange;
+  /** (n) written: gelu(x); must not alias x */
+  out: BufferRange;
+}
+
+export interface GeluBackwardArgs {
+  label: string;
+  n: number;
+  kind: GeluKind;
+  /** (n) the forward's pre-activation, read */
+  x: BufferRange;
+  /** (n) gradient of the activation output, read (or overwritten with dx when dx is omitted) */
+  dout: BufferRange;
+  /** (n) written: gelu'(x)·dout. Omit it to overwrite dout in place (saves a B·T·4C buffer). */
+  dx?: BufferRange;
+}
+
+function kindConstant(kind: GeluKind): number {
+  const k = KIND[kind];
+  if (k === undefined) throw new TypeError(`unknown GELU kind ${String(kind)}: use 'gelu_new' or 'gelu'`);
+  return k;
+}
+
+export async function geluForward(ctx: GpuContext, args: GeluForwardArgs): Promise<Dispatch> {
+  const { label, n } = args;
+  needPositive(n, 'n', label);
+  needElements(args.x, n, 'x', label);
+  needElements(args.out, n, 'out', label);
+  const pipeline = await ctx.pipeline('gelu', 'forward', { KIND: kindConstant(args.kind) });
+  const dims = uniformWords(ctx, `${label}.dims`, [n]);
+  return {
+    label,
+    pipeline,
+    bindGroup: bindAll(ctx, pipeline, label, [dims], [args.x, args.out]),
+    workgroups: flatGrid(ctx, Math.ceil(n / 256), label),
+  };
+}
+
+export async function geluBackward(ctx: GpuContext, args: GeluBackwardArgs): Promise<Dispatch> {
+  const { label, n } = args;
+  needPositive(n, 'n', label);
+  needElements(args.x, n, 'x', label);
+  needElements(args.dout, n, 'dout', label);
+  if (args.dx) needElements(args.dx, n, 'dx', label);
+  const entry = args.dx ? 'backward' : 'backward_inplace';
+  const pipeline = await ctx.pipeline('gelu', entry, { KIND: kindConstant(args.kind) });
+  const dims = uniformWords(ctx, `${label}.dims`, [n]);
+  const ranges = args.dx ? [args.x, args.dout, args.dx] : [args.x, args.dout];
+  return {
+    label,
+    pipeline,
+    bindGroup: bindAll(ctx, pipeline, label, [dims], ranges),
+    workgroups: flatGrid(ctx, Math.ceil(n / 256), label),
+  };
+}
