@@ -104,3 +104,26 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// bias_grad — db (N) [+]= Σ_m dY (M, N): the bias gradient of a linear layer.
+// One thread per column, rows in order (deterministic; no float atomics in WGSL).
+// Bindings (entry point bias_grad):
+//   0 dims  uniform {M, N, K (unused), pad}
+//   1 dY    storage read       (M, N)
+//   2 dbias storage read_write (N)
+
+@group(0) @binding(1) var<storage, read> dY: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
+
+@compute @workgroup_size(256)
+fn bias_grad(@builtin(global_invocation_id) gid: vec3u) {
+  let n = gid.x;
+  if (n >= dims.N) { return; }
+  var s = 0.0;
+  for (var m = 0u; m < dims.M; m++) {
+    s += dY[m * dims.N + n];
+  }
+  if (ACCUMULATE) { s += dbias[n]; }
+  dbias[n] = s;
+}

@@ -1,7 +1,7 @@
 // shaders/matmul.wgsl against the float64 reference, at sizes that are no multiple of the tile,
 // in every transpose / bias / accumulate combination, with the output poisoned beforehand.
 import { describe, expect, it } from 'vitest';
-import { matmul } from '../../src/engine/kernels/matmul.ts';
+import { biasGrad, matmul } from '../../src/engine/kernels/matmul.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { refMatmul } from '../../src/engine/reference/matmul.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
@@ -44,5 +44,25 @@ describe('matmul kernel', () => {
         expect(relErr(got, ref)).toBeLessThan(1e-6);
       });
     }
+  }
+});
+
+describe('bias gradient kernel', () => {
+  for (const [M, N, accumulate] of [[37, 48, false], [300, 311, true], [1, 1, false]] as const) {
+    it(`M=${M} N=${N} accumulate=${accumulate}`, async () => {
+      const ctx = await gpuContext();
+      const dy = randn(M * N, 100 + M);
+      const db0 = randn(N, 200 + N);
+      const dbias = accumulate ? upload(ctx, Float32Array.from(db0)) : poisoned(ctx, N);
+      await run(ctx, [await biasGrad(ctx, { label: 'db', M, N, dout: upload(ctx, Float32Array.from(dy)), dbias, accumulate })]);
+      const got = await download(ctx, dbias);
+      const ref = new Float64Array(N);
+      for (let n = 0; n < N; n++) {
+        let s = accumulate ? db0[n] : 0;
+        for (let m = 0; m < M; m++) s += dy[m * N + n];
+        ref[n] = s;
+      }
+      expect(relErr(got, ref)).toBeLessThan(1e-6);
+    });
   }
 });

@@ -45,3 +45,26 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
     ],
   };
 }
+
+export interface BiasGradArgs {
+  label: string;
+  M: number;
+  N: number;
+  /** (M, N) gradient of the layer's output, read */
+  dout: BufferRange;
+  /** (N) bias gradient, written (or added into with accumulate) */
+  dbias: BufferRange;
+  accumulate?: boolean;
+}
+
+/** db [+]= column sums of dY: the bias gradient of y = x·W + b. */
+export async function biasGrad(ctx: GpuContext, args: BiasGradArgs): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline('matmul', 'bias_grad', { ACCUMULATE: !!args.accumulate });
+  const dims = uniformWords(ctx, `${args.label}.dims`, [args.M, args.N, 0, 0]);
+  return {
+    label: args.label,
+    pipeline,
+    bindGroup: bindGroup(ctx, pipeline, args.label, dims, [args.dout, args.dbias]),
+    workgroups: [workgroupCount(ctx, Math.ceil(args.N / 256), args.label), 1, 1],
+  };
+}
