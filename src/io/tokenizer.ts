@@ -86,8 +86,9 @@ export function gpt2TokenizerFiles(vocab: Record<string, number>, merges: string
     ],
     normalizer: null,
     pre_tokenizer: byteLevel,
-    post_processor: { ...byteLevel, trim_offsets: false },
-    decoder: byteLevel,
+    // As in openai-community/gpt2's file; prefix space here only affects offsets, never ids.
+    post_processor: { ...byteLevel, add_prefix_space: true, trim_offsets: false },
+    decoder: { ...byteLevel, add_prefix_space: true },
     model: {
       type: 'BPE',
       dropout: null,
