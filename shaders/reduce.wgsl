@@ -1,0 +1,102 @@
+// reduce.wgsl — deterministic reductions: the global gradient norm with its clip coefficient
+// (torch.nn.utils.clip_grad_norm_, norm_type 2), and a scaled sum for the step loss.
+// No float atomics exist in WGSL, and a fixed summation order makes runs reproducible: every
+// sum here is a grid-stride loop over a fixed number of workgroups, then a tree in workgroup
+// memory, then one write per workgroup.
+//
+// Entry points (all 256 threads per workgroup):
+//   sum_squares    partials[slot + w] = Σ x[i]² over the elements i that workgroup w visits,
+//                  i = w·256 + t, then in steps of 256·numWorkgroups.  grid (PARTIALS, 1, 1)
+//                  One dispatch per gradient range; each range owns PARTIALS consecutive slots.
+//   norm_finalize  one workgroup: s = Σ_k partials[k] over k < n in a fixed order, then
+//                  norm[0] = sqrt(s)                                  (total norm, before clipping)
+//                  norm[1] = min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm ≤ 0 (clipping off)
+//                  norm[2] = 1 when s is NaN or ±inf, else 0           (the step must be skipped)
+//   mean_reduce    one workgroup: out[slot] = Σ_i x[i] · scale  (+ out[slot] when accumulate)
+//
+// Bindings:
+//   0 dims  uniform Dims {n, slot, accumulate, value}
+//             sum_squares:   n = elements of x, slot = first partial slot
+//             norm_finalize: n = partials to sum, value = maxNorm (0 = no clipping)
+//             mean_reduce:   n = elements of x, slot = output slot, accumulate 0/1, value = scale
+//   1 x     storage read        sum_squares: the gradient range (n); norm_finalize: partials (n);
+//                               mean_reduce: the values (n), e.g. per-token losses (B·T)
+//   2 y     storage read_write  sum_squares: partials (whole buffer, slots slot .. slot+PARTIALS−1);
+//                               norm_finalize: norm (3); mean_reduce: out (whole buffer)
+
+struct Dims {
+  n: u32,
+  slot: u32,
+  accumulate: u32,
+  value: f32,
+}
+
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 256u;
+var<workgroup> scratch: array<f32, 256>;
+
+// Sums scratch[0..256) into scratch[0]; every thread of the workgroup must call it.
+fn treeSum(t: u32) {
+  workgroupBarrier();
+  for (var half = WG / 2u; half > 0u; half >>= 1u) {
+    if (t < half) { scratch[t] += scratch[t + half]; }
+    workgroupBarrier();
+  }
+}
+
+@compute @workgroup_size(256)
+fn sum_squares(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = lid.x;
+  let stride = WG * nwg.x;
+  var acc = 0.0;
+  for (var i = wg.x * WG + t; i < dims.n; i += stride) {
+    let g = x[i];
+    acc = fma(g, g, acc);
+  }
+  scratch[t] = acc;
+  treeSum(t);
+  if (t == 0u) { y[dims.slot + wg.x] = scratch[0]; }
+}
+
+fn nonFinite(v: f32) -> bool {
+  // Exponent bits all ones: inf or NaN. A bit test, since WGSL has no isnan/isinf and
+  // compilers may fold v != v away.
+  return (bitcast<u32>(v) & 0x7f800000u) == 0x7f800000u;
+}
+
+@compute @workgroup_size(256)
+fn norm_finalize(@builtin(local_invocation_id) lid: vec3u) {
+  let t = lid.x;
+  var acc = 0.0;
+  for (var k = t; k < dims.n; k += WG) { acc += x[k]; }
+  scratch[t] = acc;
+  treeSum(t);
+  if (t == 0u) {
+    let s = scratch[0];
+    let norm = sqrt(s);
+    let maxNorm = dims.value;
+    var coef = 1.0;
+    if (maxNorm > 0.0) { coef = min(1.0, maxNorm / (norm + 1e-6)); }
+    let bad = nonFinite(s);
+    y[0] = norm;
+    y[1] = select(coef, 1.0, bad);
+    y[2] = select(0.0, 1.0, bad);
+  }
+}
+
+@compute @workgroup_size(256)
+fn mean_reduce(@builtin(local_invocation_id) lid: vec3u) {
+  let t = lid.x;
+  var acc = 0.0;
+  for (var i = t; i < dims.n; i += WG) { acc += x[i]; }
+  scratch[t] = acc;
+  treeSum(t);
+  if (t == 0u) {
+    var v = scratch[0] * dims.value;
+    if (dims.accumulate != 0u) { v += y[dims.slot]; }
+    y[dims.slot] = v;
+  }
+}

@@ -1,0 +1,155 @@
+// Wrapper for shaders/reduce.wgsl: the global gradient norm and clip coefficient
+// (torch.nn.utils.clip_grad_norm_) over gradients spread across several buffer ranges, and a
+// scaled sum (the step loss). All sums run in a fixed order, so results are reproducible.
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { bindGroup, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+
+/** Partial sums each sum-of-squares dispatch writes: one per workgroup, a fixed count per range. */
+export const NORM_PARTIALS_PER_RANGE = 256;
+/** Floats in the `norm` buffer: [totalNorm, clipCoef, nonFiniteFlag]. */
+export const NORM_WORDS = 3;
+
+/** Size of the partials buffer for `rangeCount` gradient ranges, in floats. */
+export function normPartialsCount(rangeCount: number): number {
+  return rangeCount * NORM_PARTIALS_PER_RANGE;
+}
+
+function elements(label: string, r: BufferRange, n?: number): number {
+  const count = n ?? r.size / 4;
+  if (!Number.isInteger(count) || count < 0 || count * 4 > r.size) {
+    throw new ShapeError(`${label}: ${count} floats do not fit the bound range of ${r.size} bytes.`);
+  }
+  return count;
+}
+
+function dims(ctx: GpuContext, label: string, n: number, slot: number, accumulate: boolean, value: number): GPUBuffer {
+  return uniformWords(ctx, `${label}.dims`, [n, slot, accumulate ? 1 : 0, { f32: value }]);
+}
+
+function slotRange(label: string, buffer: GPUBuffer, slot: number, count: number): BufferRange {
+  if (!Number.isInteger(slot) || slot < 0 || (slot + count) * 4 > buffer.size) {
+    throw new ShapeError(`${label}: slots ${slot}..${slot + count - 1} are outside the ${buffer.size / 4}-float buffer ${buffer.label}.`);
+  }
+  return { buffer, offset: 0, size: buffer.size };
+}
+
+export interface SumSquaresArgs {
+  label: string;
+  /** (n) input: one gradient range, n = x.size / 4 unless given */
+  x: BufferRange;
+  n?: number;
+  /** Output buffer of partial sums, bound whole; this dispatch writes floats slot .. slot + NORM_PARTIALS_PER_RANGE − 1. */
+  partials: GPUBuffer;
+  slot: number;
+}
+
+/** partials[slot + w] = Σ x² over workgroup w's share of the range (w < NORM_PARTIALS_PER_RANGE). */
+export async function sumSquares(ctx: GpuContext, args: SumSquaresArgs): Promise<Dispatch> {
+  const n = elements(args.label, args.x, args.n);
+  const pipeline = await ctx.pipeline('reduce', 'sum_squares');
+  const u = dims(ctx, args.label, n, args.slot, false, 0);
+  const out = slotRange(args.label, args.partials, args.slot, NORM_PARTIALS_PER_RANGE);
+  return {
+    label: args.label,
+    pipeline,
+    bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.x, out]),
+    workgroups: [NORM_PARTIALS_PER_RANGE, 1, 1],
+  };
+}
+
+export interface NormFinalizeArgs {
+  label: string;
+  /** (count) input: the partial sums of squares */
+  partials: BufferRange;
+  count: number;
+  /** (3) output: [totalNorm, clipCoef, nonFiniteFlag] */
+  norm: BufferRange;
+  /** Clip threshold; 0 turns clipping off (clipCoef = 1). Can be changed later with setMaxNorm. */
+  maxNorm: number;
+}
+
+export interface NormFinalize {
+  dispatch: Dispatch;
+  /** Rewrites the threshold in the dims uniform (queue.writeBuffer; no new dispatch). */
+  setMaxNorm(maxNorm: number): void;
+}
+
+function checkMaxNorm(label: string, maxNorm: number): void {
+  if (!(maxNorm >= 0) || !Number.isFinite(maxNorm)) throw new ShapeError(`${label}: max grad norm ${maxNorm} must be a finite number ≥ 0 (0 = no clipping).`);
+}
+
+/** norm = [√Σ partials, min(1, maxNorm/(norm + 1e-6)) or 1, nonFinite ? 1 : 0]; one workgroup. */
+export async function normFinalize(ctx: GpuContext, args: NormFinalizeArgs): Promise<NormFinalize> {
+  elements(args.label, args.partials, args.count);
+  elements(args.label, args.norm, NORM_WORDS);
+  checkMaxNorm(args.label, args.maxNorm);
+  const pipeline = await ctx.pipeline('reduce', 'norm_finalize');
+  const u = dims(ctx, args.label, args.count, 0, false, args.maxNorm);
+  return {
+    dispatch: { label: args.label, pipeline, bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.partials, args.norm]), workgroups: [1, 1, 1] },
+    setMaxNorm(maxNorm: number) {
+      checkMaxNorm(args.label, maxNorm);
+      ctx.device.queue.writeBuffer(u, 12, new Float32Array([maxNorm]));
+    },
+  };
+}
+
+export interface GradNormArgs {
+  label: string;
+  /** The trainable gradients, each range ≤ maxStorageBufferBindingSize; fixed order. */
+  grads: BufferRange[];
+  /** (3) output: [totalNorm, clipCoef, nonFiniteFlag] */
+  norm: BufferRange;
+  maxNorm: number;
+}
+
+export interface GradNorm extends NormFinalize {
+  /** One sum-of-squares dispatch per range, then the finalize dispatch: encode them in this order. */
+  dispatches: Dispatch[];
+  /** The partials buffer (normPartialsCount(grads.length) floats), allocated once here. */
+  partials: GPUBuffer;
+}
+
+/** The whole clip_grad_norm_ computation over `grads`, prepared once: sumSquares per range + normFinalize. */
+export async function gradNorm(ctx: GpuContext, args: GradNormArgs): Promise<GradNorm> {
+  if (args.grads.length === 0) throw new ShapeError(`${args.label}: no gradient ranges; at least one tensor must be trainable.`);
+  const count = normPartialsCount(args.grads.length);
+  const partials = ctx.createBuffer(count * 4, `${args.label}.partials`);
+  const dispatches: Dispatch[] = [];
+  for (let k = 0; k < args.grads.length; k++) {
+    dispatches.push(await sumSquares(ctx, { label: `${args.label}.sq${k}`, x: args.grads[k], partials, slot: k * NORM_PARTIALS_PER_RANGE }));
+  }
+  const fin = await normFinalize(ctx, {
+    label: `${args.label}.final`,
+    partials: { buffer: partials, offset: 0, size: count * 4 },
+    count,
+    norm: args.norm,
+    maxNorm: args.maxNorm,
+  });
+  dispatches.push(fin.dispatch);
+  return { ...fin, dispatches, partials };
+}
+
+export interface MeanReduceArgs {
+  label: string;
+  /** (n) input, n = x.size / 4 unless given */
+  x: BufferRange;
+  n?: number;
+  /** Multiplier of the sum, e.g. 1/(B·T·microBatches) for the mean loss of an accumulated step. */
+  scale: number;
+  /** Output buffer, bound whole; float `slot` is written. */
+  out: GPUBuffer;
+  slot: number;
+  /** out[slot] += sum·scale instead of = (the micro-batches of one optimizer step). */
+  accumulate?: boolean;
+}
+
+/** out[slot] (+)= scale · Σ x, summed in a fixed order by one workgroup. */
+export async function meanReduce(ctx: GpuContext, args: MeanReduceArgs): Promise<Dispatch> {
+  const n = elements(args.label, args.x, args.n);
+  const pipeline = await ctx.pipeline('reduce', 'mean_reduce');
+  const u = dims(ctx, args.label, n, args.slot, !!args.accumulate, args.scale);
+  const out = slotRange(args.label, args.out, args.slot, 1);
+  return { label: args.label, pipeline, bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.x, out]), workgroups: [1, 1, 1] };
+}
