@@ -306,3 +306,11 @@ export function safeCut(text: string, from: number, limit: number): number {
   }
   return spaceCut;
 }
+
+/** Whether `b` is a safe cut of either kind described at safeCut (0 < b < text.length − 1). */
+export function isSafeCut(text: string, b: number): boolean {
+  if (b <= 0 || b >= text.length - 1) return false;
+  const c = text[b];
+  if (c === '\n') return !isWs(text[b + 1]);
+  return c === ' ' && !isWs(text[b - 1]) && !isWs(text[b + 1]);
+}
