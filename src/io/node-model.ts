@@ -99,8 +99,10 @@ export async function loadConfigFile(path: string): Promise<GPT2Config> {
   try {
     return parseConfig(json);
   } catch (e) {
-    // Say which file was wrong; keep the error class.
-    if (e instanceof StudioError) e.message = `${path}: ${e.message}`;
+    // Say which file was wrong (parseConfig says only 'config.json'); keep the error class.
+    if (e instanceof StudioError) {
+      e.message = e.message.startsWith('config.json') ? path + e.message.slice('config.json'.length) : `${path}: ${e.message}`;
+    }
     throw e;
   }
 }
