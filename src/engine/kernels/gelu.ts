@@ -1,5 +1,6 @@
 // Wrapper for shaders/gelu.wgsl: GELU forward and backward over a flat tensor, in the two forms
 // Hugging Face's GPT-2 may name in `activation_function`: 'gelu_new' (tanh form) and 'gelu' (erf).
+import { UnsupportedConfigError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
@@ -33,7 +34,7 @@ export interface GeluBackwardArgs {
 
 function kindConstant(kind: GeluKind): number {
   const k = KIND[kind];
-  if (k === undefined) throw new TypeError(`unknown GELU kind ${String(kind)}: use 'gelu_new' or 'gelu'`);
+  if (k === undefined) throw new UnsupportedConfigError(`activation_function '${String(kind)}' is not supported: use 'gelu_new' (GPT-2) or 'gelu'.`);
   return k;
 }
 
