@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { GPT2Config } from '../../../src/engine/model/config.ts';
 import { paramSpecs } from '../../../src/engine/model/params.ts';
 import {
-  cloneParams, refBackward, refForward, refTrain, sequentialBatch, windowCount, type RefParams,
+  cloneParams, refBackward, refForward, refTrain, sequentialBatch, toF32Params, toF64Params, windowCount,
+  type RefParams,
 } from '../../../src/engine/reference/gpt2.ts';
 import { adamwStep, clipCoefficient, crossEntropyForward, globalNorm } from '../../../src/engine/reference/ops.ts';
 import { ShapeError } from '../../../src/engine/errors.ts';
@@ -126,6 +127,19 @@ describe('refBackward against finite differences of the loss', () => {
     const g2 = refBackward(c, params, f.cache, { lossScale: 0.5 / (B * T) });
     for (const [n, g] of g1) expect(relErr(g2.get(n)!.map((x) => 2 * x), g), n).toBeLessThan(1e-14);
     expect(() => refBackward(c, params, refForward(c, params, randomTokens(B * T, 17, 21), null, B, T).cache)).toThrow(/targets/);
+  });
+});
+
+describe('parameter copies', () => {
+  it('clone is deep; float32 and float64 conversions round-trip float32 values', () => {
+    const p: RefParams = new Map([['a', Float64Array.of(0.1, -2.5)]]);
+    const q = cloneParams(p);
+    q.get('a')![0] = 7;
+    expect(p.get('a')![0]).toBe(0.1);
+    const f32 = toF32Params(p);
+    expect(f32.get('a')).toBeInstanceOf(Float32Array);
+    expect(f32.get('a')![0]).toBe(Math.fround(0.1));
+    expect([...toF64Params(f32).get('a')!]).toEqual([Math.fround(0.1), -2.5]);
   });
 });
 
