@@ -1,0 +1,106 @@
+// Wrapper for shaders/adamw.wgsl: torch.optim.AdamW on one parameter range per dispatch, with
+// the clip coefficient and non-finite flag read from the GPU-side norm (kernels/reduce.ts) and
+// the hyperparameters from a per-tensor record buffer the trainer rewrites every step.
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { bindGroup, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+
+/**
+ * f32 words per tensor record: [beta1, beta2, 1 − beta1, 1 − beta2, eps, 1 − lr·wd,
+ * lr / (1 − beta1^t), √(1 − beta2^t), active (1 or 0)]. The derived words are computed in
+ * float64 and rounded once, as torch does with its Python-float scalars.
+ */
+export const ADAMW_RECORD_WORDS = 9;
+export const ADAMW_RECORD_BYTES = ADAMW_RECORD_WORDS * 4;
+/** Workgroups (of 256 threads) per dispatch at most, about the resident threads of a large GPU; larger tensors are walked by a grid-stride loop. */
+export const ADAMW_MAX_WORKGROUPS = 1024;
+
+/** One tensor's optimizer settings for the coming step (torch.optim.AdamW's names). */
+export interface AdamwHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** This tensor's 1-based step count for the update about to run (torch's state['step'] after += 1). */
+  step: number;
+  /** false skips the tensor this step (params, m and v untouched); default true. */
+  active?: boolean;
+}
+
+/** Records for the `records` buffer, tensor k at words [9k, 9k + 9) (layout: ADAMW_RECORD_WORDS). */
+export function packAdamwRecords(list: readonly AdamwHyper[]): Float32Array {
+  const out = new Float32Array(list.length * ADAMW_RECORD_WORDS);
+  list.forEach((h, k) => {
+    const active = h.active ?? true;
+    if (active && !(Number.isInteger(h.step) && h.step >= 1)) {
+      throw new ShapeError(`AdamW record ${k}: step count must be an integer ≥ 1 (the update about to run), got ${h.step}.`);
+    }
+    for (const [name, x] of Object.entries({ lr: h.lr, eps: h.eps, weightDecay: h.weightDecay })) {
+      if (!(x >= 0) || !Number.isFinite(x)) throw new ShapeError(`AdamW record ${k}: ${name} must be a finite number ≥ 0, got ${x}.`);
+    }
+    for (const [name, b] of Object.entries({ beta1: h.beta1, beta2: h.beta2 })) {
+      if (!(b >= 0 && b < 1)) throw new ShapeError(`AdamW record ${k}: ${name} must be in [0, 1), got ${b}.`);
+    }
+    const step = active ? h.step : 1;
+    out.set(
+      [
+        h.beta1,
+        h.beta2,
+        1 - h.beta1,
+        1 - h.beta2,
+        h.eps,
+        1 - h.lr * h.weightDecay,
+        h.lr / (1 - h.beta1 ** step),
+        Math.sqrt(1 - h.beta2 ** step),
+        active ? 1 : 0,
+      ],
+      k * ADAMW_RECORD_WORDS,
+    );
+  });
+  return out;
+}
+
+export interface AdamwArgs {
+  label: string;
+  /** Elements; param.size / 4 unless given. */
+  n?: number;
+  /** (n) read_write: the parameter range */
+  param: BufferRange;
+  /** (n) read: its gradient (must not share a buffer with param, m or v: a buffer is either read or written in one dispatch) */
+  grad: BufferRange;
+  /** (n) read_write: AdamW first moment, zero before the first step */
+  m: BufferRange;
+  /** (n) read_write: AdamW second moment, zero before the first step */
+  v: BufferRange;
+  /** (3) read: [totalNorm, clipCoef, nonFiniteFlag] written by reduce's gradNorm earlier in the step */
+  norm: BufferRange;
+  /** Per-tensor records (packAdamwRecords), bound whole. */
+  records: GPUBuffer;
+  /** This tensor's record index. */
+  record: number;
+}
+
+/** param, m, v ← one AdamW step of `grad` · norm[1], unless norm[2] is set or the record is inactive. */
+export async function adamw(ctx: GpuContext, args: AdamwArgs): Promise<Dispatch> {
+  const n = args.n ?? args.param.size / 4;
+  for (const [name, r] of Object.entries({ param: args.param, grad: args.grad, m: args.m, v: args.v })) {
+    if (!Number.isInteger(n) || n < 1 || r.size < n * 4) {
+      throw new ShapeError(`${args.label}: ${name} range holds ${r.size / 4} floats, the update needs ${n}; bind equal ranges.`);
+    }
+  }
+  if (args.norm.size < 12) throw new ShapeError(`${args.label}: the norm range must hold 3 floats [norm, clipCoef, nonFinite].`);
+  const count = Math.floor(args.records.size / ADAMW_RECORD_BYTES);
+  if (!Number.isInteger(args.record) || args.record < 0 || args.record >= count) {
+    throw new ShapeError(`${args.label}: record ${args.record} is outside the records buffer, which holds ${count}.`);
+  }
+  const pipeline = await ctx.pipeline('adamw', 'main');
+  const dims = uniformWords(ctx, `${args.label}.dims`, [n, args.record, 0, 0]);
+  const records: BufferRange = { buffer: args.records, offset: 0, size: count * ADAMW_RECORD_BYTES };
+  return {
+    label: args.label,
+    pipeline,
+    bindGroup: bindGroup(ctx, pipeline, args.label, dims, [records, args.norm, args.grad, args.param, args.m, args.v]),
+    workgroups: [Math.min(Math.ceil(n / 256), ADAMW_MAX_WORKGROUPS, ctx.limits.maxComputeWorkgroupsPerDimension), 1, 1],
+  };
+}
