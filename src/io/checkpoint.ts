@@ -254,7 +254,8 @@ export async function loadCheckpoint(
   for (const s of specs) {
     const { info, src } = found.get(s.name)!;
     if (!sameShape(info.shape, s.shape)) {
-      const transposed = s.shape.length === 2 && sameShape(info.shape, [s.shape[1], s.shape[0]]);
+      // Conv1D weights stored the nn.Linear way, (out, in): a common conversion mistake.
+      const transposed = /\.(c_attn|c_proj|c_fc)\.weight$/.test(s.name) && sameShape(info.shape, [s.shape[1], s.shape[0]]);
       bad.push(
         `'${info.name}' in ${src.name} has shape ${shapeStr(info.shape)} but the config needs ${shapeStr(s.shape)}` +
           (transposed ? ' (it is stored transposed, as nn.Linear (out, in); GPT-2 checkpoints store Conv1D weights as (in, out))' : ''),

@@ -175,7 +175,7 @@ describe('loadCheckpoint', () => {
     const e = await loadErr(single(t));
     expect(e).toBeInstanceOf(ShapeError);
     expect(e.message).toMatch(/2 tensors do not fit the config/);
-    expect(e.message).toMatch(/'transformer\.wpe\.weight' in model\.safetensors has shape \[4, 6\] but the config needs \[6, 4\]/);
+    expect(e.message).toMatch(/'transformer\.wpe\.weight' in model\.safetensors has shape \[4, 6\] but the config needs \[6, 4\];/);
     expect(e.message).toMatch(/'transformer\.h\.1\.attn\.c_attn\.weight' .* has shape \[12, 4\] but the config needs \[4, 12\] \(it is stored transposed/);
   });
 
