@@ -3,7 +3,7 @@
 // decay on and off, per-tensor step counts, a clip coefficient below 1, and the skips (non-finite
 // gradient, inactive record) that must leave parameters and moments untouched.
 import { describe, expect, it } from 'vitest';
-import { ADAMW_MAX_WORKGROUPS, ADAMW_RECORD_WORDS, adamw, packAdamwRecords, type AdamwHyper } from '../../src/engine/kernels/adamw.ts';
+import { ADAMW_MAX_WORKGROUPS, ADAMW_RECORD_WORDS, adamw, packAdamwRecords, writeAdamwRecords, type AdamwHyper } from '../../src/engine/kernels/adamw.ts';
 import { gradNorm } from '../../src/engine/kernels/reduce.ts';
 import { run, type BufferRange, type Dispatch } from '../../src/engine/gpu/dispatch.ts';
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
@@ -97,8 +97,7 @@ describe('adamw kernel', () => {
       const ordered: AdamwHyper[] = [];
       recordOf.forEach((r, k) => (ordered[r] = hypers[k]));
       ordered.push({ ...hypers[0], lr: 1 }); // an unused record
-      const packed = packAdamwRecords(ordered);
-      ctx.device.queue.writeBuffer(s.records, 0, packed.buffer, packed.byteOffset, packed.byteLength);
+      writeAdamwRecords(ctx, s.records, ordered);
       await run(ctx, s.step);
 
       const coef = clipCoefficient(total, Math.fround(maxNorm));
@@ -134,8 +133,7 @@ describe('adamw kernel', () => {
     const p0 = [f32(randn(300, 1)), f32(randn(1000, 2))];
     const s = await setup(ctx, p0, 1, [0, 1]);
     const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
-    const packed = packAdamwRecords([{ ...hyper, step: 1 }, { ...hyper, step: 1 }]);
-    ctx.device.queue.writeBuffer(s.records, 0, packed);
+    writeAdamwRecords(ctx, s.records, [{ ...hyper, step: 1 }, { ...hyper, step: 1 }]);
     // One good step so the moments are non-zero.
     p0.forEach((p, k) => write(ctx, s.grads[k], f32(randn(p.length, 10 + k))));
     await run(ctx, s.step);
@@ -146,8 +144,7 @@ describe('adamw kernel', () => {
     bad[777] = NaN;
     write(ctx, s.grads[0], f32(randn(300, 21)));
     write(ctx, s.grads[1], bad);
-    const packed2 = packAdamwRecords([{ ...hyper, step: 2 }, { ...hyper, step: 2 }]);
-    ctx.device.queue.writeBuffer(s.records, 0, packed2);
+    writeAdamwRecords(ctx, s.records, [{ ...hyper, step: 2 }, { ...hyper, step: 2 }]);
     await run(ctx, s.step);
     expect((await download(ctx, s.norm))[2]).toBe(1);
     const after = await Promise.all([...s.params, ...s.ms, ...s.vs].map((r) => download(ctx, r)));
@@ -199,6 +196,13 @@ describe('adamw kernel', () => {
     expect(() => packAdamwRecords([{ ...ok, step: 0 }])).toThrow(ShapeError);
     expect(() => packAdamwRecords([{ ...ok, step: 1, beta2: 1 }])).toThrow(/beta2/);
     expect(() => packAdamwRecords([{ ...ok, step: 1, lr: NaN }])).toThrow(/lr/);
+  });
+
+  it('writeAdamwRecords refuses more records than the buffer holds', async () => {
+    const ctx = await gpuContext();
+    const records = ctx.createBuffer(ADAMW_RECORD_WORDS * 4, 'records');
+    const h = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
+    expect(() => writeAdamwRecords(ctx, records, [h, h, h, h])).toThrow(/records buffer/);
   });
 
   it('refuses mismatched ranges and a record outside the buffer', async () => {

@@ -61,6 +61,15 @@ export function packAdamwRecords(list: readonly AdamwHyper[]): Float32Array {
   return out;
 }
 
+/** Packs `list` and writes it over the records buffer from record 0 (queue.writeBuffer: once per step, before the step's command buffer). */
+export function writeAdamwRecords(ctx: GpuContext, records: GPUBuffer, list: readonly AdamwHyper[]): void {
+  const packed = packAdamwRecords(list);
+  if (packed.byteLength > records.size) {
+    throw new ShapeError(`${list.length} AdamW records need ${packed.byteLength} bytes; the records buffer ${records.label} has ${records.size}.`);
+  }
+  ctx.device.queue.writeBuffer(records, 0, packed.buffer as ArrayBuffer, packed.byteOffset, packed.byteLength);
+}
+
 export interface AdamwArgs {
   label: string;
   /** Elements; param.size / 4 unless given. */
