@@ -329,11 +329,11 @@ export async function tokenizeCorpus(
         signal?.throwIfAborted();
         let end = d.length;
         if (tokenizer.chunkable && d.length - pos > chunkChars) {
-          end = safeCut(d, pos, pos + chunkChars);
+          end = safeCut(d, pos, pos + chunkChars, tokenizer.addedTokens);
           if (end < 0) {
             // no safe cut in the window: take the first one after it, else the rest
             end = pos + chunkChars + 1;
-            while (end < d.length && !isSafeCut(d, end)) end++;
+            while (end < d.length && !isSafeCut(d, end, tokenizer.addedTokens)) end++;
           }
         }
         const piece = d.slice(pos, end);

@@ -34,6 +34,8 @@ export interface Tokenizer {
    * Corpus ingestion tokenizes long documents in chunks only when this holds.
    */
   readonly chunkable: boolean;
+  /** texts that encode to one added (special) token wherever they appear, e.g. `<|endoftext|>` */
+  readonly addedTokens: readonly string[];
 }
 
 /** The two Hugging Face files that define a tokenizer, as parsed JSON. */
@@ -125,6 +127,7 @@ export class HfTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly eosId: number;
   readonly chunkable: boolean;
+  readonly addedTokens: readonly string[];
   private readonly hf: PreTrainedTokenizer;
 
   constructor(readonly files: TokenizerFiles) {
@@ -163,9 +166,12 @@ export class HfTokenizer implements Tokenizer {
     }
     this.eosId = eos;
 
+    this.addedTokens = this.hf.added_tokens.map((t) => t.content);
     const pre = tokenizerJson.pre_tokenizer;
+    // Added tokens that strip or hold whitespace could make a cut at a space or newline unsafe.
+    const plainAdded = this.hf.added_tokens.every((t) => !t.lstrip && !t.rstrip && !/\s/u.test(t.content));
     this.chunkable = isRecord(pre) && pre.type === 'ByteLevel' && pre.add_prefix_space === false
-      && pre.use_regex !== false && (tokenizerJson.normalizer ?? null) === null;
+      && pre.use_regex !== false && (tokenizerJson.normalizer ?? null) === null && plainAdded;
   }
 
   encode(text: string): number[] {
@@ -173,6 +179,13 @@ export class HfTokenizer implements Tokenizer {
   }
 
   decode(ids: ArrayLike<number>): string {
+    if (ids.length === 0) return ''; // transformers.js throws on an empty list
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocabSize)) {
+        throw new RangeError(`decode: token ${i} is ${id}, not an id below the vocabulary size ${this.vocabSize}.`);
+      }
+    }
     return this.hf.decode(Array.from(ids), { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   }
 }
@@ -207,7 +220,7 @@ let defaultTokenizer: Promise<HfTokenizer> | undefined;
  */
 export function loadDefaultTokenizer(dir?: string): Promise<HfTokenizer> {
   if (dir !== undefined) return loadFromDisk(dir);
-  defaultTokenizer ??= (inNode() ? loadFromDisk() : loadFromSite()).catch((e: unknown) => {
+  defaultTokenizer ??= (inNode() ? loadFromDisk() : tokenizerFromSite()).catch((e: unknown) => {
     defaultTokenizer = undefined; // a failed load may succeed later (files generated, network back)
     throw e;
   });
@@ -222,13 +235,17 @@ async function loadFromDisk(dir?: string): Promise<HfTokenizer> {
   return new HfTokenizer(files);
 }
 
-async function loadFromSite(): Promise<HfTokenizer> {
-  const base = import.meta.env?.BASE_URL ?? '/';
+/**
+ * GPT-2's tokenizer fetched from `<base>tokenizer/gpt2/` of the site (the generated files Vite
+ * serves from public/). `base` defaults to Vite's base URL, so a site served under a sub-path works.
+ */
+export async function tokenizerFromSite(base: string = import.meta.env?.BASE_URL ?? '/', fetchFn: typeof fetch = fetch): Promise<HfTokenizer> {
+  const root = base.endsWith('/') ? base : `${base}/`;
   const get = async (file: string): Promise<unknown> => {
-    const url = `${base}tokenizer/gpt2/${file}`;
+    const url = `${root}tokenizer/gpt2/${file}`;
     let res: Response;
     try {
-      res = await fetch(url);
+      res = await fetchFn(url);
     } catch (e) {
       throw new TokenizerFileError(`Could not fetch ${url} (${(e as Error).message}).`);
     }
@@ -290,14 +307,17 @@ const isWs = (c: string): boolean => WS.test(c);
  *      (if any) is one piece either way, and "\nX" starts a piece either way. (Cutting between
  *      "\n\n" and "X" is NOT safe: whole text gives "\n","\n","X", the cut gives "\n\n","X".)
  *   2. just before a ' ' with non-spaces on both sides ("abc| def").
- * Neither cut can fall inside `<|endoftext|>` or a surrogate pair. Cuts of kind 1 are preferred.
+ * Added tokens are split out of the text before pre-tokenization, so the text before one ends
+ * like the end of the text: a cut of kind 1 is unsafe right before an added token
+ * ("\n\n<|endoftext|>" gives "\n\n", not "\n","\n"), and is refused there. Neither cut can fall
+ * inside `<|endoftext|>` or a surrogate pair. Cuts of kind 1 are preferred.
  */
-export function safeCut(text: string, from: number, limit: number): number {
+export function safeCut(text: string, from: number, limit: number, added: readonly string[] = [GPT2_EOS]): number {
   const hi = Math.min(limit, text.length - 2);
   let spaceCut = -1;
   for (let b = hi; b > from; b--) {
     const c = text[b];
-    if (c === '\n' && !isWs(text[b + 1])) return b;
+    if (c === '\n' && !isWs(text[b + 1]) && !addedAt(text, b + 1, added)) return b;
     if (spaceCut < 0) {
       if (c === ' ' && !isWs(text[b - 1]) && !isWs(text[b + 1])) spaceCut = b;
     } else if (spaceCut - b > 4096) {
@@ -307,10 +327,15 @@ export function safeCut(text: string, from: number, limit: number): number {
   return spaceCut;
 }
 
+function addedAt(text: string, i: number, added: readonly string[]): boolean {
+  for (const a of added) if (text.startsWith(a, i)) return true;
+  return false;
+}
+
 /** Whether `b` is a safe cut of either kind described at safeCut (0 < b < text.length − 1). */
-export function isSafeCut(text: string, b: number): boolean {
+export function isSafeCut(text: string, b: number, added: readonly string[] = [GPT2_EOS]): boolean {
   if (b <= 0 || b >= text.length - 1) return false;
   const c = text[b];
-  if (c === '\n') return !isWs(text[b + 1]);
+  if (c === '\n') return !isWs(text[b + 1]) && !addedAt(text, b + 1, added);
   return c === ' ' && !isWs(text[b - 1]) && !isWs(text[b + 1]);
 }
