@@ -1,0 +1,54 @@
+// The studio's command line over the same engine as the page: `npm run cli -- <command>`.
+// Bad input ends with a one-line error and a non-zero exit, never a stack trace
+// (set STUDIO_DEBUG=1 to see one).
+import { StudioError } from '../engine/errors.ts';
+import { Args, helpText, parseArgs, UsageError, type CommandSpec } from './args.ts';
+import { runTrain, trainSpec } from './commands/train.ts';
+
+interface Command {
+  spec: CommandSpec;
+  run(a: Args, out: (line: string) => void): Promise<void>;
+}
+
+const COMMANDS: Command[] = [{ spec: trainSpec, run: runTrain }];
+
+function usage(): string {
+  const lines = ['WebGPU Fine-Tuning Studio — command line', '', 'Usage: npm run cli -- <command> [options]', '', 'Commands:'];
+  for (const c of COMMANDS) lines.push(`  ${c.spec.name.padEnd(10)}${c.spec.summary}`);
+  lines.push('', 'Run a command with --help for its options.');
+  return lines.join('\n');
+}
+
+export async function main(argv: string[], out: (line: string) => void = (l) => console.log(l)): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    out(usage());
+    return name ? 0 : 2;
+  }
+  const cmd = COMMANDS.find((c) => c.spec.name === name);
+  if (!cmd) {
+    console.error(`error: unknown command '${name}'. Commands: ${COMMANDS.map((c) => c.spec.name).join(', ')}.`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    out(helpText(cmd.spec));
+    return 0;
+  }
+  try {
+    await cmd.run(new Args(parseArgs(cmd.spec, rest)), out);
+    return 0;
+  } catch (e) {
+    if (process.env.STUDIO_DEBUG) console.error(e);
+    const known = e instanceof StudioError;
+    const msg = (e as Error)?.message ?? String(e);
+    console.error(`error: ${known ? '' : `${(e as Error)?.name ?? 'Error'}: `}${msg.split('\n').join(' ')}`);
+    return e instanceof UsageError ? 2 : 1;
+  }
+}
+
+const isEntry = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isEntry) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

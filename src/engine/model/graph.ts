@@ -1,0 +1,189 @@
+// GPT-2's forward and backward passes as lists of prepared dispatches for one micro-batch,
+// in the order llm.c's train_gpt2 runs them. Built once per (run shape, trainable set) and
+// replayed every step. Semantics: Hugging Face GPT2LMHeadModel (pre-LN blocks, causal
+// attention, tied LM head), DESIGN.md "GPT-2 semantics".
+import type { GpuContext } from '../gpu/context.ts';
+import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
+import { attentionBackward, attentionForward } from '../kernels/attention.ts';
+import { crossEntropy } from '../kernels/crossentropy.ts';
+import { dropoutSite } from '../kernels/dropout.ts';
+import { embeddingBackward, embeddingForward } from '../kernels/embedding.ts';
+import { geluBackward, geluForward } from '../kernels/gelu.ts';
+import { layernormBackward, layernormForward } from '../kernels/layernorm.ts';
+import { biasGrad, matmul } from '../kernels/matmul.ts';
+import { residualBackward, residualForward } from '../kernels/residual.ts';
+import { rows, type Activations } from './activations.ts';
+import type { GPT2Config } from './config.ts';
+import type { GpuWeights } from './weights.ts';
+
+export interface DropoutRates {
+  embd: number;
+  attn: number;
+  resid: number;
+}
+
+export interface MicroInputs {
+  /** (B·T) u32 token ids */
+  tokens: BufferRange;
+  /** (B·T) u32 next-token targets */
+  targets: BufferRange;
+  /** embedding-backward buckets (kernels/embedding.ts tokenBucketWords(B·T)) */
+  buckets: BufferRange;
+}
+
+export interface GraphContext {
+  ctx: GpuContext;
+  config: GPT2Config;
+  weights: GpuWeights;
+  acts: Activations;
+  /** micro-batch index within the optimizer step (dropout streams) */
+  micro: number;
+  dropout: DropoutRates;
+  /** the Rng {seed, step} uniform */
+  rng: GPUBuffer;
+  /** gradient range of a trainable parameter, undefined when frozen */
+  grad: (name: string) => BufferRange | undefined;
+}
+
+function drop(g: GraphContext, p: number, site: number) {
+  return p > 0 ? { p, site, micro: g.micro, rng: g.rng } : undefined;
+}
+
+/** Embedding through ln_f: fills acts.encoded … acts.lnf. */
+export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<Dispatch[]> {
+  const { ctx, config: c, weights: w, acts: a } = g;
+  const { B, T } = a;
+  const N = B * T;
+  const C = c.nEmbd;
+  const I = c.nInner;
+  const out: Dispatch[] = [];
+  const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
+  out.push(await embeddingForward(ctx, {
+    label: 'embed', B, T, C, V: c.vocabSize, P: c.nPositions,
+    tokens: inp.tokens, wte: w.range('wte.weight'), wpe: w.range('wpe.weight'), out: a.encoded,
+    dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
+  }));
+  for (let i = 0; i < c.nLayer; i++) {
+    const L = a.layers[i];
+    const p = (n: string) => w.range(`h.${i}.${n}`);
+    const x = a.blockInput(i);
+    out.push(await layernormForward(ctx, { label: `h${i}.ln1`, N, C, eps: c.layerNormEpsilon, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd }));
+    out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
+    out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, dropoutSite.attnProbs(i)) }));
+    out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
+    out.push(await residualForward(ctx, { label: `h${i}.resid2`, n: N * C, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, dropoutSite.attnResid(i)) }));
+    out.push(await layernormForward(ctx, { label: `h${i}.ln2`, N, C, eps: c.layerNormEpsilon, x: L.resid2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd }));
+    out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
+    out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
+    out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
+    out.push(await residualForward(ctx, { label: `h${i}.resid3`, n: N * C, a: L.resid2, b: L.fcproj, out: L.resid3, dropout: drop(g, g.dropout.resid, dropoutSite.mlpResid(i)) }));
+  }
+  out.push(await layernormForward(ctx, {
+    label: 'ln_f', N, C, eps: c.layerNormEpsilon, x: a.blockInput(c.nLayer),
+    weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd,
+  }));
+  return out;
+}
+
+/**
+ * The tied LM head and softmax cross-entropy, in row chunks so (B·T × V) logits never exist at
+ * once. Writes acts.losses. With `backward`, each chunk's logits become dlogits in place
+ * (scaled by `lossScale`), then dlnf = dlogits·wte and, when embeddings train, dwte += dlogitsᵀ·lnf.
+ */
+export async function buildHead(g: GraphContext, targets: BufferRange, backward: boolean, lossScale: number): Promise<Dispatch[]> {
+  const { ctx, config: c, weights: w, acts: a } = g;
+  const N = a.B * a.T;
+  const C = c.nEmbd;
+  const V = c.vocabSize;
+  const wte = w.range('wte.weight');
+  const dwte = backward ? g.grad('wte.weight') : undefined;
+  const out: Dispatch[] = [];
+  for (let r0 = 0, k = 0; r0 < N; r0 += a.chunkRows, k++) {
+    const n = Math.min(a.chunkRows, N - r0);
+    const logits = rows(a.logits, 0, n * V);
+    out.push(await matmul(ctx, { label: `head${k}.logits`, M: n, N: V, K: C, a: rows(a.lnf, r0 * C, n * C), b: wte, out: logits, transB: true }));
+    out.push(await crossEntropy(ctx, { label: `head${k}.ce`, N: n, V, targets: rows(targets, r0, n), logits, losses: rows(a.losses, r0, n), scale: lossScale, writeGrad: backward }));
+    if (!backward) continue;
+    out.push(await matmul(ctx, { label: `head${k}.dlnf`, M: n, N: C, K: V, a: logits, b: wte, out: rows(a.dlnf, r0 * C, n * C) }));
+    if (dwte) out.push(await matmul(ctx, { label: `head${k}.dwte`, M: V, N: C, K: n, a: logits, b: rows(a.lnf, r0 * C, n * C), out: dwte, transA: true, accumulate: true }));
+  }
+  return out;
+}
+
+/** Lowest depth group with a trainable parameter; backward stops there. */
+function lowestTrainableGroup(g: GraphContext): number {
+  let low = Infinity;
+  for (const s of g.weights.specs) if (g.grad(s.name)) low = Math.min(low, s.group);
+  return low;
+}
+
+/**
+ * Backward from dlnf (written by buildHead) to the lowest trainable group. All parameter
+ * gradients accumulate (+=): the trainer zeroes the gradient arena once per optimizer step, so
+ * micro-batches and the tied wte's two contributions add up.
+ */
+export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<Dispatch[]> {
+  const { ctx, config: c, weights: w, acts: a } = g;
+  const { B, T } = a;
+  const N = B * T;
+  const C = c.nEmbd;
+  const I = c.nInner;
+  const low = lowestTrainableGroup(g);
+  const out: Dispatch[] = [];
+  if (!Number.isFinite(low)) return out;
+
+  const lnfW = g.grad('ln_f.weight');
+  out.push(...await layernormBackward(ctx, {
+    label: 'ln_f.bwd', N, C, dout: a.dlnf, x: a.blockInput(c.nLayer), weight: w.range('ln_f.weight'), mean: a.lnfMean, rstd: a.lnfRstd,
+    dx: a.dresid, dweight: lnfW, dbias: g.grad('ln_f.bias'), accumulateParams: true, scratch: a.lnScratch,
+  }));
+
+  // Linear layer backward: dW += xᵀ·dy, db += Σ dy (when trainable), dx = dy·Wᵀ (when wanted).
+  const linear = async (label: string, name: string, x: BufferRange, dy: BufferRange, dx: BufferRange | null, IC: number, OC: number) => {
+    const dW = g.grad(`${name}.weight`);
+    const db = g.grad(`${name}.bias`);
+    if (dW) out.push(await matmul(ctx, { label: `${label}.dW`, M: IC, N: OC, K: N, a: x, b: dy, out: dW, transA: true, accumulate: true }));
+    if (db) out.push(await biasGrad(ctx, { label: `${label}.db`, M: N, N: OC, dout: dy, dbias: db, accumulate: true }));
+    if (dx) out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: w.range(`${name}.weight`), out: dx, transB: true }));
+  };
+
+  for (let i = c.nLayer - 1; i >= 0 && i + 1 >= low; i--) {
+    const L = a.layers[i];
+    const pre = `h.${i}.`;
+    const lastNeeded = i + 1 === low; // nothing below this block trains
+    // MLP branch: resid3 = resid2 + dropout(c_proj(gelu(c_fc(ln2(resid2)))))
+    out.push(await residualBackward(ctx, { label: `h${i}.resid3.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, dropoutSite.mlpResid(i)) }));
+    await linear(`h${i}.mlp.c_proj`, pre + 'mlp.c_proj', L.fchGelu, a.dA, a.dfch, I, C);
+    out.push(await geluBackward(ctx, { label: `h${i}.gelu.bwd`, n: N * I, kind: c.activation, x: L.fch, dout: a.dfch }));
+    await linear(`h${i}.c_fc`, pre + 'mlp.c_fc', L.ln2, a.dfch, a.dB, C, I);
+    out.push(...await layernormBackward(ctx, {
+      label: `h${i}.ln2.bwd`, N, C, dout: a.dB, x: L.resid2, weight: w.range(pre + 'ln_2.weight'), mean: L.ln2Mean, rstd: L.ln2Rstd,
+      dx: a.dresid, accumulateDx: true, dweight: g.grad(pre + 'ln_2.weight'), dbias: g.grad(pre + 'ln_2.bias'), accumulateParams: true, scratch: a.lnScratch,
+    }));
+    // Attention branch: resid2 = x + dropout(c_proj(attn(c_attn(ln1(x)))))
+    out.push(await residualBackward(ctx, { label: `h${i}.resid2.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, dropoutSite.attnResid(i)) }));
+    await linear(`h${i}.attn.c_proj`, pre + 'attn.c_proj', L.atty, a.dA, a.dB, C, C);
+    out.push(...await attentionBackward(ctx, {
+      label: `h${i}.attn.bwd`, B, T, C, NH: c.nHead, dout: a.dB, qkv: L.qkv, out: L.atty, lse: L.lse, dqkv: a.dqkv,
+      dropout: drop(g, g.dropout.attn, dropoutSite.attnProbs(i)),
+    }));
+    await linear(`h${i}.c_attn`, pre + 'attn.c_attn', L.ln1, a.dqkv, a.dB, C, 3 * C);
+    const ln1W = g.grad(pre + 'ln_1.weight');
+    if (!lastNeeded || ln1W) {
+      out.push(...await layernormBackward(ctx, {
+        label: `h${i}.ln1.bwd`, N, C, dout: a.dB, x: a.blockInput(i), weight: w.range(pre + 'ln_1.weight'), mean: L.ln1Mean, rstd: L.ln1Rstd,
+        dx: a.dresid, accumulateDx: true, dweight: ln1W, dbias: g.grad(pre + 'ln_1.bias'), accumulateParams: true, scratch: a.lnScratch,
+      }));
+    }
+  }
+
+  if (low === 0) {
+    const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
+    out.push(...await embeddingBackward(ctx, {
+      label: 'embed.bwd', B, T, C, V: c.vocabSize, P: c.nPositions, dout: a.dresid, buckets: inp.buckets,
+      dwte: g.grad('wte.weight'), accumulateWte: true, dwpe: g.grad('wpe.weight'), accumulateWpe: true,
+      dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
+    }));
+  }
+  return out;
+}

@@ -1,0 +1,50 @@
+// GPT-2's parameters on the GPU: one arena in paramSpecs order, uploaded from and downloaded
+// to host tensors keyed by Hugging Face name.
+import type { GpuContext } from '../gpu/context.ts';
+import type { BufferRange } from '../gpu/dispatch.ts';
+import { Arena } from './arena.ts';
+import type { GPT2Config } from './config.ts';
+import { checkHostParams, paramSpecs, type HostParams, type ParamSpec } from './params.ts';
+
+export class GpuWeights {
+  readonly config: GPT2Config;
+  readonly specs: ParamSpec[];
+  readonly arena: Arena;
+  private readonly ctx: GpuContext;
+
+  constructor(ctx: GpuContext, config: GPT2Config, host: HostParams) {
+    checkHostParams(config, host);
+    this.ctx = ctx;
+    this.config = config;
+    this.specs = paramSpecs(config);
+    this.arena = new Arena(ctx, 'params', this.specs);
+    for (const s of this.specs) this.upload(s.name, host.get(s.name)!);
+  }
+
+  range(name: string): BufferRange {
+    return this.arena.range(name);
+  }
+
+  upload(name: string, data: Float32Array): void {
+    const r = this.arena.range(name);
+    this.ctx.device.queue.writeBuffer(r.buffer, r.offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Copies every parameter back to the CPU (tensor by tensor, so peak extra memory is one tensor's staging). */
+  async download(): Promise<HostParams> {
+    const out: HostParams = new Map();
+    for (const s of this.specs) {
+      const r = this.arena.range(s.name);
+      out.set(s.name, await this.ctx.readF32(r.buffer, r.offset, s.numel));
+    }
+    return out;
+  }
+
+  get bytes(): number {
+    return this.arena.bytes;
+  }
+
+  destroy(): void {
+    this.arena.destroy();
+  }
+}

@@ -1,0 +1,111 @@
+// A training run: batches from the token stream, the learning-rate schedule, discriminative
+// rates and gradual unfreezing around Trainer's optimizer steps. The CLI and the page's worker
+// both drive training through this one loop.
+import { ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { GpuWeights } from '../model/weights.ts';
+import { WindowSampler } from './data.ts';
+import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
+import { lrMultiplier, type ScheduleConfig } from './schedule.ts';
+import { Trainer, type OptimizerOptions, type StepMetrics } from './trainer.ts';
+import type { DropoutRates } from '../model/graph.ts';
+
+export interface TrainRunConfig extends OptimizerOptions {
+  /** optimizer steps */
+  steps: number;
+  batch: number;
+  seq: number;
+  gradAccum: number;
+  /** base (peak) learning rate of the top group */
+  lr: number;
+  schedule: ScheduleConfig;
+  /** discriminative factor f: group d trains at lr / f^(L+1−d); 1 = off */
+  lrDecay: number;
+  /** gradual unfreezing: k groups open at first, one more every N steps; null = off */
+  unfreeze: { start: number; every: number } | null;
+  dropout: DropoutRates;
+  seed: number;
+  order: 'sequential' | 'shuffled';
+  /** depth groups the user froze */
+  frozen: ReadonlySet<number>;
+}
+
+/** One line of the training log (the CLI's --log format). */
+export interface StepLog {
+  step: number;
+  loss: number;
+  /** learning rate of the top group (ln_f) at this step */
+  lr: number;
+  grad_norm: number;
+}
+
+export interface TrainHooks {
+  onStep?(log: StepLog, metrics: StepMetrics): void;
+  /** human-readable notes: the unfreezing schedule, groups opening */
+  onInfo?(message: string): void;
+  signal?: AbortSignal;
+}
+
+/** The frozen groups at 0-based step `s`. */
+function frozenAt(cfg: TrainRunConfig, L: number, sched: UnfreezeSchedule | null, s: number): Set<number> {
+  if (!sched) return new Set(cfg.frozen);
+  const open = new Set(sched.openGroupsAt(s));
+  const frozen = new Set<number>();
+  for (let g = 0; g < L + 2; g++) if (!open.has(g)) frozen.add(g);
+  return frozen;
+}
+
+export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: ArrayLike<number>, cfg: TrainRunConfig, hooks: TrainHooks = {}): Promise<StepLog[]> {
+  const c = weights.config;
+  const L = c.nLayer;
+  if (!(Number.isInteger(cfg.steps) && cfg.steps >= 1)) throw new ShapeError(`steps must be a positive integer, got ${cfg.steps}.`);
+  if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) throw new ShapeError(`learning rate must be a finite number ≥ 0, got ${cfg.lr}.`);
+  const factors = groupLrFactors(L, cfg.lrDecay);
+  const sched = cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: cfg.frozen }) : null;
+  if (sched) hooks.onInfo?.(`Gradual unfreezing:\n${sched.describe()}`);
+  const sampler = new WindowSampler({ tokens, T: cfg.seq, shuffle: cfg.order === 'shuffled', seed: cfg.seed });
+  const trainer = await Trainer.create(ctx, weights, {
+    batch: cfg.batch, seq: cfg.seq, gradAccum: cfg.gradAccum, dropout: cfg.dropout, seed: cfg.seed,
+    beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip,
+    frozen: frozenAt(cfg, L, sched, 0),
+  });
+  if (trainer.trainableParams === 0 && !sched) {
+    trainer.destroy();
+    throw new ShapeError('Every layer is frozen: nothing would train. Unfreeze at least one group.');
+  }
+  const logs: StepLog[] = [];
+  const inFlight: Array<{ metrics: Promise<StepMetrics>; lr: number }> = [];
+  const settle = async () => {
+    const f = inFlight.shift()!;
+    const m = await f.metrics;
+    const log: StepLog = { step: m.step, loss: m.loss, lr: f.lr, grad_norm: m.gradNorm };
+    logs.push(log);
+    hooks.onStep?.(log, m);
+  };
+  try {
+    for (let s = 0; s < cfg.steps; s++) {
+      if (hooks.signal?.aborted) break;
+      if (sched) {
+        const opening = sched.openingAt(s).filter((g) => s > 0 && !cfg.frozen.has(g));
+        if (opening.length) hooks.onInfo?.(`Step ${s + 1}: opening group(s) ${opening.join(', ')}`);
+        await trainer.setFrozen(frozenAt(cfg, L, sched, s));
+      }
+      const mult = lrMultiplier(cfg.schedule, s, cfg.steps);
+      const micro = [];
+      for (let m = 0; m < cfg.gradAccum; m++) {
+        const b = sampler.nextBatch(cfg.batch);
+        micro.push({ inputs: b.inputs.slice(), targets: b.targets.slice() });
+      }
+      const lrTop = cfg.lr * mult * factors[L + 1];
+      const handle = await trainer.submit(micro, (g) => cfg.lr * mult * factors[g]);
+      inFlight.push({ metrics: handle.metrics, lr: lrTop });
+      // Two steps in flight: the GPU never waits for the CPU to read a loss.
+      while (inFlight.length > 2) await settle();
+    }
+    while (inFlight.length) await settle();
+  } finally {
+    await trainer.drain().catch(() => {});
+    trainer.destroy();
+  }
+  return logs;
+}

@@ -1,0 +1,338 @@
+// The training step on the GPU: for every micro-batch forward, chunked LM head + cross-entropy,
+// backward; then the global gradient norm, clipping and AdamW — all in ONE command buffer, with
+// no buffer allocation and no waiting on the GPU in the steady state. Metrics (loss, grad norm)
+// come back through a small ring of mappable buffers, read asynchronously.
+//
+// Semantics (DESIGN.md, training semantics): loss = mean cross-entropy over all B·T targets of
+// all micro-batches; torch.optim.AdamW with per-parameter step counts, decay only on ≥2-D
+// tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
+// parameters hold no gradient and no optimizer state and never change.
+import { NonFiniteLossError, ShapeError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
+import { createRngUniform, writeRng, MAX_MICRO_BATCHES } from '../kernels/dropout.ts';
+import { tokenBucketWords, writeTokenBuckets } from '../kernels/embedding.ts';
+import { gradNorm, meanReduce, NORM_WORDS, type GradNorm } from '../kernels/reduce.ts';
+import { Activations } from '../model/activations.ts';
+import { Arena } from '../model/arena.ts';
+import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroInputs } from '../model/graph.ts';
+import type { ParamSpec } from '../model/params.ts';
+import type { GpuWeights } from '../model/weights.ts';
+
+export interface OptimizerOptions {
+  /** AdamW betas and eps (torch defaults 0.9, 0.999, 1e-8) */
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** decoupled weight decay, applied to ≥2-D tensors only */
+  weightDecay: number;
+  /** max global gradient norm; 0 turns clipping off */
+  gradClip: number;
+}
+
+export interface TrainerOptions extends OptimizerOptions {
+  /** rows per micro-batch */
+  batch: number;
+  /** tokens per row (T ≤ n_positions) */
+  seq: number;
+  /** micro-batches per optimizer step */
+  gradAccum: number;
+  dropout: DropoutRates;
+  /** dropout RNG seed */
+  seed: number;
+  /** frozen depth groups (0 embeddings, i + 1 block i, L + 1 ln_f) */
+  frozen: ReadonlySet<number>;
+}
+
+/** One micro-batch: (B·T) inputs and targets. */
+export interface MicroBatch {
+  inputs: Uint32Array;
+  targets: Uint32Array;
+}
+
+export interface StepMetrics {
+  /** 1-based optimizer step */
+  step: number;
+  /** mean loss over every target of the step, before its update */
+  loss: number;
+  /** global gradient norm before clipping */
+  gradNorm: number;
+  /** factor the gradients were scaled by (1 = not clipped) */
+  clipCoef: number;
+}
+
+export interface TrainerMemory {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+  scratch: number;
+}
+
+interface Plan {
+  grads: Arena | null;
+  m: Arena | null;
+  v: Arena | null;
+  trainable: ParamSpec[];
+  dispatches: Dispatch[];
+  norm: GradNorm | null;
+}
+
+const RING = 4;
+// metrics buffer (storage): [loss]; norm buffer: [norm, coef, nonFinite]
+const METRIC_WORDS = 4;
+
+export class Trainer {
+  readonly ctx: GpuContext;
+  readonly weights: GpuWeights;
+  readonly opts: TrainerOptions;
+  private acts: Activations;
+  private inputs: MicroInputs[] = [];
+  private inputBuffers: GPUBuffer[] = [];
+  private rng: GPUBuffer;
+  private metrics: GPUBuffer;
+  private normBuf: GPUBuffer;
+  private records: GPUBuffer;
+  private plan: Plan = { grads: null, m: null, v: null, trainable: [], dispatches: [], norm: null };
+  private frozen: Set<number>;
+  /** per-parameter AdamW step counts (torch's state['step']); absent = fresh state */
+  private stepCounts = new Map<string, number>();
+  private ring: Array<{ buffer: GPUBuffer; pending: Promise<void> | null }> = [];
+  private ringNext = 0;
+  private stepIndex = 0;
+
+  private constructor(ctx: GpuContext, weights: GpuWeights, opts: TrainerOptions) {
+    const c = weights.config;
+    if (!(Number.isInteger(opts.batch) && opts.batch >= 1)) throw new ShapeError(`batch must be a positive integer, got ${opts.batch}.`);
+    if (!(Number.isInteger(opts.seq) && opts.seq >= 1)) throw new ShapeError(`sequence length must be a positive integer, got ${opts.seq}.`);
+    if (opts.seq > c.nPositions) throw new ShapeError(`sequence length ${opts.seq} exceeds the model's n_positions ${c.nPositions}; use --seq ${c.nPositions} or less.`);
+    if (!(Number.isInteger(opts.gradAccum) && opts.gradAccum >= 1 && opts.gradAccum <= MAX_MICRO_BATCHES)) {
+      throw new ShapeError(`gradient accumulation must be an integer from 1 to ${MAX_MICRO_BATCHES}, got ${opts.gradAccum}.`);
+    }
+    this.ctx = ctx;
+    this.weights = weights;
+    this.opts = opts;
+    this.frozen = new Set(opts.frozen);
+    this.acts = new Activations(ctx, c, opts.batch, opts.seq, true);
+    const N = opts.batch * opts.seq;
+    for (let m = 0; m < opts.gradAccum; m++) {
+      const tokens = ctx.createBuffer(N * 4, `tokens${m}`);
+      const targets = ctx.createBuffer(Math.ceil(N / 64) * 64 * 4, `targets${m}`);
+      const buckets = ctx.createBuffer(tokenBucketWords(N) * 4, `buckets${m}`);
+      this.inputBuffers.push(tokens, targets, buckets);
+      this.inputs.push({
+        tokens: { buffer: tokens, offset: 0, size: N * 4 },
+        targets: { buffer: targets, offset: 0, size: N * 4 },
+        buckets: { buffer: buckets, offset: 0, size: tokenBucketWords(N) * 4 },
+      });
+    }
+    this.rng = createRngUniform(ctx, 'rng', opts.seed, 0);
+    this.metrics = ctx.createBuffer(METRIC_WORDS * 4, 'metrics');
+    this.normBuf = ctx.createBuffer(NORM_WORDS * 4, 'norm');
+    this.records = ctx.createBuffer(Math.max(1, weights.specs.length) * ADAMW_RECORD_BYTES, 'adamw.records');
+    for (let i = 0; i < RING; i++) {
+      this.ring.push({
+        buffer: ctx.device.createBuffer({ size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `metrics.ring${i}` }),
+        pending: null,
+      });
+    }
+  }
+
+  static async create(ctx: GpuContext, weights: GpuWeights, opts: TrainerOptions): Promise<Trainer> {
+    const t = new Trainer(ctx, weights, opts);
+    await t.rebuild();
+    return t;
+  }
+
+  get frozenGroups(): ReadonlySet<number> {
+    return this.frozen;
+  }
+
+  /** Trainable parameter count under the current frozen set. */
+  get trainableParams(): number {
+    return this.plan.trainable.reduce((a, s) => a + s.numel, 0);
+  }
+
+  memory(): TrainerMemory {
+    const arenaBytes = (a: Arena | null) => a?.bytes ?? 0;
+    return {
+      parameters: this.weights.bytes,
+      gradients: arenaBytes(this.plan.grads),
+      optimizer: arenaBytes(this.plan.m) + arenaBytes(this.plan.v),
+      activations: this.acts.bytes.activations,
+      scratch: this.acts.bytes.scratch + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0),
+    };
+  }
+
+  /**
+   * Changes the frozen groups between steps (no model reload). Tensors that stay trainable keep
+   * their AdamW state; newly trainable ones start fresh (step 0), as torch does for a parameter
+   * it has never updated; newly frozen ones drop gradient and state.
+   */
+  async setFrozen(groups: ReadonlySet<number>): Promise<void> {
+    const same = groups.size === this.frozen.size && [...groups].every((g) => this.frozen.has(g));
+    if (same) return;
+    this.frozen = new Set(groups);
+    await this.rebuild();
+  }
+
+  private async rebuild(): Promise<void> {
+    const { ctx, weights, opts } = this;
+    await this.drain();
+    const trainable = weights.specs.filter((s) => !this.frozen.has(s.group));
+    const old = this.plan;
+    const items = trainable.map((s) => ({ name: s.name, numel: s.numel }));
+    const grads = items.length ? new Arena(ctx, 'grads', items) : null;
+    const m = items.length ? new Arena(ctx, 'adam.m', items) : null;
+    const v = items.length ? new Arena(ctx, 'adam.v', items) : null;
+    // Carry the moments of tensors that stay trainable; forget the rest.
+    const enc = ctx.device.createCommandEncoder();
+    const kept = new Map<string, number>();
+    for (const s of trainable) {
+      if (old.m?.has(s.name) && old.v?.has(s.name) && m && v) {
+        for (const [src, dst] of [[old.m, m], [old.v, v]] as const) {
+          const a = src.range(s.name);
+          const b = dst.range(s.name);
+          enc.copyBufferToBuffer(a.buffer, a.offset, b.buffer, b.offset, a.size);
+        }
+        kept.set(s.name, this.stepCounts.get(s.name) ?? 0);
+      }
+    }
+    ctx.device.queue.submit([enc.finish()]);
+    await ctx.device.queue.onSubmittedWorkDone();
+    this.stepCounts = kept;
+    for (const a of [old.grads, old.m, old.v]) a?.destroy();
+    old.norm?.partials.destroy();
+
+    const dispatches: Dispatch[] = [];
+    const grad = (name: string): BufferRange | undefined => (grads?.has(name) ? grads.range(name) : undefined);
+    const N = opts.batch * opts.seq;
+    const lossScale = 1 / (N * opts.gradAccum);
+    for (let micro = 0; micro < opts.gradAccum; micro++) {
+      const g = { ctx, config: weights.config, weights, acts: this.acts, micro, dropout: opts.dropout, rng: this.rng, grad };
+      const inp = this.inputs[micro];
+      dispatches.push(...(await buildForward(g, inp)));
+      dispatches.push(...(await buildHead(g, inp.targets, trainable.length > 0, lossScale)));
+      dispatches.push(await meanReduce(ctx, { label: `loss${micro}`, x: this.acts.losses, n: N, scale: lossScale, out: this.metrics, slot: 0, accumulate: micro > 0 }));
+      dispatches.push(...(await buildBackward(g, inp)));
+    }
+    let norm: GradNorm | null = null;
+    if (grads && m && v) {
+      const normRange = { buffer: this.normBuf, offset: 0, size: NORM_WORDS * 4 };
+      norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.map((s) => grads.range(s.name)), norm: normRange, maxNorm: opts.gradClip });
+      dispatches.push(...norm.dispatches);
+      for (let k = 0; k < trainable.length; k++) {
+        const s = trainable[k];
+        dispatches.push(await adamw(ctx, {
+          label: `adamw.${s.name}`, param: weights.range(s.name), grad: grads.range(s.name), m: m.range(s.name), v: v.range(s.name),
+          norm: normRange, records: this.records, record: k,
+        }));
+      }
+    }
+    this.plan = { grads, m, v, trainable, dispatches, norm };
+  }
+
+  /**
+   * Submits one optimizer step. `micro` holds gradAccum micro-batches of (B·T) ids; `groupLr`
+   * gives the learning rate of each depth group for this step (schedule × discriminative factor).
+   * Resolves once the step's command buffer is queued (waiting only when RING steps are already
+   * in flight), with a promise of the step's metrics, so callers can queue the next step before
+   * reading this one's loss.
+   */
+  async submit(micro: readonly MicroBatch[], groupLr: (group: number) => number): Promise<{ metrics: Promise<StepMetrics> }> {
+    const { ctx, opts } = this;
+    const N = opts.batch * opts.seq;
+    if (micro.length !== opts.gradAccum) throw new ShapeError(`expected ${opts.gradAccum} micro-batches, got ${micro.length}.`);
+    micro.forEach((mb, i) => {
+      if (mb.inputs.length !== N || mb.targets.length !== N) throw new ShapeError(`micro-batch ${i} must hold B·T = ${N} inputs and targets.`);
+    });
+    const slot = this.ring[this.ringNext];
+    this.ringNext = (this.ringNext + 1) % RING;
+    if (slot.pending) await slot.pending;
+    if (ctx.lost) throw ctx.lost;
+
+    const V = this.weights.config.vocabSize;
+    micro.forEach((mb, i) => {
+      const inp = this.inputs[i];
+      ctx.device.queue.writeBuffer(inp.tokens.buffer, 0, mb.inputs.buffer, mb.inputs.byteOffset, mb.inputs.byteLength);
+      ctx.device.queue.writeBuffer(inp.targets.buffer, 0, mb.targets.buffer, mb.targets.byteOffset, mb.targets.byteLength);
+      writeTokenBuckets(ctx, inp.buckets, mb.inputs, V);
+    });
+    writeRng(ctx, this.rng, opts.seed, this.stepIndex);
+    const hyper: AdamwHyper[] = this.plan.trainable.map((s) => ({
+      lr: groupLr(s.group),
+      beta1: opts.beta1,
+      beta2: opts.beta2,
+      eps: opts.eps,
+      weightDecay: s.decay ? opts.weightDecay : 0,
+      step: (this.stepCounts.get(s.name) ?? 0) + 1,
+    }));
+    if (hyper.length) {
+      const rec = packAdamwRecords(hyper);
+      ctx.device.queue.writeBuffer(this.records, 0, rec.buffer, rec.byteOffset, rec.byteLength);
+    }
+    for (const s of this.plan.trainable) this.stepCounts.set(s.name, (this.stepCounts.get(s.name) ?? 0) + 1);
+
+    this.stepIndex++;
+    const stepNo = this.stepIndex;
+    const enc = ctx.device.createCommandEncoder({ label: `step${stepNo}` });
+    this.plan.grads?.clear(enc);
+    const pass = enc.beginComputePass();
+    encode(pass, this.plan.dispatches);
+    pass.end();
+    enc.copyBufferToBuffer(this.metrics, 0, slot.buffer, 0, 4);
+    enc.copyBufferToBuffer(this.normBuf, 0, slot.buffer, 16, NORM_WORDS * 4);
+    ctx.device.queue.submit([enc.finish()]);
+
+    const hasNorm = this.plan.trainable.length > 0;
+    const metrics = (async () => {
+      await slot.buffer.mapAsync(GPUMapMode.READ);
+      const f = new Float32Array(slot.buffer.getMappedRange().slice(0));
+      slot.buffer.unmap();
+      const m: StepMetrics = { step: stepNo, loss: f[0], gradNorm: hasNorm ? f[4] : 0, clipCoef: hasNorm ? f[5] : 1 };
+      if (!Number.isFinite(m.loss) || (hasNorm && f[6] !== 0)) {
+        throw new NonFiniteLossError(
+          `Step ${stepNo}: the loss or gradient became ${Number.isNaN(m.loss) ? 'NaN' : 'infinite'} (loss ${m.loss}, grad norm ${f[4]}). ` +
+            'The weights were left as they were before the step. Lower the learning rate, turn on gradient clipping, or check the data.',
+        );
+      }
+      return m;
+    })();
+    slot.pending = metrics.then(() => undefined, () => undefined);
+    return { metrics };
+  }
+
+  /** Submits one step and waits for its metrics. */
+  async step(micro: readonly MicroBatch[], groupLr: (group: number) => number): Promise<StepMetrics> {
+    return (await this.submit(micro, groupLr)).metrics;
+  }
+
+  /** The current gradient of a trainable parameter (the last step's, before clipping); null when frozen. For tests and inspection. */
+  async readGradient(name: string): Promise<Float32Array | null> {
+    await this.drain();
+    const g = this.plan.grads;
+    if (!g?.has(name)) return null;
+    const r = g.range(name);
+    return this.ctx.readF32(r.buffer, r.offset, r.size / 4);
+  }
+
+  /** Parameters holding AdamW state right now (for tests: frozen ones must hold none). */
+  get optimizerTensors(): string[] {
+    return this.plan.m?.names() ?? [];
+  }
+
+  /** Waits for every submitted step. */
+  async drain(): Promise<void> {
+    await Promise.all(this.ring.map((r) => r.pending));
+  }
+
+  destroy(): void {
+    this.acts.destroy();
+    for (const b of this.inputBuffers) b.destroy();
+    for (const a of [this.plan.grads, this.plan.m, this.plan.v]) a?.destroy();
+    this.plan.norm?.partials.destroy();
+    for (const b of [this.rng, this.metrics, this.normBuf, this.records]) b.destroy();
+    for (const r of this.ring) r.buffer.destroy();
+  }
+}
