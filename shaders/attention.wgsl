@@ -18,7 +18,7 @@
 // The two backward passes split the sums by rows and columns so that every output element has
 // exactly one writer and a fixed summation order (no atomics; results are deterministic).
 // K/V (forward, dq) or Q/dout (dkv) rows stream through workgroup memory in tiles of
-// kt = min(64, 2048/HS) rows.
+// kt = min(64, floor(1920/HS)) rows.
 //
 // Bindings (the backward's read-only out and lse get their own slots, so that no binding is
 // declared twice with two access modes):
@@ -62,12 +62,14 @@ struct Rng { seed: u32, step: u32 }
 @group(0) @binding(8) var<storage, read_write> dqkv: array<f32>;
 
 const WG: u32 = 64u;          // rows (queries or keys) per workgroup, one per thread
-const TILE_WORDS: u32 = 2048u; // one shared tile: 8 KiB, two tiles stay within the 16 KiB default
+// One shared tile holds 1920 floats (7.5 KiB): two tiles plus the two 64-float row arrays of
+// backward_dkv take 15.5 KiB, within the 16 KiB every WebGPU adapter offers.
+const TILE_WORDS: u32 = 1920u;
 const MAX_KT: u32 = 64u;
 const NEG_BIG: f32 = -3.0e38;  // stands in for −inf (WGSL has no infinity literal)
 
-var<workgroup> tileA: array<f32, 2048>; // (kt, HS): K (forward, dq) or Q (dkv)
-var<workgroup> tileB: array<f32, 2048>; // (kt, HS): V (forward, dq) or dout (dkv)
+var<workgroup> tileA: array<f32, 1920>; // (kt, HS): K (forward, dq) or Q (dkv)
+var<workgroup> tileB: array<f32, 1920>; // (kt, HS): V (forward, dq) or dout (dkv)
 var<workgroup> rowA: array<f32, 64>;    // (kt): lse of the tile's queries (dkv)
 var<workgroup> rowB: array<f32, 64>;    // (kt): D of the tile's queries (dkv)
 

@@ -9,6 +9,8 @@ import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
 import { DROPOUT_SITE, dropoutStream } from '../../src/engine/reference/rng.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { nodeGpu } from '../../src/cli/webgpu-node.ts';
+import { loadShader } from '../../src/engine/gpu/shaders.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
 
 interface Case {
@@ -26,7 +28,7 @@ const cases: Case[] = [
   { B: 2, T: 1, C: 48, NH: 4, p: 0.3 },
   { B: 1, T: 130, C: 128, NH: 2, p: 0 }, // hs = 64, three workgroups of queries
   { B: 1, T: 130, C: 128, NH: 2, p: 0.25 },
-  { B: 1, T: 70, C: 256, NH: 2, p: 0.1 }, // hs = 128, the largest head; K/V tiles of 16 rows
+  { B: 1, T: 70, C: 256, NH: 2, p: 0.1 }, // hs = 128, the largest head; tiles of 15 rows
 ];
 
 const SEED = 0x5eed1234;
@@ -175,6 +177,22 @@ describe('attention kernel', () => {
     const r = ref.attentionForward(qkvHost, B, T, C, NH);
     expect(relErr(await download(ctx, out), r.out)).toBeLessThan(1e-5);
     expect(relErr(first, ref.attentionBackward(doutHost, qkvHost, r.att, B, T, C, NH))).toBeLessThan(1e-5);
+  });
+
+  it('compiles on a device with the default WebGPU limits (16 KiB of workgroup memory)', async () => {
+    const adapter = await (await nodeGpu()).requestAdapter();
+    const device = await adapter!.requestDevice(); // no requiredLimits: the spec's defaults
+    try {
+      expect(device.limits.maxComputeWorkgroupStorageSize).toBe(16384);
+      const module = device.createShaderModule({ code: await loadShader('attention') });
+      for (const entryPoint of ['forward', 'backward_dq', 'backward_dkv']) {
+        device.pushErrorScope('validation');
+        device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
+        expect(await device.popErrorScope(), entryPoint).toBeNull();
+      }
+    } finally {
+      device.destroy();
+    }
   });
 
   it('refuses shapes it cannot run', async () => {
