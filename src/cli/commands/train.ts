@@ -79,6 +79,9 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
     frozen,
   };
   const tokens = await loadTrainingTokens(a.list('data'), config.vocabSize, modelDir, out);
+  if (tokens.length < seq + 1) {
+    throw new UsageError(`train: the data has ${tokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add data or lower --seq.`);
+  }
   const ctx = await GpuContext.create(await nodeGpu());
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
   out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${Math.floor((tokens.length - 1) / seq)} windows of ${seq}`);
