@@ -40,7 +40,7 @@ const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 export function detectTokenFileFormat(bytes: Uint8Array): TokenFileFormat {
   if (bytes.length < LLMC_HEADER_BYTES) return 'nanogpt';
   const magic = new DataView(bytes.buffer, bytes.byteOffset, 4).getInt32(0, true);
-  // A nanoGPT file that began with this magic would start with ids 54248, 308; 54248 is no GPT-2
+  // A nanoGPT file that began with this magic would start with ids 55432, 308; 55432 is no GPT-2
   // id (V = 50257), so for GPT-2 the test cannot mistake one format for the other.
   return magic === LLMC_MAGIC ? 'llmc' : 'nanogpt';
 }
