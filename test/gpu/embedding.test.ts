@@ -155,6 +155,26 @@ describe('embedding kernel', () => {
     }
   });
 
+  it('bucket slots at and beyond U are never read, whatever they hold', async () => {
+    const ctx = await gpuContext();
+    const B = 1;
+    const T = 20;
+    const C = 7;
+    const V = 30;
+    const BT = B * T;
+    const tokens = randomTokens(BT, 4, 9); // U ≤ 4, so most slots are unused
+    const words = packTokenBuckets(buildTokenBuckets(tokens, V), BT);
+    const U = words[0];
+    // Unused slots claim token 1 with the whole batch as its positions (starts 0, n, 0, n ...).
+    for (let g = U; g < BT; g++) words[1 + g] = 1;
+    for (let k = U + 1; k <= BT; k++) words[1 + BT + k] = (k - U) % 2 === 1 ? 0 : BT;
+    const dout = Float32Array.from(randn(BT * C, 10));
+    const dwte = poisoned(ctx, V * C);
+    await run(ctx, await embeddingBackward(ctx, { label: 'tail', B, T, C, V, P: T, dout: upload(ctx, dout), buckets: upload(ctx, words), dwte }));
+    const g = ref.encoderBackward(Float64Array.from(dout), Int32Array.from(tokens), B, T, C, V, T);
+    expect(relErr(await download(ctx, dwte), g.dwte)).toBeLessThan(1e-6);
+  });
+
   it('more unique tokens than one grid dimension covers (B·T = 70000 distinct tokens)', async () => {
     const ctx = await gpuContext();
     const T = Math.max(70000, ctx.limits.maxComputeWorkgroupsPerDimension + 1000);
