@@ -228,8 +228,10 @@ export function loadDefaultTokenizer(dir?: string): Promise<HfTokenizer> {
 }
 
 async function loadFromDisk(dir?: string): Promise<HfTokenizer> {
-  // Computed specifier: Vite must not pull the Node-only script into the browser bundle.
-  const spec = new URL('../../scripts/make-tokenizer.ts', import.meta.url).href;
+  // A specifier Vite cannot read statically: given `new URL('literal', import.meta.url)` it would
+  // inline the Node-only script into the browser bundle as an asset.
+  const script = ['..', '..', 'scripts', 'make-tokenizer.ts'].join('/');
+  const spec = new URL(script, import.meta.url).href;
   const mod = (await import(/* @vite-ignore */ spec)) as typeof MakeTokenizer;
   const files = await mod.ensureGpt2TokenizerFiles(dir);
   return new HfTokenizer(files);
