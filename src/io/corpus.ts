@@ -15,8 +15,12 @@ export class EmptyCorpusError extends StudioError {}
 
 /** A .jsonl line or .csv row that cannot be read as a document; names the file and line. */
 export class CorpusFormatError extends StudioError {
-  constructor(readonly file: string, readonly line: number, message: string) {
+  readonly file: string;
+  readonly line: number;
+  constructor(file: string, line: number, message: string) {
     super(message);
+    this.file = file;
+    this.line = line;
   }
 }
 
@@ -91,7 +95,12 @@ function codePoints(s: string, from = 0, to = s.length): number {
 /** A typed array that grows geometrically (×2), so appending N items costs O(N) copies. */
 class Growable<A extends Uint16Array | Uint32Array> {
   length = 0;
-  constructor(public data: A, private readonly make: (n: number) => A) {}
+  data: A;
+  private readonly make: (n: number) => A;
+  constructor(data: A, make: (n: number) => A) {
+    this.data = data;
+    this.make = make;
+  }
 
   private reserve(extra: number): void {
     if (this.length + extra <= this.data.length) return;

@@ -128,9 +128,13 @@ export class HfTokenizer implements Tokenizer {
   readonly eosId: number;
   readonly chunkable: boolean;
   readonly addedTokens: readonly string[];
+  /** the JSON this tokenizer was built from, for export next to fine-tuned weights */
+  readonly files: TokenizerFiles;
   private readonly hf: PreTrainedTokenizer;
 
-  constructor(readonly files: TokenizerFiles) {
+  // Fields are assigned explicitly (no parameter properties) so Node's type stripping can run this.
+  constructor(files: TokenizerFiles) {
+    this.files = files;
     const { tokenizerJson, tokenizerConfig } = files;
     const model = tokenizerJson.model;
     if (!isRecord(model) || !isRecord(model.vocab) || !Array.isArray(model.merges)) {

@@ -6,15 +6,21 @@ import type { ByteSource } from './bytes.ts';
 
 /** A file that is not valid UTF-8; the message names the file and the first bad byte. */
 export class CorpusEncodingError extends StudioError {
-  constructor(readonly file: string, readonly offset: number, message: string) {
+  readonly file: string;
+  readonly offset: number;
+  constructor(file: string, offset: number, message: string) {
     super(message);
+    this.file = file;
+    this.offset = offset;
   }
 }
 
 /** A file that looks binary (NUL bytes near the start), not text. */
 export class BinaryCorpusError extends StudioError {
-  constructor(readonly file: string, message: string) {
+  readonly file: string;
+  constructor(file: string, message: string) {
     super(message);
+    this.file = file;
   }
 }
 
