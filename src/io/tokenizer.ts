@@ -320,13 +320,15 @@ const isWs = (c: string): boolean => WS.test(c);
  */
 export function safeCut(text: string, from: number, limit: number, added: readonly string[] = [GPT2_EOS]): number {
   const hi = Math.min(limit, text.length - 2);
+  // How far back past a space cut a newline cut is still worth having (pieces stay long).
+  const lookBack = Math.min(4096, (limit - from) >> 2);
   let spaceCut = -1;
   for (let b = hi; b > from; b--) {
     const c = text[b];
     if (c === '\n' && !isWs(text[b + 1]) && !addedAt(text, b + 1, added)) return b;
     if (spaceCut < 0) {
       if (c === ' ' && !isWs(text[b - 1]) && !isWs(text[b + 1])) spaceCut = b;
-    } else if (spaceCut - b > 4096) {
+    } else if (spaceCut - b > lookBack) {
       break; // a newline cut is nicer, but not worth scanning far back for
     }
   }

@@ -75,6 +75,9 @@ describe('GPT-2 tokenizer parity with js-tiktoken gpt2', () => {
     expect(tok.vocabSize).toBe(50257);
     expect(tok.eosId).toBe(50256);
     expect(tok.chunkable).toBe(true);
+    expect(tok.addedTokens).toEqual(['<|endoftext|>']);
+    expect(() => tok.decode([50257])).toThrow(RangeError);
+    expect(() => tok.decode([-1])).toThrow(/token 0 is -1/);
   });
 
   it('matches on 50 kB of two real corpora', () => {
