@@ -1,6 +1,7 @@
 // Corpus ingestion: UTF-8 checking, documents from .txt/.jsonl/.csv, chunked tokenization equal to
 // whole-text tokenization, stats, progress, and the train/validation split.
 import { readFileSync } from 'node:fs';
+import { draculaExcerpt, shakespeareExcerpts } from '../../helpers/corpora.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../../../src/io/bytes.ts';
 import {
@@ -265,8 +266,7 @@ describe('tokenizeCorpus', () => {
   });
 
   it('chunked tokenization equals whole-text tokenization on real corpora', async () => {
-    for (const [path, at] of [['/work/shared/corpora/dracula.txt', 200_000], ['/work/shared/corpora/tinyshakespeare.txt', 300_000]] as const) {
-      const text = readFileSync(path, 'utf8').slice(at, at + 50_000);
+    for (const text of [draculaExcerpt().slice(200_000, 250_000), shakespeareExcerpts()[1]]) {
       const whole = [...gpt2.encode(text), 50256];
       for (const chunkChars of [500, 4096]) {
         const c = await tokenizeCorpus([{ name: 'x.txt', text }], gpt2, { chunkChars });
