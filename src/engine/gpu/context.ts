@@ -60,6 +60,31 @@ export function reportAdapter(adapter: GPUAdapter): AdapterReport {
   };
 }
 
+export interface GpuContextOptions {
+  /**
+   * Test-only: bind at most this many bytes per storage binding, below the device's own limit.
+   * Every bind group is then checked, so a tensor the engine forgot to split fails loudly, as it
+   * would on an adapter with that limit.
+   */
+  maxStorageBufferBindingSize?: number;
+}
+
+/** Wraps device.createBindGroup so a buffer binding larger than `limit` throws, like a device with that limit. */
+function enforceBindingLimit(device: GPUDevice, limit: number): void {
+  const create = device.createBindGroup.bind(device);
+  device.createBindGroup = (desc: GPUBindGroupDescriptor): GPUBindGroup => {
+    for (const e of desc.entries) {
+      const r = e.resource as GPUBufferBinding;
+      if (!r || typeof r !== 'object' || !('buffer' in r)) continue;
+      const size = r.size ?? r.buffer.size - (r.offset ?? 0);
+      if (size > limit) {
+        throw new AdapterLimitError(`${desc.label ?? 'bind group'}: binding ${e.binding} is ${size} bytes; this context binds at most ${limit} bytes per storage binding.`);
+      }
+    }
+    return create(desc);
+  };
+}
+
 export class GpuContext {
   readonly device: GPUDevice;
   readonly adapter: AdapterReport;
@@ -69,9 +94,18 @@ export class GpuContext {
   private pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private modules = new Map<ShaderName, Promise<GPUShaderModule>>();
 
-  private constructor(device: GPUDevice, adapter: AdapterReport) {
+  /**
+   * Largest storage binding the engine may use: the device's limit, or a smaller one given to
+   * create() (WebGPU never lowers a device's limit below its 128 MiB default, so a test that
+   * wants to see tensors split into ranges cheaply asks the engine to behave as if it were lower).
+   */
+  readonly maxBinding: number;
+
+  private constructor(device: GPUDevice, adapter: AdapterReport, bindingLimit?: number) {
     this.device = device;
     this.adapter = adapter;
+    this.maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, bindingLimit ?? Infinity);
+    if (bindingLimit !== undefined) enforceBindingLimit(device, this.maxBinding);
     this.lostPromise = device.lost.then((info) => {
       this.lost = new DeviceLostError(
         info.reason === 'destroyed'
@@ -82,7 +116,7 @@ export class GpuContext {
     });
   }
 
-  static async create(gpu: GPU | undefined | null, powerPreference: GPUPowerPreference = 'high-performance'): Promise<GpuContext> {
+  static async create(gpu: GPU | undefined | null, powerPreference: GPUPowerPreference = 'high-performance', options: GpuContextOptions = {}): Promise<GpuContext> {
     if (!gpu) throw new NoWebGPUError(`This environment has no WebGPU (navigator.gpu is missing). ${NO_WEBGPU_HELP}`);
     const adapter = await gpu.requestAdapter({ powerPreference });
     if (!adapter) throw new NoWebGPUError(`WebGPU is present but no adapter was found. ${NO_WEBGPU_HELP}`);
@@ -95,7 +129,11 @@ export class GpuContext {
     } catch (e) {
       throw new AdapterLimitError(`The adapter refused a device with its own limits: ${(e as Error).message}`);
     }
-    return new GpuContext(device, reportAdapter(adapter));
+    const limit = options.maxStorageBufferBindingSize;
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 256 && limit % 4 === 0)) {
+      throw new AdapterLimitError(`maxStorageBufferBindingSize override must be a multiple of 4 bytes, at least 256; got ${limit}.`);
+    }
+    return new GpuContext(device, reportAdapter(adapter), limit);
   }
 
   get limits(): GPUSupportedLimits {
