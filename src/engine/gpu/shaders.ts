@@ -16,7 +16,9 @@ export type ShaderName =
   | 'dropout'
   | 'adamw'
   | 'reduce'
-  | 'sampling';
+  | 'sampling'
+  | 'decode'
+  | 'argmax';
 
 const cache = new Map<ShaderName, Promise<string>>();
 
