@@ -1,6 +1,7 @@
 // GPT-2's forward and backward passes as lists of prepared dispatches for one micro-batch,
 // in the order llm.c's train_gpt2 runs them. Built once per (run shape, trainable set) and
-// replayed every step. Semantics: Hugging Face GPT2LMHeadModel (pre-LN blocks, causal
+// replayed every step (LoRA adapters, model/lora.ts, splice in after each targeted linear
+// layer). Semantics: Hugging Face GPT2LMHeadModel (pre-LN blocks, causal
 // attention, tied LM head), DESIGN.md "GPT-2 semantics".
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
@@ -13,6 +14,7 @@ import { layernormBackward, layernormForward } from '../kernels/layernorm.ts';
 import { biasGrad, matmul } from '../kernels/matmul.ts';
 import { residualBackward, residualForward } from '../kernels/residual.ts';
 import { rows, type Activations } from './activations.ts';
+import { loraBackward, loraForward, type LoraActivations, type LoraWeights } from './lora.ts';
 import type { GPT2Config } from './config.ts';
 import type { GpuWeights } from './weights.ts';
 
@@ -43,6 +45,8 @@ export interface GraphContext {
   rng: GPUBuffer;
   /** gradient range of a trainable parameter, undefined when frozen */
   grad: (name: string) => BufferRange | undefined;
+  /** LoRA adapters (model/lora.ts) and their buffers for this (B, T); absent = no LoRA */
+  lora?: { weights: LoraWeights; acts: LoraActivations };
 }
 
 function drop(g: GraphContext, p: number, site: number) {
@@ -69,13 +73,17 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
     const x = a.blockInput(i);
     out.push(await layernormForward(ctx, { label: `h${i}.ln1`, N, C, eps: c.layerNormEpsilon, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
+    out.push(...await loraForward(g, `h.${i}.attn.c_attn`, N, L.ln1, L.qkv));
     out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, dropoutSite.attnProbs(i)) }));
     out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
+    out.push(...await loraForward(g, `h.${i}.attn.c_proj`, N, L.atty, L.attproj));
     out.push(await residualForward(ctx, { label: `h${i}.resid2`, n: N * C, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, dropoutSite.attnResid(i)) }));
     out.push(await layernormForward(ctx, { label: `h${i}.ln2`, N, C, eps: c.layerNormEpsilon, x: L.resid2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
+    out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
     out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
     out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
+    out.push(...await loraForward(g, `h.${i}.mlp.c_proj`, N, L.fchGelu, L.fcproj));
     out.push(await residualForward(ctx, { label: `h${i}.resid3`, n: N * C, a: L.resid2, b: L.fcproj, out: L.resid3, dropout: drop(g, g.dropout.resid, dropoutSite.mlpResid(i)) }));
   }
   out.push(await layernormForward(ctx, {
@@ -114,6 +122,7 @@ export async function buildHead(g: GraphContext, targets: BufferRange, backward:
 function lowestTrainableGroup(g: GraphContext): number {
   let low = Infinity;
   for (const s of g.weights.specs) if (g.grad(s.name)) low = Math.min(low, s.group);
+  for (const s of g.lora?.weights.specs ?? []) if (g.grad(s.name)) low = Math.min(low, s.group);
   return low;
 }
 
@@ -139,12 +148,15 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
   }));
 
   // Linear layer backward: dW += xᵀ·dy, db += Σ dy (when trainable), dx = dy·Wᵀ (when wanted).
+  // A LoRA adapter on the layer first writes its own dx term; the base dx then adds to it.
   const linear = async (label: string, name: string, x: BufferRange, dy: BufferRange, dx: BufferRange | null, IC: number, OC: number) => {
     const dW = g.grad(`${name}.weight`);
     const db = g.grad(`${name}.bias`);
+    const lora = await loraBackward(g, name, N, x, dy, dx);
+    out.push(...lora.dispatches);
     if (dW) out.push(await matmul(ctx, { label: `${label}.dW`, M: IC, N: OC, K: N, a: x, b: dy, out: dW, transA: true, accumulate: true }));
     if (db) out.push(await biasGrad(ctx, { label: `${label}.db`, M: N, N: OC, dout: dy, dbias: db, accumulate: true }));
-    if (dx) out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: w.range(`${name}.weight`), out: dx, transB: true }));
+    if (dx) out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: w.range(`${name}.weight`), out: dx, transB: true, accumulate: lora.wroteDx }));
   };
 
   for (let i = c.nLayer - 1; i >= 0 && i + 1 >= low; i--) {
