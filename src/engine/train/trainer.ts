@@ -6,7 +6,8 @@
 // Semantics (DESIGN.md, training semantics): loss = mean cross-entropy over all B·T targets of
 // all micro-batches; torch.optim.AdamW with per-parameter step counts, decay only on ≥2-D
 // tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
-// parameters hold no gradient and no optimizer state and never change.
+// parameters hold no gradient and no optimizer state and never change. With LoRA adapters
+// (model/lora.ts) the whole base model is frozen and only the adapters hold gradients and state.
 import { NonFiniteLossError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -17,6 +18,7 @@ import { gradNorm, meanReduce, NORM_WORDS, type GradNorm } from '../kernels/redu
 import { Activations } from '../model/activations.ts';
 import { Arena } from '../model/arena.ts';
 import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroInputs } from '../model/graph.ts';
+import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { ParamSpec } from '../model/params.ts';
 import type { GpuWeights } from '../model/weights.ts';
 
@@ -43,6 +45,11 @@ export interface TrainerOptions extends OptimizerOptions {
   seed: number;
   /** frozen depth groups (0 embeddings, i + 1 block i, L + 1 ln_f) */
   frozen: ReadonlySet<number>;
+  /**
+   * LoRA adapters (model/lora.ts). When given, every base parameter is frozen (PEFT's default)
+   * and only the adapters train; `frozen` then applies to the adapters by their block's group.
+   */
+  lora?: LoraWeights;
 }
 
 /** One micro-batch: (B·T) inputs and targets. */
@@ -88,6 +95,7 @@ export class Trainer {
   readonly weights: GpuWeights;
   readonly opts: TrainerOptions;
   private acts: Activations;
+  private loraActs: LoraActivations | null;
   private inputs: MicroInputs[] = [];
   private inputBuffers: GPUBuffer[] = [];
   private rng: GPUBuffer;
@@ -110,11 +118,16 @@ export class Trainer {
     if (!(Number.isInteger(opts.gradAccum) && opts.gradAccum >= 1 && opts.gradAccum <= MAX_MICRO_BATCHES)) {
       throw new ShapeError(`gradient accumulation must be an integer from 1 to ${MAX_MICRO_BATCHES}, got ${opts.gradAccum}.`);
     }
+    const lm = opts.lora?.model;
+    if (lm && (lm.nLayer !== c.nLayer || lm.nEmbd !== c.nEmbd || lm.nInner !== c.nInner)) {
+      throw new ShapeError(`The LoRA adapters were built for L=${lm.nLayer} C=${lm.nEmbd} (MLP ${lm.nInner}), the model is L=${c.nLayer} C=${c.nEmbd} (MLP ${c.nInner}); build them from this model's config.`);
+    }
     this.ctx = ctx;
     this.weights = weights;
     this.opts = opts;
     this.frozen = new Set(opts.frozen);
     this.acts = new Activations(ctx, c, opts.batch, opts.seq, true);
+    this.loraActs = opts.lora ? new LoraActivations(ctx, opts.lora, opts.batch, opts.seq, true) : null;
     const N = opts.batch * opts.seq;
     for (let m = 0; m < opts.gradAccum; m++) {
       const tokens = ctx.createBuffer(N * 4, `tokens${m}`);
@@ -130,7 +143,7 @@ export class Trainer {
     this.rng = createRngUniform(ctx, 'rng', opts.seed, 0);
     this.metrics = ctx.createBuffer(METRIC_WORDS * 4, 'metrics');
     this.normBuf = ctx.createBuffer(NORM_WORDS * 4, 'norm');
-    this.records = ctx.createBuffer(Math.max(1, weights.specs.length) * ADAMW_RECORD_BYTES, 'adamw.records');
+    this.records = ctx.createBuffer(Math.max(1, weights.specs.length + (opts.lora?.specs.length ?? 0)) * ADAMW_RECORD_BYTES, 'adamw.records');
     for (let i = 0; i < RING; i++) {
       this.ring.push({
         buffer: ctx.device.createBuffer({ size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `metrics.ring${i}` }),
@@ -157,11 +170,11 @@ export class Trainer {
   memory(): TrainerMemory {
     const arenaBytes = (a: Arena | null) => a?.bytes ?? 0;
     return {
-      parameters: this.weights.bytes,
+      parameters: this.weights.bytes + (this.opts.lora?.bytes ?? 0),
       gradients: arenaBytes(this.plan.grads),
       optimizer: arenaBytes(this.plan.m) + arenaBytes(this.plan.v),
-      activations: this.acts.bytes.activations,
-      scratch: this.acts.bytes.scratch + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0),
+      activations: this.acts.bytes.activations + (this.loraActs?.bytes.activations ?? 0),
+      scratch: this.acts.bytes.scratch + (this.loraActs?.bytes.scratch ?? 0) + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0),
     };
   }
 
@@ -180,7 +193,10 @@ export class Trainer {
   private async rebuild(): Promise<void> {
     const { ctx, weights, opts } = this;
     await this.drain();
-    const trainable = weights.specs.filter((s) => !this.frozen.has(s.group));
+    // LoRA mode: the base model is frozen whole; the adapters follow the frozen groups.
+    const lora = opts.lora;
+    const trainable = (lora ? lora.specs : weights.specs).filter((s) => !this.frozen.has(s.group));
+    const paramRange = (name: string): BufferRange => (lora?.has(name) ? lora.range(name) : weights.range(name));
     const old = this.plan;
     const items = trainable.map((s) => ({ name: s.name, numel: s.numel }));
     const grads = items.length ? new Arena(ctx, 'grads', items) : null;
@@ -210,7 +226,10 @@ export class Trainer {
     const N = opts.batch * opts.seq;
     const lossScale = 1 / (N * opts.gradAccum);
     for (let micro = 0; micro < opts.gradAccum; micro++) {
-      const g = { ctx, config: weights.config, weights, acts: this.acts, micro, dropout: opts.dropout, rng: this.rng, grad };
+      const g = {
+        ctx, config: weights.config, weights, acts: this.acts, micro, dropout: opts.dropout, rng: this.rng, grad,
+        lora: lora && this.loraActs ? { weights: lora, acts: this.loraActs } : undefined,
+      };
       const inp = this.inputs[micro];
       dispatches.push(...(await buildForward(g, inp)));
       dispatches.push(...(await buildHead(g, inp.targets, trainable.length > 0, lossScale)));
@@ -225,7 +244,7 @@ export class Trainer {
       for (let k = 0; k < trainable.length; k++) {
         const s = trainable[k];
         dispatches.push(await adamw(ctx, {
-          label: `adamw.${s.name}`, param: weights.range(s.name), grad: grads.range(s.name), m: m.range(s.name), v: v.range(s.name),
+          label: `adamw.${s.name}`, param: paramRange(s.name), grad: grads.range(s.name), m: m.range(s.name), v: v.range(s.name),
           norm: normRange, records: this.records, record: k,
         }));
       }
@@ -329,6 +348,7 @@ export class Trainer {
 
   destroy(): void {
     this.acts.destroy();
+    this.loraActs?.destroy();
     for (const b of this.inputBuffers) b.destroy();
     for (const a of [this.plan.grads, this.plan.m, this.plan.v]) a?.destroy();
     this.plan.norm?.partials.destroy();
