@@ -44,11 +44,20 @@ export interface TrainHooks {
   /** human-readable notes: the unfreezing schedule, groups opening */
   onInfo?(message: string): void;
   signal?: AbortSignal;
+  /** called once the trainer exists (its memory() and trainableParams are then known) */
+  onTrainer?(trainer: Trainer): void;
+  /**
+   * Awaited before each optimizer step with its 0-based index: a host pauses the run by not
+   * resolving yet, and may resolve with the groups the user froze from this step on (changes
+   * made while paused apply on resume). GPU work it submits meanwhile runs after the steps
+   * already submitted, so it sees the weights after `step` updates.
+   */
+  beforeStep?(step: number): Promise<ReadonlySet<number> | void>;
 }
 
 /** The frozen groups at 0-based step `s`. */
-function frozenAt(cfg: TrainRunConfig, L: number, sched: UnfreezeSchedule | null, s: number): Set<number> {
-  if (!sched) return new Set(cfg.frozen);
+function frozenAt(userFrozen: ReadonlySet<number>, L: number, sched: UnfreezeSchedule | null, s: number): Set<number> {
+  if (!sched) return new Set(userFrozen);
   const open = new Set(sched.openGroupsAt(s));
   const frozen = new Set<number>();
   for (let g = 0; g < L + 2; g++) if (!open.has(g)) frozen.add(g);
@@ -61,18 +70,21 @@ export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: 
   if (!(Number.isInteger(cfg.steps) && cfg.steps >= 1)) throw new ShapeError(`steps must be a positive integer, got ${cfg.steps}.`);
   if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) throw new ShapeError(`learning rate must be a finite number ≥ 0, got ${cfg.lr}.`);
   const factors = groupLrFactors(L, cfg.lrDecay);
-  const sched = cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: cfg.frozen }) : null;
+  let userFrozen: ReadonlySet<number> = cfg.frozen;
+  const plan = (frozen: ReadonlySet<number>) => (cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: frozen }) : null);
+  let sched = plan(userFrozen);
   if (sched) hooks.onInfo?.(`Gradual unfreezing:\n${sched.describe()}`);
   const sampler = new WindowSampler({ tokens, T: cfg.seq, shuffle: cfg.order === 'shuffled', seed: cfg.seed });
   const trainer = await Trainer.create(ctx, weights, {
     batch: cfg.batch, seq: cfg.seq, gradAccum: cfg.gradAccum, dropout: cfg.dropout, seed: cfg.seed,
     beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip,
-    frozen: frozenAt(cfg, L, sched, 0),
+    frozen: frozenAt(userFrozen, L, sched, 0),
   });
   if (trainer.trainableParams === 0 && !sched) {
     trainer.destroy();
     throw new ShapeError('Every layer is frozen: nothing would train. Unfreeze at least one group.');
   }
+  hooks.onTrainer?.(trainer);
   const logs: StepLog[] = [];
   const inFlight: Array<{ metrics: Promise<StepMetrics>; lr: number }> = [];
   const settle = async () => {
@@ -85,10 +97,17 @@ export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: 
   try {
     for (let s = 0; s < cfg.steps; s++) {
       if (hooks.signal?.aborted) break;
+      const changed = await hooks.beforeStep?.(s);
+      if (hooks.signal?.aborted) break;
+      if (changed) {
+        userFrozen = new Set(changed);
+        sched = plan(userFrozen);
+        if (!sched) await trainer.setFrozen(frozenAt(userFrozen, L, sched, s));
+      }
       if (sched) {
-        const opening = sched.openingAt(s).filter((g) => s > 0 && !cfg.frozen.has(g));
+        const opening = sched.openingAt(s).filter((g) => s > 0 && !userFrozen.has(g));
         if (opening.length) hooks.onInfo?.(`Step ${s + 1}: opening group(s) ${opening.join(', ')}`);
-        await trainer.setFrozen(frozenAt(cfg, L, sched, s));
+        await trainer.setFrozen(frozenAt(userFrozen, L, sched, s));
       }
       const mult = lrMultiplier(cfg.schedule, s, cfg.steps);
       const micro = [];
