@@ -50,9 +50,10 @@ export interface TrainHooks {
    * Awaited before each optimizer step with its 0-based index: a host pauses the run by not
    * resolving yet, and may resolve with the groups the user froze from this step on (changes
    * made while paused apply on resume). GPU work it submits meanwhile runs after the steps
-   * already submitted, so it sees the weights after `step` updates.
+   * already submitted, so it sees the weights after `step` updates. `settle` waits for those
+   * steps and reports them through onStep (a paused run shows every step it took).
    */
-  beforeStep?(step: number): Promise<ReadonlySet<number> | void>;
+  beforeStep?(step: number, settle: () => Promise<void>): Promise<ReadonlySet<number> | void>;
 }
 
 /** The frozen groups at 0-based step `s`. */
@@ -97,7 +98,9 @@ export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: 
   try {
     for (let s = 0; s < cfg.steps; s++) {
       if (hooks.signal?.aborted) break;
-      const changed = await hooks.beforeStep?.(s);
+      const changed = await hooks.beforeStep?.(s, async () => {
+        while (inFlight.length) await settle();
+      });
       if (hooks.signal?.aborted) break;
       if (changed) {
         userFrozen = new Set(changed);
