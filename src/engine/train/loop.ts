@@ -3,6 +3,7 @@
 // both drive training through this one loop.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import type { LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
 import { WindowSampler } from './data.ts';
 import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
@@ -65,7 +66,13 @@ function frozenAt(userFrozen: ReadonlySet<number>, L: number, sched: UnfreezeSch
   return frozen;
 }
 
-export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: ArrayLike<number>, cfg: TrainRunConfig, hooks: TrainHooks = {}): Promise<StepLog[]> {
+/**
+ * Runs cfg.steps optimizer steps on `weights`, or, with `lora`, on LoRA adapters over the frozen
+ * base model (the frozen groups, unfreezing and discriminative rates then apply to the adapters).
+ */
+export async function runTraining(
+  ctx: GpuContext, weights: GpuWeights, tokens: ArrayLike<number>, cfg: TrainRunConfig, hooks: TrainHooks = {}, lora?: LoraWeights,
+): Promise<StepLog[]> {
   const c = weights.config;
   const L = c.nLayer;
   if (!(Number.isInteger(cfg.steps) && cfg.steps >= 1)) throw new ShapeError(`steps must be a positive integer, got ${cfg.steps}.`);
@@ -80,6 +87,7 @@ export async function runTraining(ctx: GpuContext, weights: GpuWeights, tokens: 
     batch: cfg.batch, seq: cfg.seq, gradAccum: cfg.gradAccum, dropout: cfg.dropout, seed: cfg.seed,
     beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip,
     frozen: frozenAt(userFrozen, L, sched, 0),
+    lora,
   });
   if (trainer.trainableParams === 0 && !sched) {
     trainer.destroy();
