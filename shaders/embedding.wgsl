@@ -9,6 +9,12 @@
 // buildTokenBuckets, the bucket idea of llm.c's encoder_backward) and one workgroup per unique
 // token sums its positions in a fixed order.
 //
+// Row ranges: wte (and dwte) may be bound as a range of rows [row0, row0 + rows) when the whole
+// table exceeds the adapter's largest storage binding (GPT-2's wte is 147 MiB; many adapters
+// bind 128 MiB). One dispatch per range: forward writes only the positions whose token lies in
+// its range (the range at row0 = 0 also writes the NaN rows of out-of-vocabulary ids), and
+// backward_wte gathers only the buckets of its range's tokens. Unsplit, row0 = 0 and rows = V.
+//
 // Bucket buffer (u32, capacity K = B·T, written by the trainer each step with queue.writeBuffer):
 //   [0] U (unique tokens this step) | [1, 1+K) uniqueTokens | [1+K, 2+2K) starts (U+1 used)
 //   | [2+2K, 2+3K) positions (flat b·T + t, grouped by token, increasing within a group)
@@ -18,11 +24,11 @@
 // has no includes; the index is the flat element index (b·T + t)·C + c.
 //
 // Entry points and bindings (dims uniform at 0):
-//   forward:      1 rng uniform; 2 tokens (B·T) u32 read; 3 wte (V,C) read; 4 wpe (P,C) read;
+//   forward:      1 rng uniform; 2 tokens (B·T) u32 read; 3 wte (rows,C) read; 4 wpe (P,C) read;
 //                 5 out (B,T,C) read_write                      one thread per element
 //   backward_wpe: 1 rng; 2 dout (B,T,C) read; 3 dwpe (P,C) read_write   one thread per (t, c)
 //   zero_fill:    1 buf (n) read_write                                   one thread per element
-//   backward_wte: 1 rng; 2 dout (B,T,C) read; 3 buckets (2+3K) u32 read; 4 dwte (V,C) read_write
+//   backward_wte: 1 rng; 2 dout (B,T,C) read; 3 buckets (2+3K) u32 read; 4 dwte (rows,C) read_write
 //                 one workgroup per bucket, threads loop over channels
 // Elementwise grids are 2-D: index = (wg.y · num_workgroups.x + wg.x) · 256 + local index.
 
@@ -31,7 +37,7 @@ override ACCUMULATE: bool = false;
 struct Dims {
   B: u32, T: u32, C: u32, V: u32,
   P: u32, micro: u32, site: u32, threshold: u32,
-  scale: f32, n: u32,
+  scale: f32, n: u32, row0: u32, rows: u32,
 }
 struct Rng { seed: u32, step: u32 }
 
@@ -93,10 +99,11 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
   if (tok >= dims.V) {
     // A token id outside the vocabulary: make it loud (NaN loss) instead of reading a wrong row.
     // A quiet NaN built at run time (a constant NaN is a WGSL compile error).
-    out[i] = bitcast<f32>(0x7fc00000u | (dims.V & 0u));
+    if (dims.row0 == 0u) { out[i] = bitcast<f32>(0x7fc00000u | (dims.V & 0u)); }
     return;
   }
-  out[i] = drop(streamKey(), i, wte[tok * C + c] + wpe[t * C + c]);
+  if (tok < dims.row0 || tok - dims.row0 >= dims.rows) { return; } // another range's dispatch writes it
+  out[i] = drop(streamKey(), i, wte[(tok - dims.row0) * C + c] + wpe[t * C + c]);
 }
 
 @compute @workgroup_size(256)
@@ -136,6 +143,7 @@ fn backward_wte(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
   if (g >= K || g >= buckets[0]) { return; }
   let tok = buckets[1u + g];
   if (tok >= dims.V) { return; } // rejected on the CPU by buildTokenBuckets; never write outside dwte
+  if (tok < dims.row0 || tok - dims.row0 >= dims.rows) { return; } // another range's dispatch
   let s0 = buckets[1u + K + g];
   let s1 = buckets[2u + K + g];
   let posBase = 2u + 2u * K;
@@ -147,7 +155,7 @@ fn backward_wte(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: 
       let j = buckets[posBase + k] * C + c;
       s += drop(key, j, dout[j]);
     }
-    let o = tok * C + c;
+    let o = (tok - dims.row0) * C + c;
     if (ACCUMULATE) { s += dwte[o]; }
     dwte[o] = s;
   }

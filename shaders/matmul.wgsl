@@ -6,9 +6,12 @@
 //   op(B) = B stored (K, N), or with TRANS_B, B stored (N, K)
 // Row-major, any sizes (bounds-checked). A 64×64 output tile per workgroup of 16×16
 // threads, 4×4 outputs per thread, K in steps of 16 through workgroup memory.
+// Leading dimensions (elements between consecutive stored rows) lda, ldb, ldc let A, B and C
+// be column blocks of wider matrices: the LM head over a vocabulary split into row ranges of
+// wte writes, and reads, one column block of the (rows, V) logits per range.
 //
 // Bindings:
-//   0 dims  uniform {M, N, K}
+//   0 dims  uniform {M, N, K, lda, ldb, ldc}
 //   1 A     storage read
 //   2 B     storage read
 //   3 bias  storage read      (N); bound but unread unless HAS_BIAS
@@ -19,7 +22,7 @@ override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
 
-struct Dims { M: u32, N: u32, K: u32, pad: u32 }
+struct Dims { M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32, pad0: u32, pad1: u32 }
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> A: array<f32>;
@@ -36,14 +39,14 @@ var<workgroup> Bs: array<f32, 1024>; // (BK, BN)
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= dims.M || k >= dims.K) { return 0.0; }
-  if (TRANS_A) { return A[k * dims.M + m]; }
-  return A[m * dims.K + k];
+  if (TRANS_A) { return A[k * dims.lda + m]; }
+  return A[m * dims.lda + k];
 }
 
 fn loadB(k: u32, n: u32) -> f32 {
   if (k >= dims.K || n >= dims.N) { return 0.0; }
-  if (TRANS_B) { return B[n * dims.K + k]; }
-  return B[k * dims.N + n];
+  if (TRANS_B) { return B[n * dims.ldb + k]; }
+  return B[k * dims.ldb + n];
 }
 
 @compute @workgroup_size(16, 16)
@@ -98,7 +101,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       if (c >= dims.N) { continue; }
       var v = acc[i * 4u + j];
       if (HAS_BIAS) { v += bias[c]; }
-      let o = r * dims.N + c;
+      let o = r * dims.ldc + c;
       if (ACCUMULATE) { v += C[o]; }
       C[o] = v;
     }
@@ -109,7 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
 // bias_grad — db (N) [+]= Σ_m dY (M, N): the bias gradient of a linear layer.
 // One thread per column, rows in order (deterministic; no float atomics in WGSL).
 // Bindings (entry point bias_grad):
-//   0 dims  uniform {M, N, K (unused), pad}
+//   0 dims  uniform {M, N, K, lda, ldb, ldc (unused here)}
 //   1 dY    storage read       (M, N)
 //   2 dbias storage read_write (N)
 

@@ -3,6 +3,8 @@
 // grouped by token: buildTokenBuckets computes that on the CPU (the technique of llm.c's
 // encoder_backward, which buckets positions by token so that no two threads add into one row),
 // packTokenBuckets lays it out for the GPU, writeTokenBuckets uploads it each step.
+// wte and dwte can be bound as row ranges (wteRows / dwteRows) when the table is larger than one
+// storage binding: one forward / gather dispatch per range, each touching only its own tokens.
 import { ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -71,6 +73,12 @@ export function writeTokenBuckets(ctx: GpuContext, range: BufferRange, tokens: U
   ctx.device.queue.writeBuffer(range.buffer, range.offset, words.buffer, words.byteOffset, words.byteLength);
 }
 
+/** Rows [start, start + count) of the (V, C) table that a bound range holds. */
+export interface RowRange {
+  start: number;
+  count: number;
+}
+
 export interface EmbeddingDims {
   label: string;
   B: number;
@@ -88,8 +96,10 @@ export interface EmbeddingDims {
 export interface EmbeddingForwardArgs extends EmbeddingDims {
   /** (B·T) u32 token ids, read (a token ≥ V gives NaN rows) */
   tokens: BufferRange;
-  /** (V, C) read */
+  /** (V, C) read, or rows wteRows of it */
   wte: BufferRange;
+  /** The rows of wte this range holds (default all V): only tokens in it are written. */
+  wteRows?: RowRange;
   /** (P, C) read */
   wpe: BufferRange;
   /** (B, T, C) written */
@@ -101,8 +111,10 @@ export interface EmbeddingBackwardArgs extends EmbeddingDims {
   dout: BufferRange;
   /** tokenBucketWords(B·T) u32 words, read; rewritten each step with writeTokenBuckets */
   buckets: BufferRange;
-  /** (V, C) gradient of wte; omit with dwpe for frozen embeddings (then build nothing at all) */
+  /** (V, C) gradient of wte, or rows dwteRows of it; omit with dwpe for frozen embeddings (then build nothing at all) */
   dwte?: BufferRange;
+  /** The rows of dwte this range holds (default all V): only those rows are cleared and gathered. */
+  dwteRows?: RowRange;
   /** true: add into dwte (the LM head's contribution is already there); false: dwte is cleared first */
   accumulateWte?: boolean;
   /** (P, C) gradient of wpe: rows t < T written (or added into), rows ≥ T zeroed unless accumulating */
@@ -115,21 +127,30 @@ function checkDims(a: EmbeddingDims): void {
   if (a.T > a.P) throw new ShapeError(`${a.label}: sequence length T = ${a.T} exceeds the model's n_positions = ${a.P}; use T ≤ ${a.P}.`);
 }
 
-function dimsWords(a: EmbeddingDims, words: Array<number | { f32: number }>, n: number): Array<number | { f32: number }> {
-  // Layout of `Dims` in embedding.wgsl: B T C V | P micro site threshold | scale n
-  return [a.B, a.T, a.C, a.V, a.P, words[0], words[1], words[2], words[3], n];
+function rowRange(label: string, V: number, r: RowRange | undefined): RowRange {
+  if (!r) return { start: 0, count: V };
+  if (!(Number.isInteger(r.start) && Number.isInteger(r.count) && r.start >= 0 && r.count >= 1 && r.start + r.count <= V)) {
+    throw new ShapeError(`${label}: rows ${r.start} … ${r.start + r.count - 1} are not a range of the ${V}-row table.`);
+  }
+  return r;
+}
+
+function dimsWords(a: EmbeddingDims, words: Array<number | { f32: number }>, n: number, rows: RowRange = { start: 0, count: a.V }): Array<number | { f32: number }> {
+  // Layout of `Dims` in embedding.wgsl: B T C V | P micro site threshold | scale n row0 rows
+  return [a.B, a.T, a.C, a.V, a.P, words[0], words[1], words[2], words[3], n, rows.start, rows.count];
 }
 
 export async function embeddingForward(ctx: GpuContext, args: EmbeddingForwardArgs): Promise<Dispatch> {
   checkDims(args);
   const { label, B, T, C, V, P } = args;
   needElements(args.tokens, B * T, 'tokens', label);
-  needElements(args.wte, V * C, 'wte', label);
+  const rows = rowRange(label, V, args.wteRows);
+  needElements(args.wte, rows.count * C, 'wte', label);
   needElements(args.wpe, P * C, 'wpe', label);
   needElements(args.out, B * T * C, 'out', label);
   const { words, rng } = dropoutParams(ctx, args.dropout && { ...args.dropout, site: dropoutSite.embedding }, label);
   const pipeline = await ctx.pipeline('embedding', 'forward');
-  const dims = uniformWords(ctx, `${label}.dims`, dimsWords(args, words, B * T * C));
+  const dims = uniformWords(ctx, `${label}.dims`, dimsWords(args, words, B * T * C, rows));
   return {
     label,
     pipeline,
@@ -158,21 +179,22 @@ export async function embeddingBackward(ctx: GpuContext, args: EmbeddingBackward
     });
   }
   if (args.dwte) {
-    needElements(args.dwte, V * C, 'dwte', label);
+    const rows = rowRange(label, V, args.dwteRows);
+    needElements(args.dwte, rows.count * C, 'dwte', label);
     needElements(args.buckets, tokenBucketWords(B * T), 'buckets', label);
     if (!args.accumulateWte) {
       const zero = await ctx.pipeline('embedding', 'zero_fill');
-      const zdims = uniformWords(ctx, `${label}.zero.dims`, dimsWords(args, words, V * C));
+      const zdims = uniformWords(ctx, `${label}.zero.dims`, dimsWords(args, words, rows.count * C, rows));
       out.push({
         label: `${label}.dwte.clear`,
         pipeline: zero,
         bindGroup: bindAll(ctx, zero, `${label}.dwte.clear`, [zdims], [args.dwte]),
-        workgroups: flatGrid(ctx, Math.ceil((V * C) / 256), label),
+        workgroups: flatGrid(ctx, Math.ceil((rows.count * C) / 256), label),
       });
     }
     // After clearing, the gather adds into zeros: the same kernel serves both modes.
     const pipe = await ctx.pipeline('embedding', 'backward_wte', { ACCUMULATE: true });
-    const dims = uniformWords(ctx, `${label}.dwte.dims`, dimsWords(args, words, V * C));
+    const dims = uniformWords(ctx, `${label}.dwte.dims`, dimsWords(args, words, rows.count * C, rows));
     out.push({
       label: `${label}.dwte`,
       pipeline: pipe,

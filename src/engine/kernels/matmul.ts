@@ -1,4 +1,6 @@
-// Wrapper for shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C].
+// Wrapper for shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C], with optional
+// leading dimensions so A, B or C can be a column block of a wider row-major matrix.
+import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindGroup, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
@@ -19,19 +21,49 @@ export interface MatmulArgs {
   transB?: boolean;
   /** out += op(A)·op(B) instead of out = ... (gradient accumulation) */
   accumulate?: boolean;
+  /** Elements between consecutive stored rows of A (default: its stored width, K or M with transA). */
+  lda?: number;
+  /** Elements between consecutive stored rows of B (default: N, or K with transB). */
+  ldb?: number;
+  /** Elements between consecutive rows of C (default N): C may be a column block of an (M, ldc) matrix. */
+  ldc?: number;
+}
+
+/** Floats a strided (rows, width) block with leading dimension `ld` spans: (rows − 1)·ld + width. */
+export function stridedElements(rows: number, width: number, ld: number): number {
+  return rows === 0 ? 0 : (rows - 1) * ld + width;
+}
+
+function checkOperand(label: string, what: string, r: BufferRange, rows: number, width: number, ld: number): void {
+  if (!Number.isInteger(ld) || ld < width) throw new ShapeError(`${label}: leading dimension of ${what} is ${ld}, less than its stored width ${width}.`);
+  const need = stridedElements(rows, width, ld) * 4;
+  if (r.size < need) throw new ShapeError(`${label}: ${what} is bound as ${r.size} bytes; a (${rows}, ${width}) block with leading dimension ${ld} needs ${need}.`);
 }
 
 export const MATMUL_TILE = 64;
 
 export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatch> {
   const { M, N, K } = args;
+  for (const [k, v] of Object.entries({ M, N, K })) {
+    if (!Number.isInteger(v) || v < 1) throw new ShapeError(`${args.label}: matmul ${k} must be a positive integer, got ${v}.`);
+  }
+  // Stored shapes: A (M, K) or (K, M); B (K, N) or (N, K); C (M, N).
+  const [aRows, aWidth] = args.transA ? [K, M] : [M, K];
+  const [bRows, bWidth] = args.transB ? [N, K] : [K, N];
+  const lda = args.lda ?? aWidth;
+  const ldb = args.ldb ?? bWidth;
+  const ldc = args.ldc ?? N;
+  checkOperand(args.label, 'A', args.a, aRows, aWidth, lda);
+  checkOperand(args.label, 'B', args.b, bRows, bWidth, ldb);
+  checkOperand(args.label, 'C', args.out, M, N, ldc);
+  if (args.bias && args.bias.size < N * 4) throw new ShapeError(`${args.label}: bias is bound as ${args.bias.size} bytes; it needs N = ${N} floats.`);
   const pipeline = await ctx.pipeline('matmul', 'main', {
     TRANS_A: !!args.transA,
     TRANS_B: !!args.transB,
     HAS_BIAS: !!args.bias,
     ACCUMULATE: !!args.accumulate,
   });
-  const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, 0]);
+  const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, lda, ldb, ldc, 0, 0]);
   // An unused bias binding still needs a buffer: bind A's range (never read).
   const bias = args.bias ?? args.a;
   return {
@@ -60,7 +92,7 @@ export interface BiasGradArgs {
 /** db [+]= column sums of dY: the bias gradient of y = x·W + b. */
 export async function biasGrad(ctx: GpuContext, args: BiasGradArgs): Promise<Dispatch> {
   const pipeline = await ctx.pipeline('matmul', 'bias_grad', { ACCUMULATE: !!args.accumulate });
-  const dims = uniformWords(ctx, `${args.label}.dims`, [args.M, args.N, 0, 0]);
+  const dims = uniformWords(ctx, `${args.label}.dims`, [args.M, args.N, 0, 0, 0, 0, 0, 0]);
   return {
     label: args.label,
     pipeline,

@@ -1,6 +1,16 @@
 // An arena: many tensors packed into a few large GPU buffers, each tensor at an offset aligned
 // for storage binding, bound as ranges. Parameters, gradients and the two Adam moments each
 // live in one arena with the same tensor order, so the optimizer walks them in step.
+//
+// A tensor larger than the adapter's largest storage binding (GPT-2's wte: 50257 × 768 × 4 =
+// 147 MiB; Mesa lavapipe and many laptop adapters bind 128 MiB) still lives in one buffer, but
+// is bound as several row ranges: each a multiple of 64 rows (so with float32 rows every range
+// offset moves by a multiple of 256 bytes, the strictest offset alignment WebGPU allows), each
+// within the binding limit. The split depends only on the tensor's shape and the limit, so a
+// parameter, its gradient and its moments split the same way in every arena.
+//
+// arenaLayout is the pure packing rule; the Arena allocates exactly what it computes, and
+// model/memory.ts estimates with the same function before anything is allocated.
 import { AdapterLimitError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';
@@ -9,64 +19,159 @@ export interface ArenaItem {
   name: string;
   /** float32 elements */
   numel: number;
+  /** leading dimension of the tensor (its rows); a tensor can only be split between rows. Default 1 (not splittable). */
+  rows?: number;
+}
+
+/** The device limits packing depends on (GpuContext gives them; memory estimates take defaults). */
+export interface ArenaLimits {
+  /** minStorageBufferOffsetAlignment */
+  alignment: number;
+  /** the largest storage binding the engine may use (GpuContext.maxBinding) */
+  maxBinding: number;
+  /** maxBufferSize */
+  maxBuffer: number;
+}
+
+/** Rows per bindable range: a multiple of 64 (see the header). */
+export const RANGE_ROW_MULTIPLE = 64;
+
+/** One bindable piece of a tensor: rows [row0, row0 + rows) at `offset` bytes of its buffer. */
+export interface TensorRange extends BufferRange {
+  row0: number;
+  rows: number;
+}
+
+export interface ArenaSlot {
+  name: string;
+  /** byte offset in its buffer */
+  offset: number;
+  /** bytes */
+  size: number;
+  /** bindable pieces, in row order: [offset, size, row0, rows] relative to the buffer */
+  pieces: Array<{ offset: number; size: number; row0: number; rows: number }>;
+}
+
+export interface ArenaLayout {
+  buffers: Array<{ size: number; slots: ArenaSlot[] }>;
+  /** bytes of all buffers (what the GPU allocates, padding included) */
+  bytes: number;
+}
+
+export function limitsOf(ctx: GpuContext): ArenaLimits {
+  return { alignment: ctx.alignment, maxBinding: ctx.maxBinding, maxBuffer: ctx.limits.maxBufferSize };
+}
+
+/** Rows per bindable range for rows of `rowBytes`, or 0 when even 64 rows exceed the limit. */
+export function rowsPerRange(rowBytes: number, maxBinding: number): number {
+  return Math.floor(maxBinding / rowBytes / RANGE_ROW_MULTIPLE) * RANGE_ROW_MULTIPLE;
+}
+
+/** The pieces a tensor of `size` bytes in `rows` rows is bound as (one piece when it fits a binding). */
+export function splitRows(label: string, name: string, size: number, rows: number, maxBinding: number): Array<{ offset: number; size: number; row0: number; rows: number }> {
+  if (size <= maxBinding) return [{ offset: 0, size, row0: 0, rows }];
+  const rowBytes = size / rows;
+  const per = rows > 1 && Number.isInteger(rowBytes) ? rowsPerRange(rowBytes, maxBinding) : 0;
+  if (per === 0) {
+    throw new AdapterLimitError(
+      `${label}: tensor ${name} needs ${size} bytes in one binding and cannot be split into ranges of ${RANGE_ROW_MULTIPLE} rows; ` +
+        `this adapter binds at most ${maxBinding} bytes. Use an adapter with a larger maxStorageBufferBindingSize or a smaller model.`,
+    );
+  }
+  const out = [];
+  for (let r0 = 0; r0 < rows; r0 += per) {
+    const n = Math.min(per, rows - r0);
+    out.push({ offset: r0 * rowBytes, size: n * rowBytes, row0: r0, rows: n });
+  }
+  return out;
+}
+
+/** Greedy packing in order: a new buffer starts when the next tensor would not fit the buffer limit. */
+export function arenaLayout(label: string, items: readonly ArenaItem[], limits: ArenaLimits): ArenaLayout {
+  const align = limits.alignment;
+  const maxBuffer = Math.min(limits.maxBuffer, 2 ** 31);
+  const buffers: ArenaLayout['buffers'] = [];
+  let cur: ArenaSlot[] = [];
+  let end = 0;
+  for (const it of items) {
+    const size = Math.max(4, it.numel * 4);
+    const pieces = splitRows(label, it.name, size, Math.max(1, it.rows ?? 1), limits.maxBinding);
+    if (size > maxBuffer) {
+      throw new AdapterLimitError(`${label}: tensor ${it.name} needs ${size} bytes; this adapter's largest buffer is ${maxBuffer} bytes. Use a smaller model.`);
+    }
+    let offset = cur.length ? Math.ceil(end / align) * align : 0;
+    if (offset + size > maxBuffer && cur.length) {
+      buffers.push({ size: Math.ceil(end / 16) * 16, slots: cur });
+      cur = [];
+      offset = 0;
+    }
+    cur.push({ name: it.name, offset, size, pieces });
+    end = offset + size;
+  }
+  if (cur.length) buffers.push({ size: Math.ceil(end / 16) * 16, slots: cur });
+  // GpuContext.createBuffer allocates at least 16 bytes, in multiples of 16.
+  const bytes = buffers.reduce((a, b) => a + Math.max(16, b.size), 0);
+  return { buffers, bytes };
 }
 
 export class Arena {
   readonly label: string;
   readonly buffers: GPUBuffer[] = [];
-  private readonly ranges = new Map<string, BufferRange>();
-  /** bytes allocated on the GPU, padding included */
+  private readonly whole = new Map<string, BufferRange>();
+  private readonly pieces = new Map<string, TensorRange[]>();
+  private readonly maxBinding: number;
+  /** bytes allocated on the GPU, padding included (summed from the buffers themselves) */
   readonly bytes: number;
 
   constructor(ctx: GpuContext, label: string, items: readonly ArenaItem[]) {
     this.label = label;
-    const align = ctx.alignment;
-    const maxBuffer = Math.min(ctx.limits.maxBufferSize, 2 ** 31);
-    const maxBinding = ctx.limits.maxStorageBufferBindingSize;
-    // Greedy packing in order: a new buffer starts when the next tensor would not fit.
-    const layout: Array<{ items: Array<{ name: string; offset: number; size: number }>; size: number }> = [];
-    let cur = { items: [] as Array<{ name: string; offset: number; size: number }>, size: 0 };
-    for (const it of items) {
-      const size = Math.max(4, it.numel * 4);
-      if (size > maxBinding) {
-        throw new AdapterLimitError(
-          `${label}: tensor ${it.name} needs ${size} bytes in one binding; this adapter binds at most ${maxBinding} bytes. ` +
-            'Use an adapter with a larger maxStorageBufferBindingSize or a smaller model.',
-        );
-      }
-      const offset = Math.ceil(cur.size / align) * align;
-      if (offset + size > maxBuffer && cur.items.length) {
-        layout.push(cur);
-        cur = { items: [], size: 0 };
-      }
-      const off = cur.items.length ? Math.ceil(cur.size / align) * align : 0;
-      cur.items.push({ name: it.name, offset: off, size });
-      cur.size = off + size;
-    }
-    if (cur.items.length) layout.push(cur);
+    this.maxBinding = ctx.maxBinding;
+    const layout = arenaLayout(label, items, limitsOf(ctx));
     let total = 0;
-    layout.forEach((b, i) => {
-      const size = Math.ceil(b.size / 16) * 16;
-      const buffer = ctx.createBuffer(size, `${label}[${i}]`);
+    layout.buffers.forEach((b, i) => {
+      const buffer = ctx.createBuffer(b.size, `${label}[${i}]`);
       this.buffers.push(buffer);
       total += buffer.size;
-      for (const it of b.items) this.ranges.set(it.name, { buffer, offset: it.offset, size: it.size });
+      for (const s of b.slots) {
+        this.whole.set(s.name, { buffer, offset: s.offset, size: s.size });
+        this.pieces.set(s.name, s.pieces.map((p) => ({ buffer, offset: s.offset + p.offset, size: p.size, row0: p.row0, rows: p.rows })));
+      }
     });
     this.bytes = total;
   }
 
   has(name: string): boolean {
-    return this.ranges.has(name);
+    return this.whole.has(name);
   }
 
+  /** The whole tensor, for copies and writes (it may exceed one binding: bind `ranges` or `binding`). */
   range(name: string): BufferRange {
-    const r = this.ranges.get(name);
+    const r = this.whole.get(name);
     if (!r) throw new Error(`${this.label}: no tensor '${name}'`);
     return r;
   }
 
+  /** The tensor as bindable row ranges, in row order (one range when it fits a binding). */
+  ranges(name: string): TensorRange[] {
+    const r = this.pieces.get(name);
+    if (!r) throw new Error(`${this.label}: no tensor '${name}'`);
+    return r;
+  }
+
+  /** The tensor as one binding; AdapterLimitError when it was split (bind `ranges` instead). */
+  binding(name: string): BufferRange {
+    const r = this.range(name);
+    if (r.size > this.maxBinding) {
+      throw new AdapterLimitError(
+        `${this.label}: tensor ${name} is ${r.size} bytes, more than this adapter binds at once (${this.maxBinding} bytes), ` +
+          'and this kernel cannot take it in row ranges. Use an adapter with a larger maxStorageBufferBindingSize or a smaller model.',
+      );
+    }
+    return r;
+  }
+
   names(): string[] {
-    return [...this.ranges.keys()];
+    return [...this.whole.keys()];
   }
 
   /** Zero-fills every buffer (a recorded command; no allocation). */

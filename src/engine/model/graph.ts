@@ -14,6 +14,7 @@ import { layernormBackward, layernormForward } from '../kernels/layernorm.ts';
 import { biasGrad, matmul } from '../kernels/matmul.ts';
 import { residualBackward, residualForward } from '../kernels/residual.ts';
 import { rows, type Activations } from './activations.ts';
+import type { TensorRange } from './arena.ts';
 import { loraBackward, loraForward, type LoraActivations, type LoraWeights } from './lora.ts';
 import type { GPT2Config } from './config.ts';
 import type { GpuWeights } from './weights.ts';
@@ -45,8 +46,20 @@ export interface GraphContext {
   rng: GPUBuffer;
   /** gradient range of a trainable parameter, undefined when frozen */
   grad: (name: string) => BufferRange | undefined;
+  /**
+   * The gradient as bindable row ranges (model/arena.ts), for a tensor larger than one binding
+   * (wte); absent means `grad` is bindable whole.
+   */
+  gradRanges?: (name: string) => TensorRange[] | undefined;
   /** LoRA adapters (model/lora.ts) and their buffers for this (B, T); absent = no LoRA */
   lora?: { weights: LoraWeights; acts: LoraActivations };
+}
+
+/** The wte gradient in bindable row ranges (the same split as the wte parameter), undefined when frozen. */
+function wteGradRanges(g: GraphContext): TensorRange[] | undefined {
+  if (g.gradRanges) return g.gradRanges('wte.weight');
+  const r = g.grad('wte.weight');
+  return r && [{ ...r, row0: 0, rows: g.config.vocabSize }];
 }
 
 function drop(g: GraphContext, p: number, site: number) {
@@ -62,11 +75,14 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
   const I = c.nInner;
   const out: Dispatch[] = [];
   const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
-  out.push(await embeddingForward(ctx, {
-    label: 'embed', B, T, C, V: c.vocabSize, P: c.nPositions,
-    tokens: inp.tokens, wte: w.range('wte.weight'), wpe: w.range('wpe.weight'), out: a.encoded,
-    dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
-  }));
+  // One dispatch per bindable range of wte; each writes the positions of its own tokens.
+  for (const [k, wte] of w.ranges('wte.weight').entries()) {
+    out.push(await embeddingForward(ctx, {
+      label: `embed${k}`, B, T, C, V: c.vocabSize, P: c.nPositions,
+      tokens: inp.tokens, wte, wteRows: { start: wte.row0, count: wte.rows }, wpe: w.range('wpe.weight'), out: a.encoded,
+      dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
+    }));
+  }
   for (let i = 0; i < c.nLayer; i++) {
     const L = a.layers[i];
     const p = (n: string) => w.range(`h.${i}.${n}`);
@@ -97,23 +113,39 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
  * The tied LM head and softmax cross-entropy, in row chunks so (B·T × V) logits never exist at
  * once. Writes acts.losses. With `backward`, each chunk's logits become dlogits in place
  * (scaled by `lossScale`), then dlnf = dlogits·wte and, when embeddings train, dwte += dlogitsᵀ·lnf.
+ * When wte is bound in row ranges [v0, v0 + nv), each range gives the logits' column block
+ * [v0, v0 + nv) (leading dimension V), dlnf is the sum over ranges of block·wte_range (the first
+ * writes, the others add, in range order), and each dwte range takes its own column block.
  */
 export async function buildHead(g: GraphContext, targets: BufferRange, backward: boolean, lossScale: number): Promise<Dispatch[]> {
   const { ctx, config: c, weights: w, acts: a } = g;
   const N = a.B * a.T;
   const C = c.nEmbd;
   const V = c.vocabSize;
-  const wte = w.range('wte.weight');
-  const dwte = backward ? g.grad('wte.weight') : undefined;
+  const wte = w.ranges('wte.weight');
+  const dwte = backward ? wteGradRanges(g) : undefined;
   const out: Dispatch[] = [];
   for (let r0 = 0, k = 0; r0 < N; r0 += a.chunkRows, k++) {
     const n = Math.min(a.chunkRows, N - r0);
-    const logits = rows(a.logits, 0, n * V);
-    out.push(await matmul(ctx, { label: `head${k}.logits`, M: n, N: V, K: C, a: rows(a.lnf, r0 * C, n * C), b: wte, out: logits, transB: true }));
+    const logits = rows(a.logits, 0, n * V); // (n, V)
+    const lnf = rows(a.lnf, r0 * C, n * C); // (n, C)
+    // The column block [v0, v0 + nv) of the (n, V) logits: offset v0 floats, rows V apart.
+    const block = (v0: number, nv: number) => rows(logits, v0, (n - 1) * V + nv);
+    for (const [j, wr] of wte.entries()) {
+      out.push(await matmul(ctx, { label: `head${k}.logits${j}`, M: n, N: wr.rows, K: C, a: lnf, b: wr, out: block(wr.row0, wr.rows), ldc: V, transB: true }));
+    }
     out.push(await crossEntropy(ctx, { label: `head${k}.ce`, N: n, V, targets: rows(targets, r0, n), logits, losses: rows(a.losses, r0, n), scale: lossScale, writeGrad: backward }));
     if (!backward) continue;
-    out.push(await matmul(ctx, { label: `head${k}.dlnf`, M: n, N: C, K: V, a: logits, b: wte, out: rows(a.dlnf, r0 * C, n * C) }));
-    if (dwte) out.push(await matmul(ctx, { label: `head${k}.dwte`, M: V, N: C, K: n, a: logits, b: rows(a.lnf, r0 * C, n * C), out: dwte, transA: true, accumulate: true }));
+    for (const [j, wr] of wte.entries()) {
+      out.push(await matmul(ctx, {
+        label: `head${k}.dlnf${j}`, M: n, N: C, K: wr.rows, a: block(wr.row0, wr.rows), lda: V, b: wr, out: rows(a.dlnf, r0 * C, n * C), accumulate: j > 0,
+      }));
+    }
+    for (const [j, dr] of (dwte ?? []).entries()) {
+      out.push(await matmul(ctx, {
+        label: `head${k}.dwte${j}`, M: dr.rows, N: C, K: n, a: block(dr.row0, dr.rows), lda: V, b: lnf, out: dr, transA: true, accumulate: true,
+      }));
+    }
   }
   return out;
 }
@@ -191,11 +223,19 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
 
   if (low === 0) {
     const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
-    out.push(...await embeddingBackward(ctx, {
-      label: 'embed.bwd', B, T, C, V: c.vocabSize, P: c.nPositions, dout: a.dresid, buckets: inp.buckets,
-      dwte: g.grad('wte.weight'), accumulateWte: true, dwpe: g.grad('wpe.weight'), accumulateWpe: true,
-      dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
-    }));
+    // dwpe once, then the dwte gather once per bindable range of dwte (each gathers its own tokens).
+    const dwte = wteGradRanges(g) ?? [];
+    const dwpe = g.grad('wpe.weight');
+    for (let k = 0; k < Math.max(1, dwte.length); k++) {
+      const dr = dwte[k] as TensorRange | undefined;
+      if (!dr && !(k === 0 && dwpe)) continue;
+      out.push(...await embeddingBackward(ctx, {
+        label: `embed.bwd${k}`, B, T, C, V: c.vocabSize, P: c.nPositions, dout: a.dresid, buckets: inp.buckets,
+        dwte: dr, dwteRows: dr && { start: dr.row0, count: dr.rows }, accumulateWte: true,
+        dwpe: k === 0 ? dwpe : undefined, accumulateWpe: true,
+        dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
+      }));
+    }
   }
   return out;
 }

@@ -1,10 +1,16 @@
 // GPT-2's parameters on the GPU: one arena in paramSpecs order, uploaded from and downloaded
-// to host tensors keyed by Hugging Face name.
+// to host tensors keyed by Hugging Face name. A tensor larger than one storage binding (wte on
+// adapters that bind 128 MiB) is bound in row ranges: `ranges`; `range` refuses it.
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';
-import { Arena } from './arena.ts';
+import { Arena, type ArenaItem, type TensorRange } from './arena.ts';
 import type { GPT2Config } from './config.ts';
 import { checkHostParams, paramSpecs, type HostParams, type ParamSpec } from './params.ts';
+
+/** Arena items of parameter specs: 2-D tensors may be split between rows. */
+export function arenaItems(specs: readonly ParamSpec[]): ArenaItem[] {
+  return specs.map((s) => ({ name: s.name, numel: s.numel, rows: s.shape.length >= 2 ? s.shape[0] : 1 }));
+}
 
 export class GpuWeights {
   readonly config: GPT2Config;
@@ -17,12 +23,18 @@ export class GpuWeights {
     this.ctx = ctx;
     this.config = config;
     this.specs = paramSpecs(config);
-    this.arena = new Arena(ctx, 'params', this.specs);
+    this.arena = new Arena(ctx, 'params', arenaItems(this.specs));
     for (const s of this.specs) this.upload(s.name, host.get(s.name)!);
   }
 
+  /** The parameter as one storage binding (AdapterLimitError when it is larger than one binding: use `ranges`). */
   range(name: string): BufferRange {
-    return this.arena.range(name);
+    return this.arena.binding(name);
+  }
+
+  /** The parameter as bindable row ranges (one range unless it exceeds the binding limit). */
+  ranges(name: string): TensorRange[] {
+    return this.arena.ranges(name);
   }
 
   upload(name: string, data: Float32Array): void {
