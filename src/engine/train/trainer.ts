@@ -15,12 +15,12 @@ import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '..
 import { createRngUniform, writeRng, MAX_MICRO_BATCHES } from '../kernels/dropout.ts';
 import { tokenBucketWords, writeTokenBuckets } from '../kernels/embedding.ts';
 import { gradNorm, meanReduce, NORM_WORDS, type GradNorm } from '../kernels/reduce.ts';
-import { Activations } from '../model/activations.ts';
-import { Arena } from '../model/arena.ts';
+import { Activations, firstSavedBlock } from '../model/activations.ts';
+import { Arena, type TensorRange } from '../model/arena.ts';
 import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroInputs } from '../model/graph.ts';
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { ParamSpec } from '../model/params.ts';
-import type { GpuWeights } from '../model/weights.ts';
+import { arenaItems, type GpuWeights } from '../model/weights.ts';
 
 export interface OptimizerOptions {
   /** AdamW betas and eps (torch defaults 0.9, 0.999, 1e-8) */
@@ -126,7 +126,7 @@ export class Trainer {
     this.weights = weights;
     this.opts = opts;
     this.frozen = new Set(opts.frozen);
-    this.acts = new Activations(ctx, c, opts.batch, opts.seq, true);
+    this.acts = new Activations(ctx, c, opts.batch, opts.seq, true, { firstSavedBlock: this.savedFrom(this.frozen) });
     this.loraActs = opts.lora ? new LoraActivations(ctx, opts.lora, opts.batch, opts.seq, true) : null;
     const N = opts.batch * opts.seq;
     for (let m = 0; m < opts.gradAccum; m++) {
@@ -167,15 +167,33 @@ export class Trainer {
     return this.plan.trainable.reduce((a, s) => a + s.numel, 0);
   }
 
+  /**
+   * Bytes of the GPU buffers this trainer and its weights hold, by category, summed from the
+   * buffers' own sizes (model/memory.ts estimateMemory predicts the same numbers). The small
+   * uniform buffers of the prepared dispatches (a few KB) are not counted.
+   */
   memory(): TrainerMemory {
     const arenaBytes = (a: Arena | null) => a?.bytes ?? 0;
+    const small = [this.rng, this.metrics, this.normBuf, this.records, ...this.ring.map((r) => r.buffer)];
     return {
       parameters: this.weights.bytes + (this.opts.lora?.bytes ?? 0),
       gradients: arenaBytes(this.plan.grads),
       optimizer: arenaBytes(this.plan.m) + arenaBytes(this.plan.v),
       activations: this.acts.bytes.activations + (this.loraActs?.bytes.activations ?? 0),
-      scratch: this.acts.bytes.scratch + (this.loraActs?.bytes.scratch ?? 0) + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0),
+      scratch: this.acts.bytes.scratch + (this.loraActs?.bytes.scratch ?? 0) + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0) +
+        small.reduce((a, b) => a + b.size, 0),
     };
+  }
+
+  /** The first block whose activations are saved under `frozen` (the frozen prefix below it runs in scratch). */
+  private savedFrom(frozen: ReadonlySet<number>): number {
+    const specs = this.opts.lora ? this.opts.lora.specs : this.weights.specs;
+    return firstSavedBlock(this.weights.config, specs.filter((s) => !frozen.has(s.group)).map((s) => s.group));
+  }
+
+  /** The first block whose forward activations are kept (blocks below share one scratch set). */
+  get firstSavedBlock(): number {
+    return this.acts.firstSavedBlock;
   }
 
   /**
@@ -196,9 +214,11 @@ export class Trainer {
     // LoRA mode: the base model is frozen whole; the adapters follow the frozen groups.
     const lora = opts.lora;
     const trainable = (lora ? lora.specs : weights.specs).filter((s) => !this.frozen.has(s.group));
-    const paramRange = (name: string): BufferRange => (lora?.has(name) ? lora.range(name) : weights.range(name));
+    // Bindable ranges of a parameter: wte may be split in row ranges (model/arena.ts); its gradient
+    // and moments split the same way, so the k-th ranges of all four line up.
+    const paramRanges = (name: string): TensorRange[] => (lora?.has(name) ? [{ ...lora.range(name), row0: 0, rows: 1 }] : weights.ranges(name));
     const old = this.plan;
-    const items = trainable.map((s) => ({ name: s.name, numel: s.numel }));
+    const items = arenaItems(trainable);
     const grads = items.length ? new Arena(ctx, 'grads', items) : null;
     const m = items.length ? new Arena(ctx, 'adam.m', items) : null;
     const v = items.length ? new Arena(ctx, 'adam.v', items) : null;
@@ -220,14 +240,21 @@ export class Trainer {
     this.stepCounts = kept;
     for (const a of [old.grads, old.m, old.v]) a?.destroy();
     old.norm?.partials.destroy();
+    // Saved activations follow the trainable set: a frozen prefix keeps none.
+    const saved = this.savedFrom(this.frozen);
+    if (saved !== this.acts.firstSavedBlock) {
+      this.acts.destroy();
+      this.acts = new Activations(ctx, weights.config, opts.batch, opts.seq, true, { firstSavedBlock: saved });
+    }
 
     const dispatches: Dispatch[] = [];
     const grad = (name: string): BufferRange | undefined => (grads?.has(name) ? grads.range(name) : undefined);
+    const gradRanges = (name: string): TensorRange[] | undefined => (grads?.has(name) ? grads.ranges(name) : undefined);
     const N = opts.batch * opts.seq;
     const lossScale = 1 / (N * opts.gradAccum);
     for (let micro = 0; micro < opts.gradAccum; micro++) {
       const g = {
-        ctx, config: weights.config, weights, acts: this.acts, micro, dropout: opts.dropout, rng: this.rng, grad,
+        ctx, config: weights.config, weights, acts: this.acts, micro, dropout: opts.dropout, rng: this.rng, grad, gradRanges,
         lora: lora && this.loraActs ? { weights: lora, acts: this.loraActs } : undefined,
       };
       const inp = this.inputs[micro];
@@ -239,14 +266,17 @@ export class Trainer {
     let norm: GradNorm | null = null;
     if (grads && m && v) {
       const normRange = { buffer: this.normBuf, offset: 0, size: NORM_WORDS * 4 };
-      norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.map((s) => grads.range(s.name)), norm: normRange, maxNorm: opts.gradClip });
+      norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.flatMap((s) => grads.ranges(s.name)), norm: normRange, maxNorm: opts.gradClip });
       dispatches.push(...norm.dispatches);
       for (let k = 0; k < trainable.length; k++) {
         const s = trainable[k];
-        dispatches.push(await adamw(ctx, {
-          label: `adamw.${s.name}`, param: paramRange(s.name), grad: grads.range(s.name), m: m.range(s.name), v: v.range(s.name),
-          norm: normRange, records: this.records, record: k,
-        }));
+        const [pr, gr, mr, vr] = [paramRanges(s.name), grads.ranges(s.name), m.ranges(s.name), v.ranges(s.name)];
+        for (let j = 0; j < pr.length; j++) {
+          dispatches.push(await adamw(ctx, {
+            label: `adamw.${s.name}${pr.length > 1 ? `[${j}]` : ''}`, param: pr[j], grad: gr[j], m: mr[j], v: vr[j],
+            norm: normRange, records: this.records, record: k,
+          }));
+        }
       }
     }
     this.plan = { grads, m, v, trainable, dispatches, norm };
