@@ -153,10 +153,36 @@ export class TokenSampler {
 
   /** The next token for one row of logits (V,). */
   sample(logits: ArrayLike<number>): number {
+    if (this.config.temperature === 0) return argmax(logits);
+    const kept = this.filter(logits);
+    return this.draw(kept.order, kept.n, kept.mass);
+  }
+
+  /**
+   * The tokens `sample` chooses among for this row, most likely first, with the probability of
+   * each (summing to 1): the argmax alone when greedy. For showing the choice, and for tests.
+   */
+  candidates(logits: ArrayLike<number>): Array<{ token: number; prob: number }> {
+    if (this.config.temperature === 0) return [{ token: argmax(logits), prob: 1 }];
+    const { order, n, mass } = this.filter(logits);
+    const out: Array<{ token: number; prob: number }> = [];
+    for (let i = 0; i < n; i++) {
+      const token = order ? order[i] : i;
+      if (this.probs[token] > 0) out.push({ token, prob: this.probs[token] / mass });
+    }
+    if (!order) out.sort((a, b) => b.prob - a.prob || a.token - b.token);
+    return out;
+  }
+
+  /**
+   * Temperature softmax into `probs`, then top-k and top-p. Returns the kept tokens: the first
+   * n of `order` (most likely first), or all V in index order when nothing is filtered
+   * (order null), and their unnormalized mass.
+   */
+  private filter(logits: ArrayLike<number>): { order: Int32Array | null; n: number; mass: number } {
     const { temperature, topK, topP } = this.config;
     const V = logits.length;
     const top = argmax(logits); // also rejects NaN and all −∞
-    if (temperature === 0) return top;
     if (this.probs.length !== V) {
       this.probs = new Float64Array(V);
       this.order = new Int32Array(V);
@@ -171,7 +197,7 @@ export class TokenSampler {
       sum += p;
     }
     const k = topK > 0 ? Math.min(topK, V) : V;
-    if (k === V && topP >= 1) return this.draw(probs, null, V, sum);
+    if (k === V && topP >= 1) return { order: null, n: V, mass: sum };
 
     // Candidates, most likely first. Only the tokens that can survive need sorting: gather those
     // at or above a threshold, lowering it until the gathered set provably holds the kept set.
@@ -196,9 +222,9 @@ export class TokenSampler {
       while (i < keep && (i === 0 || above < topP * kmass)) above += probs[order[i++]];
       keep = i;
     }
-    let kept = 0;
-    for (let i = 0; i < keep; i++) kept += probs[order[i]];
-    return this.draw(probs, order, keep, kept);
+    let mass = 0;
+    for (let i = 0; i < keep; i++) mass += probs[order[i]];
+    return { order, n: keep, mass };
   }
 
   /**
@@ -233,7 +259,8 @@ export class TokenSampler {
   }
 
   /** Draws one of `n` tokens (all when `order` is null) in proportion to probs; `total` is their sum. */
-  private draw(probs: Float64Array, order: Int32Array | null, n: number, total: number): number {
+  private draw(order: Int32Array | null, n: number, total: number): number {
+    const probs = this.probs;
     const u = this.rng.next() * total;
     let acc = 0;
     let last = -1;
