@@ -1,0 +1,332 @@
+// Text generation with a key/value cache (batch 1), on the model's GPU weights:
+//   1. prefill: the prompt's forward pass (model/graph.ts buildForward over (1, T)); each
+//      layer's keys and values go into the cache, and the last position's logits come back;
+//   2. decode: one token at a time, each step embedding the chosen token at the next position,
+//      attending over the cache (shaders/decode.wgsl) and reading back one row of logits (V);
+//   3. the next token is chosen on the CPU by generate/sampling.ts (greedy, temperature,
+//      top-k, top-p; seeded, so the same seed gives the same tokens).
+// Stops after maxNewTokens, or at EOS (Hugging Face generate()'s eos_token_id). The prompt plus
+// the new tokens must fit n_positions, as GPT-2's learned position table allows no more.
+// The step's dispatches are built once and replayed; a step allocates nothing on the GPU.
+import { ShapeError, StudioError } from '../errors.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { createStepUniform, decodeAttend, decodeEmbed, fillCache, writeDecodeStep } from '../kernels/decode.ts';
+import { createRngUniform } from '../kernels/dropout.ts';
+import { geluForward } from '../kernels/gelu.ts';
+import { layernormForward } from '../kernels/layernorm.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { residualForward } from '../kernels/residual.ts';
+import { Activations, rows } from '../model/activations.ts';
+import type { GPT2Config } from '../model/config.ts';
+import { buildForward } from '../model/graph.ts';
+import type { GpuWeights } from '../model/weights.ts';
+import { TokenSampler, type SamplingConfig } from './sampling.ts';
+import { KvCache } from './kvcache.ts';
+
+/** The prompt plus the requested new tokens do not fit the model's context (n_positions). */
+export class ContextLengthError extends StudioError {}
+
+/** A prompt token that the model cannot embed (not an id below the vocabulary size). */
+export class PromptTokenError extends StudioError {}
+
+/** Greedy decoding: always the most likely token (lowest id among equals). */
+export const GREEDY: SamplingConfig = { temperature: 0, topK: 0, topP: 1 };
+
+export interface GenerateOptions {
+  /** new tokens to generate at most (≥ 1) */
+  maxNewTokens: number;
+  /** token choice; default GREEDY */
+  sampling?: SamplingConfig;
+  /** seed of the sampler's random numbers (ignored when greedy); default 0 */
+  seed?: number;
+  /** stop when this token is chosen (kept as the last token); default the config's eos_token_id; null: never stop early */
+  eosTokenId?: number | null;
+  /** called with every new token as it is chosen */
+  onToken?(token: number, index: number): void;
+  /** the logits (V,) that new token `index` was chosen from (tests, inspection) */
+  onLogits?(logits: Float32Array, index: number): void;
+  signal?: AbortSignal;
+}
+
+export type StopReason = 'eos' | 'length' | 'aborted';
+
+export interface GenerateResult {
+  /** the new tokens (without the prompt), EOS included when generation stopped there */
+  tokens: number[];
+  stop: StopReason;
+  /** tokens fed as the prompt (1 for an empty prompt: the BOS token) */
+  promptLength: number;
+  /** milliseconds of the prefill (up to the first token's logits) */
+  prefillMs: number;
+  /** milliseconds of the decode steps after it */
+  decodeMs: number;
+  /** new tokens per second over the whole call (prefill included) */
+  tokensPerSecond: number;
+}
+
+interface PrefillPlan {
+  T: number;
+  acts: Activations;
+  tokens: BufferRange; // (T) u32
+  rng: GPUBuffer; // dropout uniform the forward binds (p = 0: never read)
+  dispatches: Dispatch[];
+}
+
+function now(): number {
+  return performance.now();
+}
+
+export class Generator {
+  readonly ctx: GpuContext;
+  readonly weights: GpuWeights;
+  readonly config: GPT2Config;
+  readonly cache: KvCache;
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly step: GPUBuffer;
+  private readonly lnf: BufferRange; // (C) input of the LM head
+  private readonly logits: BufferRange; // (V)
+  private readonly staging: GPUBuffer; // (V) mappable copy of the logits
+  private body: Dispatch[] = []; // embed … ln_f of one token
+  private head: Dispatch[] = []; // lnf (1, C) → logits (1, V)
+  private prefillPlan: PrefillPlan | null = null;
+
+  private constructor(ctx: GpuContext, weights: GpuWeights) {
+    this.ctx = ctx;
+    this.weights = weights;
+    this.config = weights.config;
+    this.cache = new KvCache(ctx, this.config);
+    this.step = createStepUniform(ctx);
+    this.buffers.push(this.step);
+    this.lnf = this.f32('decode.lnf', this.config.nEmbd);
+    this.logits = this.f32('decode.logits', this.config.vocabSize);
+    this.staging = ctx.device.createBuffer({ size: this.logits.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'decode.staging' });
+    this.buffers.push(this.staging);
+  }
+
+  static async create(ctx: GpuContext, weights: GpuWeights): Promise<Generator> {
+    const g = new Generator(ctx, weights);
+    await g.build();
+    return g;
+  }
+
+  /** GPU bytes this generator holds besides the weights (the cache dominates). */
+  get bytes(): number {
+    return this.cache.bytes + this.buffers.reduce((a, b) => a + b.size, 0) + (this.prefillPlan ? this.prefillPlan.acts.bytes.activations + this.prefillPlan.acts.bytes.scratch : 0);
+  }
+
+  private f32(label: string, count: number): BufferRange {
+    const buffer = this.ctx.createBuffer(count * 4, label);
+    this.buffers.push(buffer);
+    return { buffer, offset: 0, size: count * 4 };
+  }
+
+  /** The one-token step: every buffer is (1, ·), reused by every layer in turn. */
+  private async build(): Promise<void> {
+    const { ctx, config: c, weights: w } = this;
+    const C = c.nEmbd;
+    const I = c.nInner;
+    const shape = { C, NH: c.nHead, P: c.nPositions };
+    const x = this.f32('decode.x', C); // residual stream: block input and output
+    const r2 = this.f32('decode.resid2', C); // after the attention half
+    const ln = this.f32('decode.ln', C);
+    const mean = this.f32('decode.mean', 1);
+    const rstd = this.f32('decode.rstd', 1);
+    const qkv = this.f32('decode.qkv', 3 * C);
+    const atty = this.f32('decode.atty', C);
+    const proj = this.f32('decode.proj', C);
+    const fch = this.f32('decode.fch', I);
+    const fchGelu = this.f32('decode.fchGelu', I);
+    const scores = this.f32('decode.scores', c.nHead * c.nPositions);
+    const eps = c.layerNormEpsilon;
+    const body: Dispatch[] = [];
+    const wte = w.ranges('wte.weight'); // one range unless wte exceeds a storage binding
+    for (const [k, wr] of wte.entries()) {
+      body.push(await decodeEmbed(ctx, {
+        label: `decode.embed${k}`, ...shape, V: c.vocabSize, step: this.step, wte: wr, wteRows: { start: wr.row0, count: wr.rows }, wpe: w.range('wpe.weight'), out: x,
+      }));
+    }
+    for (let i = 0; i < c.nLayer; i++) {
+      const p = (n: string) => w.range(`h.${i}.${n}`);
+      const l = `decode.h${i}`;
+      body.push(await layernormForward(ctx, { label: `${l}.ln1`, N: 1, C, eps, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: ln, mean, rstd }));
+      body.push(await matmul(ctx, { label: `${l}.c_attn`, M: 1, N: 3 * C, K: C, a: ln, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: qkv }));
+      body.push(await decodeAttend(ctx, { label: `${l}.attn`, ...shape, step: this.step, qkv, kv: this.cache.layers[i], scores, out: atty }));
+      body.push(await matmul(ctx, { label: `${l}.attn.c_proj`, M: 1, N: C, K: C, a: atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: proj }));
+      body.push(await residualForward(ctx, { label: `${l}.resid2`, n: C, a: x, b: proj, out: r2 }));
+      body.push(await layernormForward(ctx, { label: `${l}.ln2`, N: 1, C, eps, x: r2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: ln, mean, rstd }));
+      body.push(await matmul(ctx, { label: `${l}.c_fc`, M: 1, N: I, K: C, a: ln, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: fch }));
+      body.push(await geluForward(ctx, { label: `${l}.gelu`, n: I, kind: c.activation, x: fch, out: fchGelu }));
+      body.push(await matmul(ctx, { label: `${l}.mlp.c_proj`, M: 1, N: C, K: I, a: fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: proj }));
+      body.push(await residualForward(ctx, { label: `${l}.resid3`, n: C, a: r2, b: proj, out: x }));
+    }
+    body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
+    this.body = body;
+    // The tied LM head on one row: logits = lnf · wteᵀ (DESIGN, GPT-2 semantics); each wte
+    // range [v0, v0 + nv) gives the logits [v0, v0 + nv) (v0 is a multiple of 64 rows, so the
+    // block's byte offset keeps the binding alignment).
+    this.head = [];
+    for (const [k, wr] of wte.entries()) {
+      this.head.push(await matmul(ctx, {
+        label: `decode.head${k}`, M: 1, N: wr.rows, K: C, a: this.lnf, b: wr, out: rows(this.logits, wr.row0, wr.rows), transB: true,
+      }));
+    }
+  }
+
+  private checkTokens(tokens: ArrayLike<number>, what: string): void {
+    const V = this.config.vocabSize;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (!(Number.isInteger(t) && t >= 0 && t < V)) {
+        throw new PromptTokenError(`${what} ${i} is ${t}, not a token id below the model's vocabulary size ${V}; encode the text with this model's tokenizer.`);
+      }
+    }
+  }
+
+  private async prefillPlanFor(T: number): Promise<PrefillPlan> {
+    if (this.prefillPlan?.T === T) return this.prefillPlan;
+    this.destroyPrefill();
+    const { ctx, config: c, weights } = this;
+    const acts = new Activations(ctx, c, 1, T, false);
+    const buffer = ctx.createBuffer(T * 4, 'prefill.tokens');
+    const tokens = { buffer, offset: 0, size: T * 4 };
+    const rng = createRngUniform(ctx, 'prefill.rng');
+    const g = { ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined };
+    // buildForward reads only the tokens; targets and buckets matter to the head and backward.
+    const forward = await buildForward(g, { tokens, targets: tokens, buckets: tokens });
+    // Without backward every block runs in one shared set of activation buffers, so block i's
+    // qkv is overwritten by block i + 1: its keys and values go to the cache right before its
+    // attention (after c_attn and anything that adds into qkv, such as a LoRA update).
+    const dispatches: Dispatch[] = [];
+    let filled = 0;
+    for (const d of forward) {
+      const i = filled;
+      if (i < c.nLayer && d.label === `h${i}.attn`) {
+        dispatches.push(await fillCache(ctx, { label: `prefill.h${i}.kv`, C: c.nEmbd, NH: c.nHead, P: c.nPositions, T, qkv: acts.layers[i].qkv, kv: this.cache.layers[i] }));
+        filled++;
+      }
+      dispatches.push(d);
+    }
+    if (filled !== c.nLayer) throw new Error(`prefill: found the attention of ${filled} of ${c.nLayer} blocks in the forward graph; model/graph.ts labels changed.`);
+    this.prefillPlan = { T, acts, tokens, rng, dispatches };
+    return this.prefillPlan;
+  }
+
+  private destroyPrefill(): void {
+    if (!this.prefillPlan) return;
+    this.prefillPlan.acts.destroy();
+    this.prefillPlan.tokens.buffer.destroy();
+    this.prefillPlan.rng.destroy();
+    this.prefillPlan = null;
+  }
+
+  /** Copies the logits to the staging buffer in `enc`, submits, and reads them back. */
+  private async finish(enc: GPUCommandEncoder): Promise<Float32Array> {
+    enc.copyBufferToBuffer(this.logits.buffer, 0, this.staging, 0, this.logits.size);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await this.staging.mapAsync(GPUMapMode.READ);
+    const out = new Float32Array(this.staging.getMappedRange().slice(0));
+    this.staging.unmap();
+    if (this.ctx.lost) throw this.ctx.lost;
+    return out;
+  }
+
+  /**
+   * Runs the prompt (T ≥ 1 tokens) through the model, filling cache positions 0 … T−1.
+   * Returns the logits (V,) at the last position: the distribution of the first new token.
+   */
+  async prefill(prompt: ArrayLike<number>): Promise<Float32Array> {
+    const { ctx, config: c } = this;
+    const T = prompt.length;
+    if (T < 1) throw new ShapeError('prefill needs at least one token.');
+    if (T > c.nPositions) throw new ContextLengthError(`The prompt has ${T} tokens; the model's context is n_positions = ${c.nPositions}. Shorten the prompt.`);
+    this.checkTokens(prompt, 'Prompt token');
+    if (ctx.lost) throw ctx.lost;
+    const plan = await this.prefillPlanFor(T);
+    const ids = Uint32Array.from(prompt);
+    ctx.device.queue.writeBuffer(plan.tokens.buffer, 0, ids.buffer, ids.byteOffset, ids.byteLength);
+    const enc = ctx.device.createCommandEncoder({ label: 'prefill' });
+    let pass = enc.beginComputePass();
+    encode(pass, plan.dispatches);
+    pass.end();
+    // The last position's ln_f row feeds the one-row head (a copy: its offset need not be aligned).
+    const C = c.nEmbd;
+    const lnf = plan.acts.lnf;
+    enc.copyBufferToBuffer(lnf.buffer, lnf.offset + (T - 1) * C * 4, this.lnf.buffer, 0, C * 4);
+    pass = enc.beginComputePass();
+    encode(pass, this.head);
+    pass.end();
+    const logits = await this.finish(enc);
+    this.cache.length = T;
+    return logits;
+  }
+
+  /** Feeds `token` at the next cache position; returns the logits (V,) for the token after it. */
+  async decode(token: number): Promise<Float32Array> {
+    const { ctx } = this;
+    const pos = this.cache.length;
+    if (pos < 1) throw new ShapeError('decode needs a prefilled cache: call prefill (or generate) first.');
+    if (pos >= this.cache.P) throw new ContextLengthError(`The cache is full: position ${pos} is beyond the model's context of n_positions = ${this.cache.P}.`);
+    this.checkTokens([token], 'Token');
+    if (ctx.lost) throw ctx.lost;
+    writeDecodeStep(ctx, this.step, token, pos);
+    const enc = ctx.device.createCommandEncoder({ label: `decode${pos}` });
+    const pass = enc.beginComputePass();
+    encode(pass, this.body);
+    encode(pass, this.head);
+    pass.end();
+    const logits = await this.finish(enc);
+    this.cache.length = pos + 1;
+    return logits;
+  }
+
+  /**
+   * Continues `prompt` (token ids; empty means the BOS token alone, as Hugging Face's generate()
+   * starts from bos_token_id when given no input) by up to `maxNewTokens` tokens.
+   */
+  async generate(prompt: ArrayLike<number>, opts: GenerateOptions): Promise<GenerateResult> {
+    const c = this.config;
+    const ids = prompt.length ? Array.from(prompt) : [c.bosTokenId];
+    const maxNew = opts.maxNewTokens;
+    if (!(Number.isInteger(maxNew) && maxNew >= 1)) throw new ShapeError(`max new tokens must be a whole number ≥ 1, got ${maxNew}.`);
+    if (ids.length + maxNew > c.nPositions) {
+      throw new ContextLengthError(
+        `The prompt has ${ids.length} tokens and ${maxNew} new tokens were asked for: ${ids.length + maxNew} exceeds the model's context of n_positions = ${c.nPositions}. ` +
+          (ids.length < c.nPositions ? `Ask for at most ${c.nPositions - ids.length} new tokens or shorten the prompt.` : 'Shorten the prompt.'),
+      );
+    }
+    this.checkTokens(ids, 'Prompt token');
+    const sampler = new TokenSampler(opts.sampling ?? GREEDY, opts.seed ?? 0);
+    const eos = opts.eosTokenId === undefined ? c.eosTokenId : opts.eosTokenId;
+    const t0 = now();
+    let logits = await this.prefill(ids);
+    const t1 = now();
+    const out: number[] = [];
+    let stop: StopReason = 'length';
+    for (let i = 0; i < maxNew; i++) {
+      if (opts.signal?.aborted) {
+        stop = 'aborted';
+        break;
+      }
+      opts.onLogits?.(logits, i);
+      const next = sampler.sample(logits);
+      out.push(next);
+      opts.onToken?.(next, i);
+      if (eos !== null && next === eos) {
+        stop = 'eos';
+        break;
+      }
+      // The last token is never fed back: nothing would read its logits.
+      if (i + 1 < maxNew) logits = await this.decode(next);
+    }
+    const t2 = now();
+    const seconds = Math.max(t2 - t0, 1e-3) / 1000;
+    return { tokens: out, stop, promptLength: ids.length, prefillMs: t1 - t0, decodeMs: t2 - t1, tokensPerSecond: out.length / seconds };
+  }
+
+  destroy(): void {
+    this.destroyPrefill();
+    this.cache.destroy();
+    for (const b of this.buffers) b.destroy();
+  }
+}
