@@ -1,8 +1,10 @@
 // `train`: fine-tunes a GPT-2 folder on a corpus with the WebGPU engine and writes the result
-// in Hugging Face layout. Flags and defaults follow DESIGN.md's training semantics.
+// in Hugging Face layout (with --lora-r: LoRA adapters over the frozen model, written as a PEFT
+// adapter folder and/or merged weights). Flags and defaults follow DESIGN.md's training semantics.
 import { appendFile, writeFile } from 'node:fs/promises';
 import { GpuContext } from '../../engine/gpu/context.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
+import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
 import { GpuWeights } from '../../engine/model/weights.ts';
 import { describeGroupRates } from '../../engine/train/groups.ts';
 import { runTraining, type TrainRunConfig } from '../../engine/train/loop.ts';
@@ -10,6 +12,7 @@ import { DEFAULT_SCHEDULE, type ScheduleKind } from '../../engine/train/schedule
 import { loadModelDir, saveModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
+import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs } from '../lora.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const trainSpec: CommandSpec = {
@@ -43,6 +46,7 @@ export const trainSpec: CommandSpec = {
     { name: 'freeze', kind: 'list', optional: true, meta: 'list', help: 'frozen groups: embeddings, block indices 0 … L−1 (or ranges 0-5), ln_f' },
     { name: 'order', kind: 'string', default: 'sequential', choices: ['sequential', 'shuffled'], help: 'window order' },
     { name: 'log', kind: 'string', optional: true, meta: 'file', help: 'JSON lines, one per step: {"step","loss","lr","grad_norm"}' },
+    ...LORA_OPTIONS,
   ],
 };
 
@@ -59,6 +63,7 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
   const hasStart = a.has('unfreeze-start');
   if (hasStart !== a.has('unfreeze-every')) throw new UsageError('train: give --unfreeze-start and --unfreeze-every together.');
   for (const k of ['steps', 'batch', 'grad-accum'] as const) if (a.num(k) < 1) throw new UsageError(`train: --${k} must be at least 1.`);
+  const lora = parseLoraArgs(a, config);
   const cfg: TrainRunConfig = {
     steps: a.num('steps'),
     batch: a.num('batch'),
@@ -89,10 +94,18 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
   const logFile = a.optStr('log');
   if (logFile) await writeFile(logFile, '');
   const weights = new GpuWeights(ctx, config, params);
+  // LoRA: fresh adapters (A Kaiming-uniform from --seed, B = 0) over the frozen base model.
+  const loraWeights = lora ? new LoraWeights(ctx, config, lora.config, initLoraParams(config, lora.config, cfg.seed)) : undefined;
+  if (lora) out(describeLora(config, lora.config));
   const t0 = performance.now();
   let lines: string[] = [];
   const logs = await runTraining(ctx, weights, tokens, cfg, {
     onInfo: out,
+    onTrainer: (t) => {
+      const m = t.memory();
+      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+      out(`GPU memory (MiB): parameters ${mib(m.parameters)}, gradients ${mib(m.gradients)}, optimizer ${mib(m.optimizer)}, activations ${mib(m.activations)}, scratch ${mib(m.scratch)}; trainable parameters ${t.trainableParams}`);
+    },
     onStep: (log) => {
       if (logFile) lines.push(JSON.stringify(log));
       if (log.step === 1 || log.step % 10 === 0 || log.step === cfg.steps) {
@@ -100,12 +113,18 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
         out(`step ${log.step}/${cfg.steps}  loss ${log.loss.toFixed(4)}  lr ${log.lr.toExponential(2)}  grad_norm ${log.grad_norm.toFixed(4)}  ${tps.toFixed(0)} tok/s`);
       }
     },
-  });
+  }, loraWeights);
   if (logFile) await appendFile(logFile, lines.map((l) => l + '\n').join(''));
   lines = [];
   const outDir = a.str('out');
-  await saveModelDir(outDir, config, await weights.download());
-  out(`saved ${outDir}/config.json and ${outDir}/model.safetensors after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+  if (lora && loraWeights) {
+    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), modelDir);
+    out(`saved ${written.join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+    loraWeights.destroy();
+  } else {
+    await saveModelDir(outDir, config, await weights.download());
+    out(`saved ${outDir}/config.json and ${outDir}/model.safetensors after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+  }
   weights.destroy();
   ctx.destroy();
 }
