@@ -117,7 +117,9 @@ function slantedTriangular(t: number, T: number, cutFrac: number, ratio: number)
     p = t / cut;
   } else {
     // A run too short for a climb (cut = 0) decays over all T steps instead of dividing by 0;
-    // with cut_frac = 1 there is no decay phase.
+    // with cut_frac = 1 there is no decay phase. When T·cut_frac is not whole, the floor makes
+    // cut·(1/cut_frac − 1) shorter than T − cut, so p reaches 0 before the end: hold it there,
+    // as the formula alone would go on to a negative rate.
     const decayLen = cut === 0 ? T : cut * (1 / cutFrac - 1);
     p = decayLen > 0 ? Math.max(0, 1 - (t - cut) / decayLen) : 1;
   }

@@ -132,6 +132,14 @@ describe('sampling distributions', () => {
     expect(b[3]).toBe(0);
   });
 
+  it('top-p drops a token once the mass above it reaches p exactly (HF: cumulative ≤ 1 − p)', () => {
+    // Logits ln 2, 0, 0 give probabilities ½, ¼, ¼ exactly in float64. With p = ¾ the mass above
+    // token 2 is ¾: HF's ascending cumulative for token 2 is ¼ ≤ 1 − ¾, so it is removed.
+    const logits = [Math.LN2, 0, 0];
+    expect(new TokenSampler(cfg({ topP: 0.75 }), 1).candidates(logits).map((c) => c.token)).toEqual([0, 1]);
+    expect(new TokenSampler(cfg({ topP: 0.5 }), 1).candidates(logits).map((c) => c.token)).toEqual([0]);
+  });
+
   it('a tiny top-p still keeps the most likely token', () => {
     const s = new TokenSampler(cfg({ topP: 1e-9 }), 7);
     for (let i = 0; i < 50; i++) expect(s.sample(logitsOf(p))).toBe(0);

@@ -63,6 +63,11 @@ const cases: Array<[string, ScheduleConfig, number, number, number]> = [
   // T = 25, cut_frac 0.2, ratio 8: cut = 5; after the cut the span is 5·(5 − 1) = 20.
   ['STLR T 25 cut 0.2 ratio 8, t 2', cfg({ kind: 'slanted', cutFrac: 0.2, ratio: 8 }), 2, 25, (1 + 7 * 0.4) / 8],
   ['STLR T 25 cut 0.2 ratio 8, t 15', cfg({ kind: 'slanted', cutFrac: 0.2, ratio: 8 }), 15, 25, (1 + 7 * 0.5) / 8],
+  // T = 25, cut_frac 0.1: cut = ⌊2.5⌋ = 2 and the decay spans 2·9 = 18 steps, so it reaches
+  // the bottom at t = 20, before the end; past it p is held at 0 (the formula would go negative).
+  ['STLR T 25 cut 0.1, t 11', cfg({ kind: 'slanted' }), 11, 25, (1 + 31 * 0.5) / 32],
+  ['STLR T 25 cut 0.1, t 20', cfg({ kind: 'slanted' }), 20, 25, 1 / 32],
+  ['STLR T 25 cut 0.1, t 24', cfg({ kind: 'slanted' }), 24, 25, 1 / 32],
   // T = 5, cut_frac 0.1: cut = ⌊0.5⌋ = 0, no climb; decays over all 5 steps.
   ['STLR too short to climb, t 0', cfg({ kind: 'slanted' }), 0, 5, 1],
   ['STLR too short to climb, t 2', cfg({ kind: 'slanted' }), 2, 5, (1 + 31 * (3 / 5)) / 32],
