@@ -87,8 +87,18 @@ interface Plan {
 }
 
 const RING = 4;
+const RING_BYTES = 32;
 // metrics buffer (storage): [loss]; norm buffer: [norm, coef, nonFinite]
 const METRIC_WORDS = 4;
+
+/**
+ * Bytes of the trainer's own small buffers as GpuContext allocates them (rng uniform, metrics,
+ * norm, AdamW records for `recordCount` tensors, the metrics ring): model/memory.ts's estimate.
+ */
+export function trainerSmallBytes(recordCount: number): number {
+  const round = (b: number) => Math.max(16, Math.ceil(b / 16) * 16);
+  return round(16) + round(METRIC_WORDS * 4) + round(NORM_WORDS * 4) + round(Math.max(1, recordCount) * ADAMW_RECORD_BYTES) + RING * RING_BYTES;
+}
 
 export class Trainer {
   readonly ctx: GpuContext;
@@ -146,7 +156,7 @@ export class Trainer {
     this.records = ctx.createBuffer(Math.max(1, weights.specs.length + (opts.lora?.specs.length ?? 0)) * ADAMW_RECORD_BYTES, 'adamw.records');
     for (let i = 0; i < RING; i++) {
       this.ring.push({
-        buffer: ctx.device.createBuffer({ size: 32, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `metrics.ring${i}` }),
+        buffer: ctx.device.createBuffer({ size: RING_BYTES, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `metrics.ring${i}` }),
         pending: null,
       });
     }
