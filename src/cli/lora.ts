@@ -41,7 +41,8 @@ export function parseLoraArgs(a: Args, model: GPT2Config): { config: LoraConfig;
   if (!(alpha > 0)) throw new UsageError(`train: --lora-alpha must be positive, got ${alpha}.`);
   const dropout = a.optNum('lora-dropout') ?? DEFAULT_LORA.dropout;
   if (!(dropout >= 0 && dropout < 1)) throw new UsageError(`train: --lora-dropout must be in [0, 1), got ${dropout}.`);
-  const targets = a.list('lora-targets');
+  // `--lora-targets a,b` and `--lora-targets a b` both arrive here; split what came joined.
+  const targets = a.list('lora-targets').flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
   const config: LoraConfig = { r, alpha, dropout, targets: targets.length ? targets : [...DEFAULT_LORA.targets], rslora: a.flag('lora-rslora') };
   try {
     loraTargets(model, config);
