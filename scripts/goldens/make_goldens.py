@@ -18,8 +18,22 @@ follow HF's GPT2PreTrainedModel._init_weights (normal std 0.02; c_proj weights s
 so their gradients are not trivial, and everything is rounded to float32 so the F32 checkpoint
 holds exactly the weights the float64 computation starts from.
 
+Real-vocabulary cases (V = 50257, GPT-2's tokenizer size), each in its own folder:
+  gpt2-v50257-c32   C=32, L=1, NH=4, T=16, B=2, 5 steps: the LM head over a real vocabulary
+  gpt2-v50257-c768  C=768, L=1, NH=12, T=8, B=1, 3 steps: wte is 50257 x 768 x 4 = 147 MiB,
+                    more than the 128 MiB that Mesa lavapipe (and many laptop adapters) bind at
+                    once, so the engine binds it in row ranges
+Their initial weights are not stored (wte alone would be 6-147 MB): every value is generated
+from a counter-based hash (lowbias32, Chris Wellons, as the engine's dropout RNG uses), which
+the TypeScript side regenerates bit for bit (test/helpers/vocab-goldens.ts); goldens.json
+carries checksums of the generated weights so a mismatch shows before any comparison. For the
+same reason large tensors are stored as fixed samples of elements (indices again from the hash)
+plus their norms and sums; small tensors, the wpe gradient and full wte rows of chosen tokens
+are stored whole.
+
 Run with Debian's python3 and its PyTorch: /usr/bin/python3 scripts/goldens/make_goldens.py
-The output is deterministic (single thread, fixed seeds): re-running gives identical bytes.
+[tiny] [v50257-c32] [v50257-c768] (default: all). The output is deterministic (single thread,
+fixed seeds): re-running gives identical bytes.
 """
 import json
 import math
@@ -260,5 +274,256 @@ def main():
     })
 
 
+# ---------------------------------------------------------------------------------------------
+# Real-vocabulary cases
+
+GOLDENS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'goldens')
+M32 = np.uint64(0xFFFFFFFF)
+INIT_SEED = 0x5EED2024
+SAMPLE_SEED = 0x5A3B1E
+SAMPLES = 4096
+
+VOCAB_CASES = {
+    'v50257-c32': dict(V=50257, P=32, C=32, NH=4, L=1, T=16, B=2, steps=5, lr=3e-3, weight_decay=0.1,
+                       wte_rows=[0, 1, 7, 220, 50255, 50256]),
+    # lavapipe binds 128 MiB: wte rows per binding range = floor(2^27 / 3072 / 64) * 64 = 43648
+    'v50257-c768': dict(V=50257, P=32, C=768, NH=12, L=1, T=8, B=1, steps=3, lr=1e-3, weight_decay=0.1,
+                        wte_rows=[0, 1, 43647, 43648, 43649, 50256]),
+}
+
+
+def lowbias32(x):
+    """lowbias32 on uint64 arrays holding u32 values (wrapping multiplies done mod 2^32)."""
+    x = np.asarray(x, dtype=np.uint64) & M32
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(0x7feb352d)) & M32
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(0x846ca68b)) & M32
+    x ^= x >> np.uint64(16)
+    return x
+
+
+def hashed_uniform(key, n):
+    """(n) float64 in (-1, 1): 2u - 1 with u = (hash(key ^ i) >> 8) / 2^24 + 2^-25, exact in float64."""
+    i = np.arange(n, dtype=np.uint64)
+    h = lowbias32(np.uint64(key) ^ i)
+    u = (h >> np.uint64(8)).astype(np.float64) * 2.0 ** -24 + 2.0 ** -25
+    return 2.0 * u - 1.0
+
+
+def tensor_key(seed, k):
+    return int(lowbias32(np.uint64((seed + k * 0x9E3779B9) & 0xFFFFFFFF)))
+
+
+def vocab_layout(cfg):
+    C, L = cfg['C'], cfg['L']
+    out = [('wte.weight', (cfg['V'], C), 0), ('wpe.weight', (cfg['P'], C), 0)]
+    block = [  # (name, shape) per block, HF order
+        ('ln_1.weight', (C,)), ('ln_1.bias', (C,)),
+        ('attn.c_attn.weight', (C, 3 * C)), ('attn.c_attn.bias', (3 * C,)),
+        ('attn.c_proj.weight', (C, C)), ('attn.c_proj.bias', (C,)),
+        ('ln_2.weight', (C,)), ('ln_2.bias', (C,)),
+        ('mlp.c_fc.weight', (C, 4 * C)), ('mlp.c_fc.bias', (4 * C,)),
+        ('mlp.c_proj.weight', (4 * C, C)), ('mlp.c_proj.bias', (C,)),
+    ]
+    for i in range(L):
+        out += [(f'h.{i}.{n}', s, i + 1) for n, s in block]
+    out += [('ln_f.weight', (C,), L + 1), ('ln_f.bias', (C,), L + 1)]
+    return out
+
+
+def init_scale(name, L):
+    """(offset, half-width / sqrt(3) = std) by HF's init: 0.02, c_proj 0.02/sqrt(2L), LayerNorm near 1, biases small."""
+    if name.endswith(('ln_1.weight', 'ln_2.weight')) or name == 'ln_f.weight':
+        return 1.0, 0.1
+    if name.endswith(('ln_1.bias', 'ln_2.bias')) or name == 'ln_f.bias':
+        return 0.0, 0.05
+    if name.endswith('.bias'):
+        return 0.0, 0.02
+    if name.endswith('c_proj.weight'):
+        return 0.0, 0.02 / math.sqrt(2 * L)
+    return 0.0, 0.02
+
+
+def vocab_init(cfg):
+    """Uniform weights with HF's standard deviations: offset + (2u - 1) * (std * sqrt(3)), rounded to float32."""
+    params = {}
+    for k, (name, shape, _) in enumerate(vocab_layout(cfg)):
+        n = int(np.prod(shape))
+        offset, std = init_scale(name, cfg['L'])
+        x = offset + hashed_uniform(tensor_key(INIT_SEED, k), n) * (std * math.sqrt(3.0))
+        params[name] = torch.from_numpy(x.astype(np.float32).astype(np.float64).reshape(shape))
+    return params
+
+
+def sample_indices(k, numel):
+    """SAMPLES element indices of tensor k (layout order): hash(key ^ j) mod numel."""
+    h = lowbias32(np.uint64(tensor_key(SAMPLE_SEED, k)) ^ np.arange(SAMPLES, dtype=np.uint64))
+    return (h % np.uint64(numel)).astype(np.int64)
+
+
+def vocab_tokens(cfg):
+    """Windows of T+1 for every row of every step, plus one spare; the first window visits wte_rows."""
+    rs = np.random.RandomState(11)
+    n = (cfg['steps'] * cfg['B'] + 1) * cfg['T'] + 1
+    ids = rs.randint(0, cfg['V'], size=n)
+    for j, r in enumerate(cfg['wte_rows']):
+        ids[1 + 2 * j] = r
+    return ids.astype('<u2')
+
+
+def vocab_forward(p, idx, cfg):
+    """logits (B, T, V) of GPT2LMHeadModel in float64 (the same model as forward() above)."""
+    B_, T_ = idx.shape
+    C, NH, L = cfg['C'], cfg['NH'], cfg['L']
+    HS_ = C // NH
+    x = p['wte.weight'][idx] + p['wpe.weight'][:T_]
+    mask = torch.tril(torch.ones(T_, T_, dtype=torch.bool))
+    for i in range(L):
+        q_ = lambda n: p[f'h.{i}.{n}']
+        h = F.layer_norm(x, (C,), q_('ln_1.weight'), q_('ln_1.bias'), EPS_LN)
+        qkv = h @ q_('attn.c_attn.weight') + q_('attn.c_attn.bias')
+        q, k, v = qkv.split(C, dim=2)
+        q, k, v = (t.view(B_, T_, NH, HS_).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(HS_)
+        att = att.masked_fill(~mask, float('-inf')).softmax(dim=-1)
+        y = (att @ v).transpose(1, 2).reshape(B_, T_, C)
+        x = x + (y @ q_('attn.c_proj.weight') + q_('attn.c_proj.bias'))
+        h = F.layer_norm(x, (C,), q_('ln_2.weight'), q_('ln_2.bias'), EPS_LN)
+        h = gelu_new(h @ q_('mlp.c_fc.weight') + q_('mlp.c_fc.bias'))
+        x = x + (h @ q_('mlp.c_proj.weight') + q_('mlp.c_proj.bias'))
+    x = F.layer_norm(x, (C,), p['ln_f.weight'], p['ln_f.bias'], EPS_LN)
+    return x @ p['wte.weight'].T
+
+
+def vocab_batch(tokens, cfg, row):
+    T_ = cfg['T']
+    W = (len(tokens) - 1) // T_
+    xs, ys = [], []
+    for b in range(cfg['B']):
+        w = (row + b) % W
+        xs.append(tokens[w * T_:w * T_ + T_])
+        ys.append(tokens[w * T_ + 1:w * T_ + T_ + 1])
+    return torch.tensor(np.array(xs, dtype=np.int64)), torch.tensor(np.array(ys, dtype=np.int64))
+
+
+def stats(t):
+    t = t.detach().reshape(-1)
+    return {'norm': float(torch.linalg.vector_norm(t)), 'sum': float(t.sum())}
+
+
+def run_vocab_case(name, cfg):
+    out_dir = os.path.join(GOLDENS, 'gpt2-' + name)
+    os.makedirs(out_dir, exist_ok=True)
+    layout = vocab_layout(cfg)
+    init = vocab_init(cfg)
+    tokens = vocab_tokens(cfg)
+    with open(os.path.join(out_dir, 'train.bin'), 'wb') as f:
+        f.write(tokens.tobytes())
+    V_, C_ = cfg['V'], cfg['C']
+    # A tensor is "large" when storing it whole would cost more than its samples.
+    large = {n for n, s, _ in layout if int(np.prod(s)) > 8 * SAMPLES}
+    p = {n: init[n].clone().requires_grad_(True) for n, _, _ in layout}
+    decay = [p[n] for n, s, _ in layout if len(s) >= 2]
+    no_decay = [p[n] for n, s, _ in layout if len(s) < 2]
+
+    # Clip threshold just under the first step's gradient norm: step 0 is clipped, later steps may not be.
+    x0, y0 = vocab_batch(tokens, cfg, 0)
+    F.cross_entropy(vocab_forward(p, x0, cfg).reshape(-1, V_), y0.reshape(-1)).backward()
+    max_norm = round(0.9 * torch.nn.utils.clip_grad_norm_(list(p.values()), float('inf')).item(), 4)
+    for t in p.values():
+        t.grad = None
+
+    opt = torch.optim.AdamW(
+        [{'params': decay, 'weight_decay': cfg['weight_decay']}, {'params': no_decay, 'weight_decay': 0.0}],
+        lr=cfg['lr'], betas=(0.9, 0.999), eps=1e-8, foreach=False)
+    tensors = []
+    summary = {'grad': {}, 'final': {}, 'init': {}}
+    losses, norms = [], []
+    for s in range(cfg['steps']):
+        opt.zero_grad(set_to_none=True)
+        x, y = vocab_batch(tokens, cfg, s * cfg['B'])
+        logits = vocab_forward(p, x, cfg)
+        row_losses = F.cross_entropy(logits.reshape(-1, V_), y.reshape(-1), reduction='none')
+        loss = row_losses.mean()
+        if s == 0:
+            first_loss = loss.item()
+            tensors.append(('row_losses', row_losses.detach()))
+            cols = sample_indices(len(layout), V_)[:1024]  # a fixed set of vocabulary columns
+            tensors.append(('logits_sample', logits.detach().reshape(-1, V_)[:, torch.from_numpy(cols)]))
+        loss.backward()
+        if s == 0:
+            for k, (n, shape, _) in enumerate(layout):
+                g = p[n].grad.detach()
+                summary['grad'][n] = stats(g)
+                if n == 'wte.weight':
+                    tensors.append(('grad_rows.wte.weight', g[torch.tensor(cfg['wte_rows'])]))
+                if n in large:
+                    tensors.append(('grad_sample.' + n, g.reshape(-1)[torch.from_numpy(sample_indices(k, g.numel()))]))
+                else:
+                    tensors.append(('grad.' + n, g))
+        norm = torch.nn.utils.clip_grad_norm_(list(p.values()), max_norm)
+        losses.append(loss.item())
+        norms.append(norm.item())
+        opt.step()
+    for k, (n, shape, _) in enumerate(layout):
+        t = p[n].detach()
+        summary['final'][n] = stats(t)
+        summary['init'][n] = {'sum': float(init[n].sum()), 'first': [float(v) for v in init[n].reshape(-1)[:4]]}
+        if n == 'wte.weight':
+            tensors.append(('final_rows.wte.weight', t[torch.tensor(cfg['wte_rows'])]))
+        if n in large:
+            tensors.append(('final_sample.' + n, t.reshape(-1)[torch.from_numpy(sample_indices(k, t.numel()))]))
+        else:
+            tensors.append(('final.' + n, t))
+    write_safetensors(os.path.join(out_dir, 'case.safetensors'), tensors)
+    write_json(os.path.join(out_dir, 'goldens.json'), {
+        'generator': 'scripts/goldens/make_goldens.py (PyTorch %s, float64, dropout 0)' % torch.__version__.split('a')[0],
+        'config': {
+            'vocab_size': V_, 'n_positions': cfg['P'], 'n_embd': C_, 'n_layer': cfg['L'], 'n_head': cfg['NH'],
+            'n_inner': None, 'activation_function': 'gelu_new', 'layer_norm_epsilon': EPS_LN,
+            'embd_pdrop': 0.0, 'attn_pdrop': 0.0, 'resid_pdrop': 0.0,
+        },
+        'init': {
+            'rule': 'tensor k of the layout (wte, wpe, blocks, ln_f; HF order): key = lowbias32((seed + k * 0x9E3779B9) mod 2^32); '
+                    'element i: u = (lowbias32(key ^ i) >> 8) / 2^24 + 2^-25; value = float32(offset + (2u - 1) * std * sqrt(3))',
+            'seed': INIT_SEED,
+            'checks': summary['init'],
+        },
+        'samples': {
+            'rule': 'tensor k: key = lowbias32((seed + k * 0x9E3779B9) mod 2^32); index j = lowbias32(key ^ j) mod numel, j < count; '
+                    'logits_sample columns: the first 1024 indices with k = number of tensors and numel = V',
+            'seed': SAMPLE_SEED,
+            'count': SAMPLES,
+            'large': sorted(large),
+        },
+        'tokens': {'file': 'train.bin', 'format': 'nanoGPT uint16 little-endian', 'count': int(len(tokens))},
+        'B': cfg['B'], 'T': cfg['T'], 'grad_accum': 1, 'steps': cfg['steps'], 'frozen_groups': [],
+        'lr': cfg['lr'], 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-8, 'weight_decay': cfg['weight_decay'],
+        'max_grad_norm': max_norm,
+        'wte_rows': cfg['wte_rows'],
+        'first_micro_loss': first_loss,
+        'losses': losses,
+        'grad_norms': norms,
+        'clipped_steps': [s for s, n in enumerate(norms) if n + 1e-6 > max_norm],
+        'stats': {'grad': summary['grad'], 'final': summary['final']},
+        'tensors': {
+            'row_losses': '(B*T) cross-entropy per position of step 0',
+            'logits_sample': '(B*T, 1024) logits of step 0 at the sampled vocabulary columns',
+            'grad.<name> / grad_sample.<name>': 'step-0 gradient, whole or at the sampled indices',
+            'grad_rows.wte.weight / final_rows.wte.weight': 'rows wte_rows of the wte gradient (step 0) / final wte',
+            'final.<name> / final_sample.<name>': 'parameters after all steps, whole or sampled',
+        },
+    })
+
+
 if __name__ == '__main__':
-    main()
+    import sys
+    which = sys.argv[1:] or ['tiny', *VOCAB_CASES]
+    for w in which:
+        if w == 'tiny':
+            main()
+        elif w in VOCAB_CASES:
+            run_vocab_case(w, VOCAB_CASES[w])
+        else:
+            raise SystemExit(f'unknown case {w}: use tiny, ' + ', '.join(VOCAB_CASES))
