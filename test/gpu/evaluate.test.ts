@@ -9,6 +9,10 @@ import { run } from '../../src/engine/gpu/dispatch.ts';
 import { argmaxRows, NO_ARGMAX } from '../../src/engine/kernels/argmax.ts';
 import { evaluate, Evaluator } from '../../src/engine/eval/evaluate.ts';
 import { TokenOutOfRangeError } from '../../src/engine/kernels/embedding.ts';
+import { bleuEval, BleuEvalError, bleuPromptStarts } from '../../src/engine/eval/bleu-eval.ts';
+import { corpusBleu } from '../../src/engine/eval/bleu.ts';
+import { Generator } from '../../src/engine/generate/generator.ts';
+import type { HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { refForward, toF64Params } from '../../src/engine/reference/gpt2.ts';
 import { NotEnoughTokensError, WindowSampler } from '../../src/engine/train/data.ts';
@@ -45,6 +49,27 @@ const REF = reference(G.tokens, T);
 
 let ctx: GpuContext;
 let weights: GpuWeights;
+let trained: Promise<{ w: GpuWeights; params: HostParams }> | null = null;
+
+/** A model that predicts: the golden model after 60 AdamW steps on the stream itself (built once). */
+function trainedModel(): Promise<{ w: GpuWeights; params: HostParams }> {
+  trained ??= (async () => {
+    const w = new GpuWeights(ctx, G.config, G.params);
+    const trainer = await Trainer.create(ctx, w, {
+      batch: 4, seq: T, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 0,
+      beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1, frozen: new Set(),
+    });
+    const sampler = new WindowSampler({ tokens: G.tokens, T, shuffle: false, seed: 0 });
+    for (let s = 0; s < 60; s++) {
+      const b = sampler.nextBatch(4);
+      await trainer.submit([{ inputs: b.inputs.slice(), targets: b.targets.slice() }], () => 1e-2);
+    }
+    await trainer.drain();
+    trainer.destroy();
+    return { w, params: await w.download() };
+  })();
+  return trained;
+}
 
 beforeAll(async () => {
   ctx = await gpuContext();
@@ -82,27 +107,13 @@ describe('evaluation over every held-out window matches the float64 reference', 
   });
 
   it('after training (top-1 accuracy far above chance), every window still matches', async () => {
-    // A model that predicts: 60 AdamW steps on the stream itself.
-    const w = new GpuWeights(ctx, G.config, G.params);
-    const trainer = await Trainer.create(ctx, w, {
-      batch: 4, seq: T, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 0,
-      beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1, frozen: new Set(),
-    });
-    const sampler = new WindowSampler({ tokens: G.tokens, T, shuffle: false, seed: 0 });
-    for (let s = 0; s < 60; s++) {
-      const b = sampler.nextBatch(4);
-      await trainer.submit([{ inputs: b.inputs.slice(), targets: b.targets.slice() }], () => 1e-2);
-    }
-    await trainer.drain();
-    trainer.destroy();
-    const trained = await w.download();
+    const { w, params: trained } = await trainedModel();
     const ref = reference(G.tokens, T, trained);
     const r = await evaluate(ctx, w, G.tokens, { batch: 4, seq: T });
     console.log(`[evaluate] trained: loss ${r.loss.toFixed(6)} (ref ${ref.loss.toFixed(6)}), accuracy ${r.correct}/${r.tokens} (ref ${ref.correct})`);
     expect(ref.correct / ref.targets).toBeGreaterThan(0.1); // 122 of 777 here; chance is 1/311
     expect(Math.abs(r.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
     expect(r.correct).toBe(ref.correct);
-    w.destroy();
   });
 
   it('a stream of exactly one window, and progress reports', async () => {
@@ -154,5 +165,110 @@ describe('argmax kernel', () => {
     expect(expected[3]).toBe(310);
     expect(expected[5]).toBe(NO_ARGMAX);
     expect(got).toEqual(expected);
+  });
+});
+
+describe('BLEU-4 of greedy continuations', () => {
+  // One word per token, so the BLEU words are the token ids themselves.
+  const decode = (ids: number[]) => ids.map((i) => `t${i}`).join(' ');
+
+  /** Greedy continuation by the float64 reference (argmax of full forward passes), cut at eos. */
+  function refGreedy(params: HostParams, prompt: number[], n: number, eos: number | null): number[] {
+    const ref = toF64Params(params);
+    const seq = [...prompt];
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const { logits } = refForward(G.config, ref, Int32Array.from(seq), null, 1, seq.length);
+      const o = (seq.length - 1) * V;
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[o + v] > logits[o + best]) best = v;
+      if (best === eos) break;
+      out.push(best);
+      seq.push(best);
+    }
+    return out;
+  }
+
+  /** Expected samples of `stream` under the rules of bleu-eval.ts, from the float64 reference. */
+  function expected(params: HostParams, stream: ArrayLike<number>, starts: number[], p: number, c: number, eos: number | null) {
+    const hyps: string[] = [];
+    const refs: string[][] = [];
+    for (const s of starts) {
+      const prompt = Array.from({ length: p }, (_, t) => stream[s + t]);
+      let truth = Array.from({ length: c }, (_, t) => stream[s + p + t]);
+      if (eos !== null && truth.includes(eos)) truth = truth.slice(0, truth.indexOf(eos));
+      hyps.push(decode(refGreedy(params, prompt, c, eos)));
+      refs.push([decode(truth)]);
+    }
+    return { hyps, refs };
+  }
+
+  /**
+   * K spans of p + c tokens back to back (so the K evenly spaced prompts are exactly these
+   * spans): prompts from the golden stream, continued by the model's own greedy tokens where
+   * `own(i)`, else by the stream's true tokens. BLEU is then 100 on the first kind and low on
+   * the second.
+   */
+  function spanStream(K: number, p: number, c: number, own: (i: number) => boolean): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < K; i++) {
+      const s = 100 * i;
+      const prompt = Array.from(G.tokens.slice(s, s + p));
+      out.push(...prompt, ...(own(i) ? refGreedy(G.params, prompt, c, null) : Array.from(G.tokens.slice(s + p, s + p + c))));
+    }
+    return out;
+  }
+
+  it('hypotheses are the greedy continuations, references the true ones, the score nltk corpus BLEU', async () => {
+    const gen = await Generator.create(ctx, weights);
+    const starts = bleuPromptStarts(G.tokens.length, 6, 16);
+    expect(starts).toEqual([0, 153, 306, 459, 612, 765]); // evenly spaced, the last span ends the stream
+    const mixed = spanStream(6, 8, 8, (i) => i % 2 === 0);
+    expect(bleuPromptStarts(mixed.length, 6, 16)).toEqual([0, 16, 32, 48, 64, 80]);
+    for (const [name, stream] of [['golden stream', Array.from(G.tokens)], ['half own continuations', mixed]] as const) {
+      for (const smoothing of ['none', 'method1'] as const) {
+        const r = await bleuEval(gen, stream, decode, { prompts: 6, promptTokens: 8, continuationTokens: 8, smoothing }, { eosTokenId: null });
+        const e = expected(G.params, stream, bleuPromptStarts(stream.length, 6, 16), 8, 8, null);
+        expect(r.samples.map((x) => x.hypothesis)).toEqual(e.hyps);
+        expect(r.samples.map((x) => [x.reference])).toEqual(e.refs);
+        expect(r.score).toBe(corpusBleu(e.refs, e.hyps, { smoothing }).score);
+        expect(r.prompts).toBe(6);
+        console.log(`[bleu] ${name}, ${smoothing}: ${r.score.toFixed(2)} (precisions ${r.precisions.map((x) => x.toFixed(3)).join(' ')}, BP ${r.brevityPenalty.toFixed(3)})`);
+        if (stream === mixed) {
+          expect(r.score).toBeGreaterThan(30);
+          expect(r.score).toBeLessThan(100);
+        }
+      }
+    }
+    const own = spanStream(3, 8, 8, () => true);
+    expect((await bleuEval(gen, own, decode, { prompts: 3, promptTokens: 8, continuationTokens: 8, smoothing: 'none' }, { eosTokenId: null })).score).toBeCloseTo(100, 10);
+    gen.destroy();
+  });
+
+  it('EOS ends the hypothesis and cuts the reference', async () => {
+    const gen = await Generator.create(ctx, weights);
+    const starts = bleuPromptStarts(G.tokens.length, 8, 20);
+    const stream = Array.from(G.tokens);
+    for (const eos of [stream[starts[1] + 8 + 3], refGreedy(G.params, stream.slice(starts[2], starts[2] + 8), 12, null)[5]]) {
+      const r = await bleuEval(gen, stream, decode, { prompts: 8, promptTokens: 8, continuationTokens: 12, smoothing: 'method1' }, { eosTokenId: eos });
+      const e = expected(G.params, stream, starts, 8, 12, eos);
+      expect(r.samples.map((x) => x.hypothesis)).toEqual(e.hyps);
+      expect(r.samples.map((x) => [x.reference])).toEqual(e.refs);
+      expect(e.refs.some(([x]) => x.split(' ').length < 12) || e.hyps.some((x) => x.split(' ').length < 12)).toBe(true); // something was cut
+      expect(r.score).toBe(corpusBleu(e.refs, e.hyps, { smoothing: 'method1' }).score);
+    }
+    gen.destroy();
+  });
+
+  it('refuses spans beyond n_positions, data shorter than one span, and zero prompts', async () => {
+    const gen = await Generator.create(ctx, weights);
+    const o = { prompts: 4, promptTokens: 32, continuationTokens: 33, smoothing: 'none' as const };
+    await expect(bleuEval(gen, G.tokens, decode, o)).rejects.toThrow(BleuEvalError);
+    await expect(bleuEval(gen, G.tokens, decode, o)).rejects.toThrow(/65 tokens, more than the model's context of n_positions = 64/);
+    await expect(bleuEval(gen, G.tokens.slice(0, 20), decode, { ...o, continuationTokens: 8 })).rejects.toThrow(/20 tokens; one BLEU prompt and continuation need 40/);
+    await expect(bleuEval(gen, G.tokens, decode, { ...o, prompts: 0 })).rejects.toThrow(/prompts must be a whole number ≥ 1/);
+    expect(bleuPromptStarts(50, 10, 45)).toEqual([0, 1, 2, 3, 4, 5]); // fewer spans than asked when the stream is short
+    expect(bleuPromptStarts(40, 3, 40)).toEqual([0]);
+    gen.destroy();
   });
 });
