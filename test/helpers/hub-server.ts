@@ -19,7 +19,7 @@ import { parseConfig, configToJson, type GPT2Config } from '../../src/engine/mod
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
 import { checkpointTensors } from '../../src/io/checkpoint.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
-import { gpt2TokenizerFiles } from '../../src/io/tokenizer.ts';
+import { gpt2TokenizerFiles, type TokenizerFiles } from '../../src/io/tokenizer.ts';
 import { randn } from './numeric.ts';
 
 export interface HubRepo {
@@ -73,11 +73,16 @@ export function byteLevelAlphabet(): string[] {
 }
 
 /** A byte-level BPE tokenizer with no merges: 256 byte tokens and <|endoftext|> = 256. */
-export function tinyTokenizerFiles(): { 'tokenizer.json': Uint8Array; 'tokenizer_config.json': Uint8Array } {
+export function tinyTokenizer(): TokenizerFiles {
   const vocab: Record<string, number> = {};
   byteLevelAlphabet().forEach((c, i) => { vocab[c] = i; });
   vocab['<|endoftext|>'] = 256;
-  const { tokenizerJson, tokenizerConfig } = gpt2TokenizerFiles(vocab, []);
+  return gpt2TokenizerFiles(vocab, []);
+}
+
+/** tinyTokenizer's two files, as bytes. */
+export function tinyTokenizerFiles(): { 'tokenizer.json': Uint8Array; 'tokenizer_config.json': Uint8Array } {
+  const { tokenizerJson, tokenizerConfig } = tinyTokenizer();
   const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
   return { 'tokenizer.json': enc(tokenizerJson), 'tokenizer_config.json': enc(tokenizerConfig) };
 }
