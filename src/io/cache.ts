@@ -313,7 +313,8 @@ function storageError(e: unknown, what: string): never {
  * The model cache in the origin private file system. `root` is the OPFS root directory
  * (`await navigator.storage.getDirectory()`); tests pass a stand-in.
  */
-export function opfsCache(root: OpfsDirectory): ModelCache {
+export function opfsCache(root: OpfsDirectory, options: { partBytes?: number } = {}): ModelCache {
+  const partBytes = options.partBytes ?? PART_BYTES;
   const openKeys = new Set<string>();
   const base = () => root.getDirectoryHandle(OPFS_ROOT, { create: true });
   const repoPath = (k: HubRepoKey) => [k.endpoint, k.repo, k.revision].map(encodeKeyPart);
@@ -381,8 +382,13 @@ export function opfsCache(root: OpfsDirectory): ModelCache {
         // a resume continues after the parts there are, in a new part.
         names = await partNames(dir);
         sizes = await Promise.all(names.map(async (n) => (await (await dir.getFileHandle(n)).getFile()).size));
+        // A part created by a stream that never closed is empty: write it again.
+        while (names.length && sizes[sizes.length - 1] === 0) {
+          names.pop();
+          sizes.pop();
+        }
         for (const n of (await children(dir, 'file')).filter((n) => n.startsWith('part-') && !names.includes(n))) {
-          await dir.removeEntry(n); // parts after a gap cannot be placed
+          await dir.removeEntry(n); // empty, or after a gap, where no byte can be placed
         }
       } catch (e) {
         openKeys.delete(id);
@@ -390,7 +396,7 @@ export function opfsCache(root: OpfsDirectory): ModelCache {
       }
       let written = sizes.reduce((a, b) => a + b, 0);
       let part = names.length;
-      let partBytes = 0;
+      let partFill = 0;
       let stream: OpfsWritable | undefined;
       let closed = false;
       const release = () => {
@@ -406,7 +412,7 @@ export function opfsCache(root: OpfsDirectory): ModelCache {
           stream = undefined;
           await s.close();
           part++;
-          partBytes = 0;
+          partFill = 0;
         }
       };
       const dropFrom = async (first: number) => {
@@ -425,13 +431,13 @@ export function opfsCache(root: OpfsDirectory): ModelCache {
             let o = 0;
             while (o < chunk.length) {
               if (!stream) stream = await (await dir.getFileHandle(`part-${part}`, { create: true })).createWritable();
-              const n = Math.min(chunk.length - o, PART_BYTES - partBytes);
+              const n = Math.min(chunk.length - o, partBytes - partFill);
               // A copy: the writer may still be reading it when the caller reuses the chunk.
               await stream.write(chunk.slice(o, o + n));
               o += n;
-              partBytes += n;
+              partFill += n;
               written += n;
-              if (partBytes === PART_BYTES) await closePart();
+              if (partFill === partBytes) await closePart();
             }
           } catch (e) {
             storageError(e, `storing ${key.file}`);
@@ -444,7 +450,7 @@ export function opfsCache(root: OpfsDirectory): ModelCache {
           await dropFrom(0);
           written = 0;
           part = 0;
-          partBytes = 0;
+          partFill = 0;
         },
         async suspend() {
           if (closed) return;

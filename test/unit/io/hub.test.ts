@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HostParams } from '../../../src/engine/model/params.ts';
-import { memoryCache } from '../../../src/io/cache.ts';
+import { memoryCache, opfsCache, type ModelCache } from '../../../src/io/cache.ts';
 import { loadCheckpoint, UnsupportedCheckpointFormatError } from '../../../src/io/checkpoint.ts';
 import {
   DownloadInterruptedError,
@@ -26,6 +26,7 @@ import {
 } from '../../../src/io/hub.ts';
 import { nodeCache } from '../../../src/io/node-cache.ts';
 import { tokenizerFromModelFiles } from '../../../src/io/tokenizer.ts';
+import { fakeOpfs } from '../../helpers/fake-opfs.ts';
 import { hubFixtures, startHubServer, type HubFixtures, type HubServer } from '../../helpers/hub-server.ts';
 
 let server: HubServer;
@@ -116,7 +117,7 @@ describe('loading a model from the Hub layout', () => {
   });
 
   it('a second load of the same repo and revision makes no request (memory and disk caches)', async () => {
-    for (const cache of [memoryCache(), nodeCache(join(tmp, 'second-load'))]) {
+    for (const cache of [memoryCache(), nodeCache(join(tmp, 'second-load')), opfsCache(fakeOpfs().root, { partBytes: 100_000 })]) {
       const first = await loadHubModel('tiny/gpt2', cache, fast());
       const before = server.requests.length;
       expect(before).toBeGreaterThan(0);
@@ -263,8 +264,11 @@ describe('interrupted downloads', () => {
     expect(weightGets().map((r) => r.range)).toEqual([null, null]);
   });
 
-  it('gives up after the retries with a clear error, keeps the bytes, and a later load resumes', async () => {
-    const cache = nodeCache(join(tmp, 'interrupted'));
+  it.each([
+    ['disk', () => nodeCache(join(tmp, 'interrupted'))],
+    ['OPFS', () => opfsCache(fakeOpfs().root, { partBytes: 300_000 })],
+  ] as Array<[string, () => ModelCache]>)('gives up after the retries with a clear error, keeps the bytes (%s cache), and a later load resumes', async (_kind, make) => {
+    const cache = make();
     const after = RESUME_MIN_BYTES + 4096;
     // Attempt 1 stores `after` bytes; attempts 2 and 3 resume but gain nothing: that is 3 failures
     // in a row, one more than `retries` allows. (Attempts that gain bytes reset the count.)
