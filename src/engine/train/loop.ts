@@ -2,10 +2,11 @@
 // rates and gradual unfreezing around Trainer's optimizer steps. The CLI and the page's worker
 // both drive training through this one loop.
 import { ShapeError } from '../errors.ts';
+import { Evaluator, type EvalResult } from '../eval/evaluate.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
-import { WindowSampler } from './data.ts';
+import { NotEnoughTokensError, WindowSampler, windowCount } from './data.ts';
 import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
 import { lrMultiplier, type ScheduleConfig } from './schedule.ts';
 import { Trainer, type OptimizerOptions, type StepMetrics } from './trainer.ts';
@@ -29,6 +30,12 @@ export interface TrainRunConfig extends OptimizerOptions {
   order: 'sequential' | 'shuffled';
   /** depth groups the user froze */
   frozen: ReadonlySet<number>;
+  /**
+   * Held-out evaluation (eval/evaluate.ts: every window, mean loss, perplexity, top-1 accuracy,
+   * no dropout, with the run's batch and seq) after every `every` optimizer steps and after the
+   * last one; `every` 0 evaluates only at the end. Absent or null: no evaluation.
+   */
+  evaluation?: { every: number; tokens: ArrayLike<number> } | null;
 }
 
 /** One line of the training log (the CLI's --log format). */
@@ -40,8 +47,20 @@ export interface StepLog {
   grad_norm: number;
 }
 
+/** One evaluation line of the training log, after optimizer step `step`. */
+export interface EvalLog {
+  step: number;
+  eval_loss: number;
+  /** exp(eval_loss) */
+  eval_ppl: number;
+  /** next-token top-1 accuracy */
+  eval_acc: number;
+}
+
 export interface TrainHooks {
   onStep?(log: StepLog, metrics: StepMetrics): void;
+  /** after each held-out evaluation (cfg.evaluation), following the onStep of its step */
+  onEval?(log: EvalLog, result: EvalResult): void;
   /** human-readable notes: the unfreezing schedule, groups opening */
   onInfo?(message: string): void;
   signal?: AbortSignal;
@@ -82,6 +101,13 @@ export async function runTraining(
   const plan = (frozen: ReadonlySet<number>) => (cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: frozen }) : null);
   let sched = plan(userFrozen);
   if (sched) hooks.onInfo?.(`Gradual unfreezing:\n${sched.describe()}`);
+  const ev = cfg.evaluation ?? null;
+  if (ev) {
+    if (!(Number.isInteger(ev.every) && ev.every >= 0)) throw new ShapeError(`Evaluate every N steps: N must be a whole number ≥ 0 (0 = only at the end), got ${ev.every}.`);
+    if (windowCount(ev.tokens.length, cfg.seq) < 1) {
+      throw new NotEnoughTokensError(`The evaluation data has ${ev.tokens.length} tokens; one window of ${cfg.seq} targets needs ${cfg.seq + 1}. Add held-out data or lower the sequence length.`);
+    }
+  }
   const sampler = new WindowSampler({ tokens, T: cfg.seq, shuffle: cfg.order === 'shuffled', seed: cfg.seed });
   const trainer = await Trainer.create(ctx, weights, {
     batch: cfg.batch, seq: cfg.seq, gradAccum: cfg.gradAccum, dropout: cfg.dropout, seed: cfg.seed,
@@ -102,6 +128,20 @@ export async function runTraining(
     const log: StepLog = { step: m.step, loss: m.loss, lr: f.lr, grad_norm: m.gradNorm };
     logs.push(log);
     hooks.onStep?.(log, m);
+  };
+  const held: { evaluator: Evaluator | null } = { evaluator: null }; // built at the first evaluation
+  // Queued after step `step`'s command buffer, so it sees the weights after that update.
+  const evaluate = async (step: number, evalTokens: ArrayLike<number>) => {
+    while (inFlight.length) await settle(); // the step lines come before the evaluation line
+    held.evaluator ??= await Evaluator.create(ctx, weights, { batch: cfg.batch, seq: cfg.seq, lora });
+    let r: EvalResult;
+    try {
+      r = await held.evaluator.evaluate(evalTokens, { signal: hooks.signal });
+    } catch (e) {
+      if (hooks.signal?.aborted) return; // stopping mid-evaluation ends the run like stopping between steps
+      throw e;
+    }
+    hooks.onEval?.({ step, eval_loss: r.loss, eval_ppl: r.perplexity, eval_acc: r.accuracy }, r);
   };
   try {
     for (let s = 0; s < cfg.steps; s++) {
@@ -131,9 +171,11 @@ export async function runTraining(
       inFlight.push({ metrics: handle.metrics, lr: lrTop });
       // Two steps in flight: the GPU never waits for the CPU to read a loss.
       while (inFlight.length > 2) await settle();
+      if (ev && ((ev.every > 0 && (s + 1) % ev.every === 0) || s + 1 === cfg.steps)) await evaluate(s + 1, ev.tokens);
     }
     while (inFlight.length) await settle();
   } finally {
+    held.evaluator?.destroy();
     await trainer.drain().catch(() => {});
     trainer.destroy();
   }
