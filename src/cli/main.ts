@@ -4,13 +4,19 @@
 import { StudioError } from '../engine/errors.ts';
 import { Args, helpText, parseArgs, UsageError, type CommandSpec } from './args.ts';
 import { runTrain, trainSpec } from './commands/train.ts';
+import { evalSpec, runEval } from './commands/eval.ts';
+import { generateSpec, runGenerate } from './commands/generate.ts';
 
 interface Command {
   spec: CommandSpec;
   run(a: Args, out: (line: string) => void): Promise<void>;
 }
 
-const COMMANDS: Command[] = [{ spec: trainSpec, run: runTrain }];
+const COMMANDS: Command[] = [
+  { spec: trainSpec, run: runTrain },
+  { spec: generateSpec, run: runGenerate },
+  { spec: evalSpec, run: runEval },
+];
 
 function usage(): string {
   const lines = ['WebGPU Fine-Tuning Studio — command line', '', 'Usage: npm run cli -- <command> [options]', '', 'Commands:'];
