@@ -4,6 +4,7 @@
 import { StudioError } from '../engine/errors.ts';
 import { Args, helpText, parseArgs, UsageError, type CommandSpec } from './args.ts';
 import { runTrain, trainSpec } from './commands/train.ts';
+import { prepareSpec, runPrepare } from './commands/prepare.ts';
 import { evalSpec, runEval } from './commands/eval.ts';
 import { generateSpec, runGenerate } from './commands/generate.ts';
 
@@ -14,6 +15,7 @@ interface Command {
 
 const COMMANDS: Command[] = [
   { spec: trainSpec, run: runTrain },
+  { spec: prepareSpec, run: runPrepare },
   { spec: generateSpec, run: runGenerate },
   { spec: evalSpec, run: runEval },
 ];

@@ -12,15 +12,17 @@ import { DEFAULT_SCHEDULE, type ScheduleKind } from '../../engine/train/schedule
 import { loadModelDir, saveModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
+import { resolveModelDir } from '../model-arg.ts';
 import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs } from '../lora.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
   summary: 'Fine-tune a GPT-2 model on a corpus with the WebGPU engine (Node + Dawn).',
-  usage: 'npm run cli -- train --model <dir> --data <file> --out <dir> [options]',
+  usage: 'npm run cli -- train --model <dir|owner/name[@revision]> --data <file> --out <dir> [options]',
   options: [
-    { name: 'model', kind: 'string', meta: 'dir', help: 'Hugging Face model folder: config.json + model.safetensors (or a sharded set)' },
+    { name: 'model', kind: 'string', meta: 'dir|id', help: 'Hugging Face model folder: config.json + model.safetensors (or a sharded set); or a Hub id owner/name[@revision], downloaded to the cache ($STUDIO_CACHE, default ~/.cache/webgpu-studio)' },
+    { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
     { name: 'data', kind: 'list', meta: 'file…', help: 'training data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv; one file / line / row is one document, each followed by EOS)' },
     { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout)' },
     { name: 'steps', kind: 'int', default: 100, help: 'optimizer steps' },
@@ -53,7 +55,7 @@ export const trainSpec: CommandSpec = {
 const SCHEDULES: Record<string, ScheduleKind> = { constant: 'constant', linear: 'linear', cosine: 'cosine', stlr: 'slanted' };
 
 export async function runTrain(a: Args, out: (line: string) => void): Promise<void> {
-  const modelDir = a.str('model');
+  const modelDir = await resolveModelDir(a.str('model'), { endpoint: a.optStr('endpoint'), weights: true, log: out });
   const { config, params } = await loadModelDir(modelDir);
   const frozen = parseGroupList(config, a.list('freeze').join(','));
   const seq = a.num('seq');
