@@ -454,7 +454,7 @@ def run_vocab_case(name, cfg):
         loss.backward()
         if s == 0:
             for k, (n, shape, _) in enumerate(layout):
-                g = p[n].grad.detach()
+                g = p[n].grad.detach().clone()  # clip_grad_norm_ below scales .grad in place
                 summary['grad'][n] = stats(g)
                 if n == 'wte.weight':
                     tensors.append(('grad_rows.wte.weight', g[torch.tensor(cfg['wte_rows'])]))
