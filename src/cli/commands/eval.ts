@@ -20,7 +20,7 @@ export const evalSpec: CommandSpec = {
   options: [
     { name: 'model', kind: 'string', meta: 'dir', help: 'Hugging Face model folder: config.json + model.safetensors (its tokenizer files when present, else GPT-2\'s)' },
     { name: 'data', kind: 'list', meta: 'file…', help: 'held-out data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv) as for train' },
-    { name: 'seq', kind: 'int', default: 128, help: 'tokens per window (T ≤ n_positions); the same windows as train --seq' },
+    { name: 'seq', kind: 'int', optional: true, help: "tokens per window (T ≤ n_positions), the same windows as train --seq (default: train's 128, or n_positions when smaller)" },
     { name: 'batch', kind: 'int', default: 4, help: 'windows per GPU batch (memory only: results do not depend on it)' },
     { name: 'bleu-prompts', kind: 'int', default: DEFAULT_BLEU_EVAL.prompts, help: 'BLEU: prompts at most, evenly spaced over the data (0 = no BLEU)' },
     { name: 'bleu-prompt-tokens', kind: 'int', default: DEFAULT_BLEU_EVAL.promptTokens, help: 'BLEU: tokens of each prompt' },
@@ -38,6 +38,9 @@ export const evalSpec: CommandSpec = {
     'of prompts at evenly spaced positions of the data, references their true continuations (both end at <|endoftext|>).',
   ].join('\n'),
 };
+
+/** train --seq's default, so that eval scores the windows training read. */
+const DEFAULT_SEQ = 128;
 
 function round(x: number, digits = 6): number {
   return Number(x.toPrecision(digits + 2));
@@ -82,9 +85,7 @@ export function evalJson(e: EvalResult, b: BleuEvalResult | null, dataTokens: nu
 export async function runEval(a: Args, out: (line: string) => void): Promise<void> {
   const log = (line: string) => console.error(line);
   const modelDir = a.str('model');
-  const seq = a.num('seq');
   const batch = a.num('batch');
-  if (seq < 1) throw new UsageError('eval: --seq must be at least 1.');
   if (batch < 1) throw new UsageError('eval: --batch must be at least 1.');
   const bleuOpts: BleuEvalOptions = {
     prompts: a.num('bleu-prompts'),
@@ -97,6 +98,8 @@ export async function runEval(a: Args, out: (line: string) => void): Promise<voi
   const samples = a.num('bleu-samples');
   if (samples < 0) throw new UsageError('eval: --bleu-samples must be ≥ 0.');
   const { config, params } = await loadModelDir(modelDir);
+  const seq = a.optNum('seq') ?? Math.min(DEFAULT_SEQ, config.nPositions);
+  if (seq < 1) throw new UsageError('eval: --seq must be at least 1.');
   if (seq > config.nPositions) throw new UsageError(`eval: --seq ${seq} exceeds the model's n_positions ${config.nPositions}.`);
   if (withBleu) {
     if (bleuOpts.promptTokens < 1 || bleuOpts.continuationTokens < 1) throw new UsageError('eval: --bleu-prompt-tokens and --bleu-continuation-tokens must be at least 1.');
