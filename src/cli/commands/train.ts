@@ -5,14 +5,16 @@ import { appendFile, writeFile } from 'node:fs/promises';
 import { GpuContext } from '../../engine/gpu/context.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
 import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
+import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, withTotal } from '../../engine/model/memory.ts';
 import { GpuWeights } from '../../engine/model/weights.ts';
 import { describeGroupRates } from '../../engine/train/groups.ts';
 import { runTraining, type TrainRunConfig } from '../../engine/train/loop.ts';
 import { DEFAULT_SCHEDULE, type ScheduleKind } from '../../engine/train/schedule.ts';
-import { loadModelDir, saveModelDir } from '../../io/node-model.ts';
+import { loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
 import { resolveModelDir } from '../model-arg.ts';
+import { saveTrainedFolder } from '../save-folder.ts';
 import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs } from '../lora.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
@@ -47,7 +49,9 @@ export const trainSpec: CommandSpec = {
     { name: 'seed', kind: 'int', default: 1337, help: 'seed of dropout and the shuffled order' },
     { name: 'freeze', kind: 'list', optional: true, meta: 'list', help: 'frozen groups: embeddings, block indices 0 … L−1 (or ranges 0-5), ln_f' },
     { name: 'order', kind: 'string', default: 'sequential', choices: ['sequential', 'shuffled'], help: 'window order' },
-    { name: 'log', kind: 'string', optional: true, meta: 'file', help: 'JSON lines, one per step: {"step","loss","lr","grad_norm"}' },
+    { name: 'log', kind: 'string', optional: true, meta: 'file', help: 'JSON lines, one per step: {"step","loss","lr","grad_norm"}, and one per evaluation: {"step","eval_loss","eval_ppl","eval_acc"}' },
+    { name: 'eval-data', kind: 'list', optional: true, meta: 'file…', help: 'held-out data (as --data): evaluated over every window (loss, perplexity, top-1 accuracy) at the end of training' },
+    { name: 'eval-every', kind: 'int', default: 0, help: 'with --eval-data: also evaluate every N optimizer steps (0 = only at the end)' },
     ...LORA_OPTIONS,
   ],
 };
@@ -85,14 +89,29 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
     order: a.str('order') === 'shuffled' ? 'shuffled' : 'sequential',
     frozen,
   };
+  const evalEvery = a.num('eval-every');
+  if (evalEvery < 0) throw new UsageError('train: --eval-every must be ≥ 0 (0 evaluates only at the end).');
+  if (evalEvery > 0 && !a.has('eval-data')) throw new UsageError('train: --eval-every needs --eval-data <file> (the held-out data to evaluate on).');
   const tokens = await loadTrainingTokens(a.list('data'), config.vocabSize, modelDir, out);
   if (tokens.length < seq + 1) {
     throw new UsageError(`train: the data has ${tokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add data or lower --seq.`);
+  }
+  if (a.has('eval-data')) {
+    const evalTokens = await loadTrainingTokens(a.list('eval-data'), config.vocabSize, modelDir, out);
+    if (evalTokens.length < seq + 1) {
+      throw new UsageError(`train: the --eval-data has ${evalTokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add held-out data or lower --seq.`);
+    }
+    cfg.evaluation = { every: evalEvery, tokens: evalTokens };
+    out(`evaluation: ${evalTokens.length} held-out tokens, ${Math.floor((evalTokens.length - 1) / seq)} windows of ${seq}, ${evalEvery > 0 ? `every ${evalEvery} steps and ` : ''}at the end`);
   }
   const ctx = await GpuContext.create(await nodeGpu());
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
   out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${Math.floor((tokens.length - 1) / seq)} windows of ${seq}`);
   if (cfg.lrDecay !== 1) out(`discriminative learning rates:\n${describeGroupRates(config.nLayer, cfg.lr, cfg.lrDecay)}`);
+  // Before anything is allocated, for the run's widest trainable set (the user's frozen groups;
+  // gradual unfreezing starts narrower and opens up to it).
+  const estimate = estimateMemory(config, { batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config }, memoryLimitsOf(ctx));
+  out(`GPU memory estimate: ${describeMemory(estimate)}`);
   const logFile = a.optStr('log');
   if (logFile) await writeFile(logFile, '');
   const weights = new GpuWeights(ctx, config, params);
@@ -107,6 +126,12 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
       const m = t.memory();
       const mib = (b: number) => (b / 2 ** 20).toFixed(1);
       out(`GPU memory (MiB): parameters ${mib(m.parameters)}, gradients ${mib(m.gradients)}, optimizer ${mib(m.optimizer)}, activations ${mib(m.activations)}, scratch ${mib(m.scratch)}; trainable parameters ${t.trainableParams}`);
+      const total = withTotal(m).total;
+      out(`GPU memory allocated: ${formatBytes(total)} (estimate ${formatBytes(estimate.total)}, ${((100 * (total - estimate.total)) / estimate.total).toFixed(2)}%)`);
+    },
+    onEval: (log, r) => {
+      if (logFile) lines.push(JSON.stringify(log));
+      out(`eval after step ${log.step}: loss ${log.eval_loss.toFixed(4)}  ppl ${log.eval_ppl.toFixed(2)}  accuracy ${(100 * log.eval_acc).toFixed(2)}% (${r.correct}/${r.tokens} targets, ${r.windows} windows)`);
     },
     onStep: (log) => {
       if (logFile) lines.push(JSON.stringify(log));
@@ -124,8 +149,9 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
     out(`saved ${written.join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
     loraWeights.destroy();
   } else {
-    await saveModelDir(outDir, config, await weights.download());
-    out(`saved ${outDir}/config.json and ${outDir}/model.safetensors after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+    const seconds = (performance.now() - t0) / 1000;
+    const written = await saveTrainedFolder(outDir, { config, params: await weights.download(), modelArg: a.str('model'), modelDir, training: cfg, logs, data: a.list('data'), tokens: tokens.length, seconds }, out);
+    out(`saved ${written.map((f) => `${outDir}/${f}`).join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
   }
   weights.destroy();
   ctx.destroy();
