@@ -45,6 +45,12 @@ function pathLike(arg: string): boolean {
   return /^(\.{1,2}(\/|\\|$)|\/|~|[A-Za-z]:[\\/])/.test(arg) || arg.includes('\\');
 }
 
+/** Whether --model `arg` is taken as a Hub id: not an existing folder, not a path, and owner/name[@revision]. */
+export async function isHubModelArg(arg: string): Promise<boolean> {
+  const st = await stat(arg).catch(() => null);
+  return !st && !pathLike(arg) && looksLikeHubId(arg);
+}
+
 /** The folder of the model `arg` names: itself when it is a folder, else the cache folder of a Hub id. */
 export async function resolveModelDir(arg: string, opts: ModelArgOptions): Promise<string> {
   const st = await stat(arg).catch(() => null);
