@@ -382,7 +382,7 @@ async function fetchInto(key: HubFileKey, writer: CacheWriter, opts: HubOptions,
       if (writer.written > before) failures = 0; // progress was made: keep going
       if (await fail(broke)) continue;
       throw new DownloadInterruptedError(
-        `The download of ${describeKey(key)} from ${key.endpoint} was interrupted ${failures} times in a row (last: ${lastError}). ` +
+        `The download of ${describeKey(key)} from ${key.endpoint} was interrupted ${failures} time${failures === 1 ? '' : 's'} in a row (last: ${lastError}). ` +
           `${writer.written} bytes${total !== null ? ` of ${total}` : ''} are kept in the cache; load the model again to resume.`,
       );
     } finally {

@@ -264,6 +264,43 @@ describe('interrupted downloads', () => {
     expect(weightGets().map((r) => r.range)).toEqual([null, null]);
   });
 
+  it('detects a body shorter than its Content-Length that ends without an error (a proxy that cuts it)', async () => {
+    // The first response of config.json claims 100 more bytes than it delivers, then ends cleanly.
+    let cut = true;
+    const fetchFn: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (!cut || !String(input).endsWith('/config.json')) return res;
+      cut = false;
+      const body = new Uint8Array(await res.arrayBuffer());
+      const half = body.subarray(0, body.length >> 1);
+      return new Response(half, { status: 200, headers: { 'content-length': String(body.length) } });
+    };
+    const events: DownloadProgress[] = [];
+    const m = await loadHubModel('tiny/gpt2', memoryCache(), fast({ fetch: fetchFn, weights: false, onProgress: (p) => events.push(p) }));
+    expect(m.config).toEqual(fx.tinyConfig);
+    expect(events.find((e) => e.file === 'config.json' && e.done)).toMatchObject({ attempt: 2 });
+    // With no retries left it is an error that says what happened.
+    cut = true;
+    await expect(loadHubModel('tiny/gpt2', memoryCache(), fast({ fetch: fetchFn, weights: false, retries: 0 })))
+      .rejects.toThrow(/config\.json of tiny\/gpt2 .*interrupted 1 time in a row \(last: the connection closed after \d+ of \d+ bytes\)/);
+  });
+
+  it('retries a 503 and succeeds', async () => {
+    let fail = 2;
+    const fetchFn: typeof fetch = async (input, init) => {
+      if (fail > 0 && String(input).endsWith('/config.json')) {
+        fail--;
+        return new Response('busy', { status: 503, statusText: 'Service Unavailable' });
+      }
+      return fetch(input, init);
+    };
+    const m = await loadHubModel('tiny/gpt2', memoryCache(), fast({ fetch: fetchFn, weights: false }));
+    expect(m.config).toEqual(fx.tinyConfig);
+    expect(fail).toBe(0);
+    fail = 5;
+    await expect(loadHubModel('tiny/gpt2', memoryCache(), fast({ fetch: fetchFn, weights: false, retries: 1 }))).rejects.toThrow(/HTTP 503 Service Unavailable/);
+  });
+
   it.each([
     ['disk', () => nodeCache(join(tmp, 'interrupted'))],
     ['OPFS', () => opfsCache(fakeOpfs().root, { partBytes: 300_000 })],
