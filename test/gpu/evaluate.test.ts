@@ -2,7 +2,13 @@
 // by window): mean loss to 1e-5 relative, top-1 accuracy exact, over every window of the stream
 // (W = ⌊(N−1)/T⌋), whatever the batch size (a last partial batch included) and with the LM head
 // in several chunks. Then the counts and the bad-input errors.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { decodeIds, modelTokenizer } from '../../src/cli/commands/generate.ts';
+import { main } from '../../src/cli/main.ts';
+import { loadModelDir } from '../../src/io/node-model.ts';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { GpuContext } from '../../src/engine/gpu/context.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
@@ -20,6 +26,7 @@ import { Trainer } from '../../src/engine/train/trainer.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 import { download, gpuContext, upload } from '../helpers/gpu.ts';
 import { randn } from '../helpers/numeric.ts';
+import { writeTinyModelDir } from '../helpers/tiny-model.ts';
 
 const G = loadGoldens();
 const V = G.config.vocabSize;
@@ -270,5 +277,109 @@ describe('BLEU-4 of greedy continuations', () => {
     expect(bleuPromptStarts(50, 10, 45)).toEqual([0, 1, 2, 3, 4, 5]); // fewer spans than asked when the stream is short
     expect(bleuPromptStarts(40, 3, 40)).toEqual([0]);
     gen.destroy();
+  });
+});
+
+describe('cli eval and train --eval-every', () => {
+  const GOLD = new URL('../goldens/gpt2-tiny/', import.meta.url).pathname;
+
+  async function cli(args: string[]): Promise<{ code: number; lines: string[] }> {
+    const lines: string[] = [];
+    const err = vi.spyOn(console, 'error').mockImplementation(() => {}); // progress lines
+    try {
+      return { code: await main(args, (l) => lines.push(l)), lines };
+    } finally {
+      err.mockRestore();
+    }
+  }
+
+  it('eval prints one JSON object: the engine\'s loss, perplexity, accuracy, BLEU and counts', async () => {
+    const dir = writeTinyModelDir(join(mkdtempSync(join(tmpdir(), 'cli-eval-')), 'tiny'));
+    const r = await cli(['eval', '--model', dir, '--data', join(GOLD, 'train.bin'), '--seq', String(T), '--batch', '3',
+      '--bleu-prompts', '4', '--bleu-prompt-tokens', '12', '--bleu-continuation-tokens', '10', '--smoothing', 'method1', '--bleu-samples', '2']);
+    expect(r.code).toBe(0);
+    expect(r.lines).toHaveLength(1);
+    const j = JSON.parse(r.lines[0]);
+    expect(Math.abs(j.loss - REF.loss) / REF.loss).toBeLessThan(1e-5);
+    expect(j.perplexity).toBeCloseTo(Math.exp(j.loss), 3);
+    expect(j.accuracy).toBeCloseTo(REF.correct / REF.targets, 6);
+    expect(j.counts).toMatchObject({ data_tokens: 781, windows: 21, targets: 777, correct: REF.correct, unscored_tokens: 3, batches: 7, bleu_prompts: 4 });
+    expect(j.settings).toEqual({ seq: T, batch: 3, bleu_prompt_tokens: 12, bleu_continuation_tokens: 10, smoothing: 'method1' });
+    // BLEU as the engine computes it with the folder's tokenizer.
+    const { tokenizer } = await modelTokenizer(dir);
+    const g = await Generator.create(ctx, weights);
+    const b = await bleuEval(g, G.tokens, (ids) => decodeIds(tokenizer, ids), { prompts: 4, promptTokens: 12, continuationTokens: 10, smoothing: 'method1' });
+    g.destroy();
+    expect(j.bleu).toBeCloseTo(b.score, 5);
+    expect(j.bleu_detail.matches).toEqual(b.matches);
+    expect(j.counts.bleu_hypothesis_words).toBe(b.hypLength);
+    expect(j.bleu_samples).toEqual(b.samples.slice(0, 2));
+  });
+
+  it('eval of a text file tokenized with the folder\'s tokenizer, without BLEU', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cli-eval-text-'));
+    const dir = writeTinyModelDir(join(root, 'tiny'));
+    const text = 'The cat sat on the mat. The dog sat on the log. '.repeat(12);
+    writeFileSync(join(root, 'held.txt'), text);
+    const r = await cli(['eval', '--model', dir, '--data', join(root, 'held.txt'), '--seq', '20', '--batch', '2', '--bleu-prompts', '0']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.lines[0]);
+    const { tokenizer } = await modelTokenizer(dir);
+    const ids = [...tokenizer.encode(text), tokenizer.eosId]; // one document, followed by EOS
+    const e = await evaluate(ctx, weights, ids, { batch: 2, seq: 20 });
+    expect(j.counts.data_tokens).toBe(ids.length);
+    expect(j.counts.windows).toBe(e.windows);
+    expect(Math.abs(j.loss - e.loss) / e.loss).toBeLessThan(1e-6);
+    expect(j.counts.correct).toBe(e.correct);
+    expect(j.bleu).toBeNull();
+    expect(j.bleu_detail).toBeUndefined();
+  });
+
+  it('train --eval-every: eval lines after steps 3, 6 and the last, each on the weights after that step', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cli-train-eval-'));
+    const base = ['train', '--model', join(GOLD, 'model'), '--data', join(GOLD, 'train.bin'), '--batch', '2', '--seq', '16', '--lr', '1e-2', '--dropout', '0'];
+    const held = Uint16Array.from(G.tokens.slice(400));
+    writeFileSync(join(root, 'held.bin'), new Uint8Array(held.buffer));
+    const log = join(root, 'log.jsonl');
+    const r = await cli([...base, '--steps', '7', '--out', join(root, 'out7'), '--eval-data', join(root, 'held.bin'), '--eval-every', '3', '--log', log]);
+    expect(r.code).toBe(0);
+    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const evals = lines.filter((l) => 'eval_loss' in l);
+    expect(evals.map((l) => l.step)).toEqual([3, 6, 7]);
+    expect(lines.map((l) => l.step)).toEqual([1, 2, 3, 3, 4, 5, 6, 6, 7, 7]); // each evaluation right after its step
+    for (const l of evals) {
+      expect(Object.keys(l).sort()).toEqual(['eval_acc', 'eval_loss', 'eval_ppl', 'step']);
+      expect(l.eval_ppl).toBeCloseTo(Math.exp(l.eval_loss), 8);
+    }
+    expect(r.lines.filter((l) => l.startsWith('eval after step'))).toHaveLength(3);
+    // The same numbers from the saved weights after 7 steps, and from a separate 3-step run.
+    const check = async (outDir: string, l: { eval_loss: number; eval_acc: number }) => {
+      const m = await loadModelDir(outDir);
+      const w = new GpuWeights(ctx, m.config, m.params);
+      const e = await evaluate(ctx, w, held, { batch: 2, seq: 16 });
+      w.destroy();
+      expect(Math.abs(l.eval_loss - e.loss) / e.loss).toBeLessThan(1e-6);
+      expect(l.eval_acc).toBe(e.accuracy);
+    };
+    await check(join(root, 'out7'), evals[2]);
+    expect((await cli([...base, '--steps', '3', '--out', join(root, 'out3')])).code).toBe(0);
+    await check(join(root, 'out3'), evals[0]);
+    expect(evals[0].eval_loss).not.toBe(evals[2].eval_loss);
+  });
+
+  it('train: --eval-every without --eval-data, and held-out data shorter than a window', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'cli-train-eval-bad-'));
+    writeFileSync(join(root, 'short.bin'), new Uint8Array(new Uint16Array([1, 2, 3]).buffer));
+    const base = ['train', '--model', join(GOLD, 'model'), '--data', join(GOLD, 'train.bin'), '--out', join(root, 'o'), '--steps', '1', '--batch', '1', '--seq', '8'];
+    const errs: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void errs.push(a.join(' ')));
+    try {
+      expect(await main([...base, '--eval-every', '2'], () => {})).toBe(2);
+      expect(errs.at(-1)).toMatch(/^error: train: --eval-every needs --eval-data <file>/);
+      expect(await main([...base, '--eval-data', join(root, 'short.bin')], () => {})).toBe(2);
+      expect(errs.at(-1)).toMatch(/^error: train: the --eval-data has 3 tokens, shorter than one window of --seq 8/);
+    } finally {
+      spy.mockRestore();
+    }
   });
 });

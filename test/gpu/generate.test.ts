@@ -3,7 +3,12 @@
 // whole sequence so far (the GPU's own buildForward and the float64 reference, rel ≤ 1e-5), and
 // the greedy token is the argmax of the full pass. Then EOS, the context limit, seeded sampling,
 // and no GPU allocation in a decode step.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.ts';
+import { decodeIds, modelTokenizer } from '../../src/cli/commands/generate.ts';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { GpuContext } from '../../src/engine/gpu/context.ts';
@@ -19,6 +24,7 @@ import { refForward, toF64Params } from '../../src/engine/reference/gpt2.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 import { gpuContext, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
+import { writeTinyModelDir } from '../helpers/tiny-model.ts';
 
 const G = loadGoldens();
 const V = G.config.vocabSize;
@@ -189,5 +195,41 @@ describe('wte bound in row ranges', () => {
     g.destroy();
     w.destroy();
     small.destroy();
+  });
+});
+
+describe('cli generate', () => {
+  const run = async (args: string[]) => {
+    const lines: string[] = [];
+    const code = await main(['generate', ...args], (l) => lines.push(l));
+    return { code, lines };
+  };
+
+  it('prints the prompt and its continuation, then the speed; greedy equals the engine, seeds repeat', async () => {
+    const dir = writeTinyModelDir(join(mkdtempSync(join(tmpdir(), 'cli-generate-')), 'tiny'));
+    const { tokenizer } = await modelTokenizer(dir);
+    const prompt = 'Once upon a time';
+    const ids = tokenizer.encode(prompt);
+    expect(ids.every((id) => id < V)).toBe(true);
+    const expectedTokens = (await gen.generate(ids, { maxNewTokens: 12, eosTokenId: null })).tokens;
+
+    const greedy = await run(['--model', dir, '--prompt', prompt, '--max-new-tokens', '12', '--temperature', '0', '--ignore-eos']);
+    expect(greedy.code).toBe(0);
+    expect(greedy.lines).toHaveLength(2);
+    expect(greedy.lines[0]).toBe(prompt + decodeIds(tokenizer, expectedTokens));
+    expect(greedy.lines[1]).toMatch(/^-- 12 new tokens in [\d.]+ s: [\d.]+ tokens\/s \(prompt \d+ tokens, prefill \d+ ms; stopped at --max-new-tokens 12; greedy; /);
+
+    const a = await run(['--model', dir, '--prompt', prompt, '--max-new-tokens', '20', '--seed', '11', '--ignore-eos']);
+    const b = await run(['--model', dir, '--prompt', prompt, '--max-new-tokens', '20', '--seed', '11', '--ignore-eos']);
+    const c = await run(['--model', dir, '--prompt', prompt, '--max-new-tokens', '20', '--seed', '12', '--ignore-eos']);
+    expect(a.lines[0]).toBe(b.lines[0]);
+    expect(a.lines[0]).not.toBe(c.lines[0]);
+    expect(a.lines[1]).toMatch(/temperature 1, top-k 50, top-p 1, seed 11/);
+
+    // An empty prompt starts from <|endoftext|> (id 310 here).
+    const fromBos = (await gen.generate([], { maxNewTokens: 5, eosTokenId: null })).tokens;
+    const empty = await run(['--model', dir, '--max-new-tokens', '5', '--temperature', '0', '--ignore-eos']);
+    expect(empty.lines[0]).toBe(decodeIds(tokenizer, fromBos));
+    expect(empty.lines[1]).toMatch(/prompt 1 tokens/);
   });
 });
