@@ -10,7 +10,7 @@ import { parseConfig, type GPT2Config } from '../../../src/engine/model/config.t
 import { paramSpecs, type HostParams } from '../../../src/engine/model/params.ts';
 import type { TrainRunConfig } from '../../../src/engine/train/loop.ts';
 import { DEFAULT_SCHEDULE } from '../../../src/engine/train/schedule.ts';
-import { ExportError, hfExportZip, hfFolderFiles, modelCard, safeFolderName, type ExportInput } from '../../../src/io/export.ts';
+import { ExportError, hfExportZip, hfExportZipBlob, hfFolderFiles, modelCard, safeFolderName, type ExportInput } from '../../../src/io/export.ts';
 import { checkpointTensors } from '../../../src/io/checkpoint.ts';
 import { loadModelDir, nodeDirFiles } from '../../../src/io/node-model.ts';
 import { writeSafetensors, type WriteTensor } from '../../../src/io/safetensors.ts';
@@ -223,6 +223,15 @@ describe('export as a .zip', () => {
       await writeFile(path, new Uint8Array(await new Response(zipReadableStream(entries)).arrayBuffer()));
       expect(() => runPython(PY, [path, name, join(dir, `${name}-out`)])).toThrow(why);
     }
+  });
+
+  it('hfExportZipBlob without OPFS (as in Node) gathers the same archive into a Blob', async () => {
+    expect((globalThis as { navigator?: { storage?: unknown } }).navigator?.storage).toBeUndefined();
+    const { blob, filename, size } = await hfExportZipBlob(input());
+    const direct = new Uint8Array(await new Response(hfExportZip(input()).stream).arrayBuffer());
+    expect(filename).toBe('tiny-shakespeare.zip');
+    expect(blob.size).toBe(size);
+    expect(new Uint8Array(await blob.arrayBuffer())).toEqual(direct);
   });
 
   it('puts the files at the root with folder ""; the folder name is made safe', () => {
