@@ -10,15 +10,17 @@ import { GpuWeights } from '../../engine/model/weights.ts';
 import { loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
+import { resolveModelDir } from '../model-arg.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 import { decodeIds, modelTokenizer } from './generate.ts';
 
 export const evalSpec: CommandSpec = {
   name: 'eval',
   summary: 'Evaluate a GPT-2 model on held-out data: loss, perplexity, top-1 accuracy, BLEU-4 (prints JSON).',
-  usage: 'npm run cli -- eval --model <dir> --data <file> [options]',
+  usage: 'npm run cli -- eval --model <dir|owner/name[@revision]> --data <file> [options]',
   options: [
-    { name: 'model', kind: 'string', meta: 'dir', help: 'Hugging Face model folder: config.json + model.safetensors (its tokenizer files when present, else GPT-2\'s)' },
+    { name: 'model', kind: 'string', meta: 'dir|id', help: "Hugging Face model folder: config.json + model.safetensors (its tokenizer files when present, else GPT-2's); or a Hub id owner/name[@revision], downloaded to the cache as for train" },
+    { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
     { name: 'data', kind: 'list', meta: 'file…', help: 'held-out data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv) as for train' },
     { name: 'seq', kind: 'int', optional: true, help: "tokens per window (T ≤ n_positions), the same windows as train --seq (default: train's 128, or n_positions when smaller)" },
     { name: 'batch', kind: 'int', default: 4, help: 'windows per GPU batch (memory only: results do not depend on it)' },
@@ -84,7 +86,6 @@ export function evalJson(e: EvalResult, b: BleuEvalResult | null, dataTokens: nu
 
 export async function runEval(a: Args, out: (line: string) => void): Promise<void> {
   const log = (line: string) => console.error(line);
-  const modelDir = a.str('model');
   const batch = a.num('batch');
   if (batch < 1) throw new UsageError('eval: --batch must be at least 1.');
   const bleuOpts: BleuEvalOptions = {
@@ -97,6 +98,7 @@ export async function runEval(a: Args, out: (line: string) => void): Promise<voi
   const withBleu = bleuOpts.prompts > 0;
   const samples = a.num('bleu-samples');
   if (samples < 0) throw new UsageError('eval: --bleu-samples must be ≥ 0.');
+  const modelDir = await resolveModelDir(a.str('model'), { endpoint: a.optStr('endpoint'), weights: true, log });
   const { config, params } = await loadModelDir(modelDir);
   const seq = a.optNum('seq') ?? Math.min(DEFAULT_SEQ, config.nPositions);
   if (seq < 1) throw new UsageError('eval: --seq must be at least 1.');

@@ -12,14 +12,16 @@ import type { GPT2Config } from '../../engine/model/config.ts';
 import { loadModelDir } from '../../io/node-model.ts';
 import { tokenizerFromModelFiles, type HfTokenizer, type TokenizerSource } from '../../io/tokenizer.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
+import { resolveModelDir } from '../model-arg.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const generateSpec: CommandSpec = {
   name: 'generate',
   summary: 'Continue a prompt with a GPT-2 model (KV-cache decoding on the WebGPU engine).',
-  usage: 'npm run cli -- generate --model <dir> --prompt <text> [options]',
+  usage: 'npm run cli -- generate --model <dir|owner/name[@revision]> --prompt <text> [options]',
   options: [
-    { name: 'model', kind: 'string', meta: 'dir', help: 'Hugging Face model folder: config.json + model.safetensors (its tokenizer files when present, else GPT-2\'s)' },
+    { name: 'model', kind: 'string', meta: 'dir|id', help: "Hugging Face model folder: config.json + model.safetensors (its tokenizer files when present, else GPT-2's); or a Hub id owner/name[@revision], downloaded to the cache as for train" },
+    { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
     { name: 'prompt', kind: 'string', meta: 'text', default: '', help: 'text to continue; empty starts from <|endoftext|> (BOS), as GPT-2\'s unconditional samples do' },
     { name: 'max-new-tokens', kind: 'int', default: 50, help: 'new tokens at most; prompt + new tokens must fit n_positions' },
     { name: 'temperature', kind: 'float', default: DEFAULT_SAMPLING.temperature, help: '0 = greedy (always the most likely token); < 1 sharper, > 1 flatter' },
@@ -80,7 +82,6 @@ function describeStop(r: GenerateResult, maxNew: number): string {
 }
 
 export async function runGenerate(a: Args, out: (line: string) => void): Promise<void> {
-  const modelDir = a.str('model');
   const maxNew = a.num('max-new-tokens');
   if (maxNew < 1) throw new UsageError('generate: --max-new-tokens must be at least 1.');
   const sampling: SamplingConfig = { temperature: a.num('temperature'), topK: a.num('top-k'), topP: a.num('top-p') };
@@ -89,6 +90,8 @@ export async function runGenerate(a: Args, out: (line: string) => void): Promise
   if (!(sampling.topP > 0 && sampling.topP <= 1)) throw new UsageError(`generate: --top-p must be in (0, 1] (1 turns it off), got ${sampling.topP}.`);
   const seed = a.num('seed');
   if (seed < 0) throw new UsageError(`generate: --seed must be a whole number ≥ 0, got ${seed}.`);
+  // Download progress of a Hub id goes to stderr: stdout carries the text.
+  const modelDir = await resolveModelDir(a.str('model'), { endpoint: a.optStr('endpoint'), weights: true, log: (l) => console.error(l) });
   const { config, params } = await loadModelDir(modelDir);
   const { tokenizer, source } = await modelTokenizer(modelDir);
   const prompt = a.str('prompt');

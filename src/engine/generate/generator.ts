@@ -9,6 +9,7 @@
 // the new tokens must fit n_positions, as GPT-2's learned position table allows no more.
 // The step's dispatches are built once and replayed; a step allocates nothing on the GPU.
 import { ShapeError, StudioError } from '../errors.ts';
+import { tokensPerSecond } from '../eval/metrics.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { createStepUniform, decodeAttend, decodeEmbed, fillCache, writeDecodeStep } from '../kernels/decode.ts';
@@ -320,8 +321,7 @@ export class Generator {
       if (i + 1 < maxNew) logits = await this.decode(next);
     }
     const t2 = now();
-    const seconds = Math.max(t2 - t0, 1e-3) / 1000;
-    return { tokens: out, stop, promptLength: ids.length, prefillMs: t1 - t0, decodeMs: t2 - t1, tokensPerSecond: out.length / seconds };
+    return { tokens: out, stop, promptLength: ids.length, prefillMs: t1 - t0, decodeMs: t2 - t1, tokensPerSecond: tokensPerSecond(out.length, t2 - t0) };
   }
 
   destroy(): void {
