@@ -66,15 +66,20 @@ export function describeLora(model: GPT2Config, cfg: LoraConfig): string {
 
 /**
  * Writes a LoRA run's result under `outDir` (see the lora-export option) and returns the paths
- * written. `baseModel` goes into adapter_config.json's base_model_name_or_path.
+ * written. `baseModel` goes into adapter_config.json's base_model_name_or_path (PEFT stores the
+ * name or path the base model was loaded from). `saveMerged` writes the merged model folder and
+ * returns its file names (default: config.json + model.safetensors only).
  */
 export async function exportLora(
   outDir: string, exportAs: LoraExport, model: GPT2Config, base: HostParams, cfg: LoraConfig, adapters: HostParams, baseModel: string,
+  saveMerged: (dir: string, params: HostParams) => Promise<string[]> = async (dir, params) => {
+    await saveModelDir(dir, model, params);
+    return ['config.json', 'model.safetensors'];
+  },
 ): Promise<string[]> {
   const written: string[] = [];
   if (exportAs === 'merged' || exportAs === 'both') {
-    await saveModelDir(outDir, model, mergeLora(model, base, cfg, adapters));
-    written.push(join(outDir, 'config.json'), join(outDir, 'model.safetensors'));
+    for (const f of await saveMerged(outDir, mergeLora(model, base, cfg, adapters))) written.push(join(outDir, f));
   }
   if (exportAs === 'adapter' || exportAs === 'both') {
     const dir = exportAs === 'both' ? join(outDir, 'adapter') : outDir;

@@ -48,6 +48,7 @@ describe('cli train with LoRA', () => {
     const text = printed.join('\n');
     expect(text).toMatch(/LoRA: r=4 alpha=16 scaling=4\.000 dropout=0, targets c_attn,c_proj → 6 layers; trainable \d+ of \d+ parameters/);
     expect(text).toMatch(/GPU memory \(MiB\): parameters [\d.]+, gradients [\d.]+, optimizer [\d.]+/);
+    expect(text).toMatch(/saved .*out\/config\.json, .*out\/model\.safetensors.*, .*out\/adapter\/adapter_config\.json, .*out\/adapter\/adapter_model\.safetensors after 6 steps/);
 
     const init = initLoraParams(G.config, cfg, seed);
     const ref = refLoraTrain({

@@ -145,7 +145,9 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
   lines = [];
   const outDir = a.str('out');
   if (lora && loraWeights) {
-    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), modelDir);
+    const seconds = (performance.now() - t0) / 1000;
+    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), a.str('model'), (dir, merged) =>
+      saveTrainedFolder(dir, { config, params: merged, modelArg: a.str('model'), modelDir, training: cfg, logs, data: a.list('data'), tokens: tokens.length, seconds }, out));
     out(`saved ${written.join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
     loraWeights.destroy();
   } else {
