@@ -70,6 +70,32 @@ describe('LoRA forward on the GPU matches PyTorch', () => {
   });
 });
 
+describe('LoRA forward-only buffers (evaluation, generation)', () => {
+  it('apply no LoRA dropout: adapters with lora_dropout 0.3 give the eval-mode logits', async () => {
+    const ctx = await gpuContext();
+    const gc = G.cases[0];
+    const config = G.base.config;
+    const w = new GpuWeights(ctx, config, G.base.params);
+    const lw = new LoraWeights(ctx, config, { ...loraConfigOf(gc), dropout: 0.3 }, loraInit(gc));
+    const acts = new Activations(ctx, config, gc.B, gc.T, false);
+    const lacts = new LoraActivations(ctx, lw, gc.B, gc.T, false);
+    expect(lacts.xd).toBeNull();
+    const training = new LoraActivations(ctx, lw, 1, 1, true);
+    expect(training.xd).not.toBeNull();
+    training.destroy();
+    const batch = new WindowSampler({ tokens: G.base.tokens, T: gc.T, shuffle: false, seed: 0 }).nextBatch(gc.B);
+    const N = gc.B * gc.T;
+    const inp = { tokens: upload(ctx, batch.inputs), targets: upload(ctx, batch.targets), buckets: upload(ctx, new Uint32Array(tokenBucketWords(N))) };
+    const g = { ctx, config, weights: w, acts, micro: 0, dropout: NO_DROPOUT, rng: createRngUniform(ctx, 'rng', 5, 3), grad: () => undefined, lora: { weights: lw, acts: lacts } };
+    await run(ctx, [...(await buildForward(g, inp)), ...(await buildHead(g, inp.targets, false, 1 / N))]);
+    expect(relErr(await ctx.readF32(acts.logits.buffer, 0, N * config.vocabSize), loraTensor(gc, 'logits'))).toBeLessThan(1e-5);
+    lacts.destroy();
+    acts.destroy();
+    lw.destroy();
+    w.destroy();
+  });
+});
+
 for (const gc of G.cases) {
   describe(`LoRA training case '${gc.name}' (r=${gc.r}, alpha=${gc.lora_alpha}${gc.use_rslora ? ', rsLoRA' : ''}, targets ${gc.target_modules}, accumulation ${gc.grad_accum})`, () => {
     it('matches PyTorch: step-0 gradients of A and B, 5 losses and grad norms, final adapters; the base model is untouched', async () => {

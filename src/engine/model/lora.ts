@@ -285,7 +285,10 @@ export class LoraActivations {
   readonly t: BufferRange;
   /** (N, r) s·dy·B, the gradient of x·Aᵀ (backward only) */
   readonly gs: BufferRange;
-  /** (N, max in) dropout(x) and the LoRA input gradient before its dropout mask; only with lora dropout > 0 */
+  /**
+   * (N, max in) dropout(x) and the LoRA input gradient before its dropout mask; only for
+   * training with lora dropout > 0. Null means no LoRA dropout, as in evaluation and generation.
+   */
   readonly xd: BufferRange | null;
   readonly bytes: { activations: number; scratch: number };
   private readonly buffers: GPUBuffer[] = [];
@@ -307,7 +310,8 @@ export class LoraActivations {
     this.t = f('lora.t', N * r, 'scratch');
     this.gs = withBackward ? f('lora.gs', N * r, 'scratch') : this.t;
     const maxIn = Math.max(0, ...lora.targets.map((t) => t.in));
-    this.xd = lora.config.dropout > 0 ? f('lora.xd', N * maxIn, 'scratch') : null;
+    // Forward-only buffers serve evaluation and generation: dropout is off there (eval mode).
+    this.xd = withBackward && lora.config.dropout > 0 ? f('lora.xd', N * maxIn, 'scratch') : null;
     this.bytes = { activations: act, scratch };
   }
 
