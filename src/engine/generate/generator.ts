@@ -12,11 +12,10 @@ import { ShapeError, StudioError } from '../errors.ts';
 import { tokensPerSecond } from '../eval/metrics.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { createStepUniform, decodeAttend, decodeEmbed, fillCache, writeDecodeStep } from '../kernels/decode.ts';
+import { createStepUniform, decodeAttend, decodeEmbed, decodeGemv, decodeGemvT, fillCache, writeDecodeStep } from '../kernels/decode.ts';
 import { createRngUniform } from '../kernels/dropout.ts';
 import { geluForward } from '../kernels/gelu.ts';
 import { layernormForward } from '../kernels/layernorm.ts';
-import { matmul } from '../kernels/matmul.ts';
 import { residualForward } from '../kernels/residual.ts';
 import { Activations, rows } from '../model/activations.ts';
 import type { GPT2Config } from '../model/config.ts';
@@ -151,14 +150,14 @@ export class Generator {
       const p = (n: string) => w.range(`h.${i}.${n}`);
       const l = `decode.h${i}`;
       body.push(await layernormForward(ctx, { label: `${l}.ln1`, N: 1, C, eps, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: ln, mean, rstd }));
-      body.push(await matmul(ctx, { label: `${l}.c_attn`, M: 1, N: 3 * C, K: C, a: ln, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: qkv }));
+      body.push(await decodeGemv(ctx, { label: `${l}.c_attn`, K: C, N: 3 * C, x: ln, w: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: qkv }));
       body.push(await decodeAttend(ctx, { label: `${l}.attn`, ...shape, step: this.step, qkv, kv: this.cache.layers[i], scores, out: atty }));
-      body.push(await matmul(ctx, { label: `${l}.attn.c_proj`, M: 1, N: C, K: C, a: atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: proj }));
+      body.push(await decodeGemv(ctx, { label: `${l}.attn.c_proj`, K: C, N: C, x: atty, w: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: proj }));
       body.push(await residualForward(ctx, { label: `${l}.resid2`, n: C, a: x, b: proj, out: r2 }));
       body.push(await layernormForward(ctx, { label: `${l}.ln2`, N: 1, C, eps, x: r2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: ln, mean, rstd }));
-      body.push(await matmul(ctx, { label: `${l}.c_fc`, M: 1, N: I, K: C, a: ln, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: fch }));
+      body.push(await decodeGemv(ctx, { label: `${l}.c_fc`, K: C, N: I, x: ln, w: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: fch }));
       body.push(await geluForward(ctx, { label: `${l}.gelu`, n: I, kind: c.activation, x: fch, out: fchGelu }));
-      body.push(await matmul(ctx, { label: `${l}.mlp.c_proj`, M: 1, N: C, K: I, a: fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: proj }));
+      body.push(await decodeGemv(ctx, { label: `${l}.mlp.c_proj`, K: I, N: C, x: fchGelu, w: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: proj }));
       body.push(await residualForward(ctx, { label: `${l}.resid3`, n: C, a: r2, b: proj, out: x }));
     }
     body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
@@ -168,9 +167,7 @@ export class Generator {
     // block's byte offset keeps the binding alignment).
     this.head = [];
     for (const [k, wr] of wte.entries()) {
-      this.head.push(await matmul(ctx, {
-        label: `decode.head${k}`, M: 1, N: wr.rows, K: C, a: this.lnf, b: wr, out: rows(this.logits, wr.row0, wr.rows), transB: true,
-      }));
+      this.head.push(await decodeGemvT(ctx, { label: `decode.head${k}`, K: C, N: wr.rows, x: this.lnf, w: wr, out: rows(this.logits, wr.row0, wr.rows) }));
     }
   }
 
