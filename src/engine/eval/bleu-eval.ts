@@ -47,6 +47,8 @@ export interface BleuEvalResult extends BleuResult {
   smoothing: BleuSmoothing;
   /** every prompt with its greedy continuation and true continuation */
   samples: BleuSample[];
+  /** wall time of the pass */
+  ms: number;
   /** generated tokens per second over the whole pass */
   tokensPerSecond: number;
 }
@@ -104,6 +106,7 @@ export async function bleuEval(
     samples.push({ start: s, prompt: decode(prompt), hypothesis: decode(hyp), reference: decode(truth) });
     run.onProgress?.(i + 1, starts.length);
   }
+  const ms = performance.now() - t0;
   const bleu = corpusBleu(samples.map((x) => [x.reference]), samples.map((x) => x.hypothesis), { smoothing: opts.smoothing });
   return {
     ...bleu,
@@ -112,6 +115,7 @@ export async function bleuEval(
     continuationTokens: opts.continuationTokens,
     smoothing: opts.smoothing,
     samples,
-    tokensPerSecond: tokensPerSecond(generated, performance.now() - t0),
+    ms,
+    tokensPerSecond: tokensPerSecond(generated, ms),
   };
 }
