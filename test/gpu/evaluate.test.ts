@@ -21,6 +21,8 @@ import { Generator } from '../../src/engine/generate/generator.ts';
 import type { HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { refForward, toF64Params } from '../../src/engine/reference/gpt2.ts';
+import { refMergeLora } from '../../src/engine/reference/lora.ts';
+import { initLoraParams, LoraWeights, loraTargets, type LoraConfig } from '../../src/engine/model/lora.ts';
 import { NotEnoughTokensError, WindowSampler } from '../../src/engine/train/data.ts';
 import { Trainer } from '../../src/engine/train/trainer.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
@@ -33,8 +35,7 @@ const V = G.config.vocabSize;
 const T = 37;
 
 /** The float64 reference over every window: summed loss, correct top-1 predictions, targets. */
-function reference(tokens: ArrayLike<number>, T: number, params = G.params): { loss: number; correct: number; targets: number; windows: number } {
-  const ref = toF64Params(params);
+function reference(tokens: ArrayLike<number>, T: number, params = G.params, ref = toF64Params(params)): { loss: number; correct: number; targets: number; windows: number } {
   const W = Math.floor((tokens.length - 1) / T);
   let sum = 0;
   let correct = 0;
@@ -121,6 +122,23 @@ describe('evaluation over every held-out window matches the float64 reference', 
     expect(ref.correct / ref.targets).toBeGreaterThan(0.1); // 122 of 777 here; chance is 1/311
     expect(Math.abs(r.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
     expect(r.correct).toBe(ref.correct);
+  });
+
+  it('with LoRA adapters: the merged model\'s numbers, LoRA dropout off', async () => {
+    const cfg: LoraConfig = { r: 4, alpha: 8, dropout: 0.3, targets: ['c_attn', 'c_proj', 'c_fc'], rslora: false };
+    const lp = initLoraParams(G.config, cfg, 5);
+    loraTargets(G.config, cfg).forEach((t, k) => lp.set(t.b, Float32Array.from(randn(t.out * cfg.r, 50 + k, 0.2))));
+    const lora = new LoraWeights(ctx, G.config, cfg, lp);
+    const { w, params } = await trainedModel(); // a base whose predictions the adapters visibly move
+    const merged = refMergeLora(G.config, toF64Params(params), { config: cfg, params: toF64Params(lp) });
+    const ref = reference(G.tokens, T, params, merged);
+    const base = reference(G.tokens, T, params);
+    const r = await evaluate(ctx, w, G.tokens, { batch: 4, seq: T, lora });
+    console.log(`[evaluate] LoRA: loss ${r.loss.toFixed(6)} (ref ${ref.loss.toFixed(6)}, base ${base.loss.toFixed(6)}), accuracy ${r.correct} (ref ${ref.correct}, base ${base.correct})`);
+    expect(Math.abs(ref.loss - base.loss) / base.loss).toBeGreaterThan(1e-3); // the adapters matter
+    expect(Math.abs(r.loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
+    expect(r.correct).toBe(ref.correct);
+    lora.destroy();
   });
 
   it('a stream of exactly one window, and progress reports', async () => {

@@ -140,12 +140,9 @@ export class Evaluator {
     const c = weights.config;
     const rng = createRngUniform(ctx, 'eval.rng');
     this.buffers.push(rng);
-    // LoraActivations holds a dropout buffer whenever the adapters have dropout, and loraForward
-    // applies dropout exactly when that buffer exists: evaluation binds a view without it.
-    const loraView = lora && this.loraActs
-      ? { weights: lora, acts: Object.assign(Object.create(Object.getPrototypeOf(this.loraActs)), this.loraActs, { xd: null }) as LoraActivations }
-      : undefined;
-    const g = { ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined, lora: loraView };
+    // Forward-only LoRA buffers carry no dropout scratch, so LoRA dropout is off (model/lora.ts).
+    const loraGraph = lora && this.loraActs ? { weights: lora, acts: this.loraActs } : undefined;
+    const g = { ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined, lora: loraGraph };
     const inp = { tokens: this.tokensIn, targets: this.targetsIn, buckets: this.tokensIn }; // buckets: backward only
     const forward = await buildForward(g, inp);
     const head = await buildHead(g, this.targetsIn, false, 1);
