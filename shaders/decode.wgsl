@@ -15,8 +15,9 @@
 //   fill_cache  cache rows [0, T) from a prefill's qkv (T, 3C)              grid (ceil(T·C/256))
 //   gemv        y (N) = x (K) · W (K, N) + b: a Conv1D layer on one row; one thread per output,
 //               k in order with fma, as the training matmul sums        grid (ceil(N/256))
-//   gemv_t      y (N) = W (N, K) · x (K): the tied LM head (W = a range of wte's rows); one
-//               thread per output row, k in order with fma             grid (ceil(N/256))
+//   gemv_t      y (N) [+]= scale · W (N, K) · x (K): the tied LM head (W = a range of wte's
+//               rows), and LoRA's A·x and += B·(s·A·x) (A (r, in), B (out, r) as PEFT stores
+//               them); one thread per output row, k in order with fma     grid (ceil(N/256))
 // `token` and `pos` come from the Step uniform, rewritten before every step, so the step's
 // dispatches are built once and replayed (no allocation per token).
 //
@@ -35,7 +36,7 @@
 //  11 gw       storage read        (K, N) or (N, K)      gemv, gemv_t
 //  12 gbias    storage read        (N)                   gemv
 //  13 gout     storage read_write  (N)                   gemv, gemv_t
-//  14 gdims    uniform GemvDims {K, N}                   gemv, gemv_t
+//  14 gdims    uniform GemvDims {K, N, scale}            gemv, gemv_t
 
 struct Dims {
   C: u32,
@@ -48,7 +49,9 @@ struct Dims {
   rows: u32,
 }
 struct Step { token: u32, pos: u32 }
-struct GemvDims { K: u32, N: u32 }
+struct GemvDims { K: u32, N: u32, scale: f32 }
+
+override ACCUMULATE: bool = false; // gemv_t: add into gout instead of overwriting it
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -201,5 +204,9 @@ fn gemv_t(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
     }
     workgroupBarrier();
   }
-  if (n < N) { gout[n] = acc; }
+  if (n < N) {
+    var y = gdims.scale * acc;
+    if (ACCUMULATE) { y += gout[n]; }
+    gout[n] = y;
+  }
 }

@@ -21,6 +21,8 @@ import type { GPT2Config } from '../../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { refForward, toF64Params } from '../../src/engine/reference/gpt2.ts';
+import { refMergeLora } from '../../src/engine/reference/lora.ts';
+import { initLoraParams, LoraWeights, loraTargets, type LoraConfig } from '../../src/engine/model/lora.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 import { gpuContext, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
@@ -104,6 +106,32 @@ describe('KV-cache generation matches full forward passes', () => {
       expect(relErr(steps[i], ref)).toBeLessThan(1e-5);
       expect(r.tokens[i]).toBe(argmax(ref));
     }
+  });
+});
+
+describe('KV-cache generation with LoRA adapters', () => {
+  it('every step matches the float64 model with the adapters merged (dropout off)', async () => {
+    const cfg: LoraConfig = { r: 4, alpha: 32, dropout: 0.3, targets: ['c_attn', 'c_proj', 'c_fc'], rslora: false };
+    const lp = initLoraParams(G.config, cfg, 9);
+    loraTargets(G.config, cfg).forEach((t, k) => lp.set(t.b, Float32Array.from(randn(t.out * cfg.r, 70 + k, 0.5))));
+    const lora = new LoraWeights(ctx, G.config, cfg, lp);
+    const g = await Generator.create(ctx, weights, lora);
+    const merged = refMergeLora(G.config, REF, { config: cfg, params: toF64Params(lp) });
+    const prompt = Array.from(G.tokens.slice(10, 17));
+    const steps: Float32Array[] = [];
+    const r = await g.generate(prompt, { maxNewTokens: 16, eosTokenId: null, onLogits: (l) => steps.push(l) });
+    let moved = 0;
+    for (let i = 0; i < 16; i++) {
+      const seq = [...prompt, ...r.tokens.slice(0, i)];
+      const last = (p: typeof REF) => refForward(G.config, p, Int32Array.from(seq), null, 1, seq.length).logits.slice((seq.length - 1) * V);
+      const ref = last(merged);
+      moved = Math.max(moved, relErr(last(REF), ref));
+      expect(relErr(steps[i], ref), `step ${i}`).toBeLessThan(1e-5);
+      expect(r.tokens[i]).toBe(argmax(ref));
+    }
+    expect(moved).toBeGreaterThan(1e-3); // the adapters change the logits far beyond the tolerance
+    g.destroy();
+    lora.destroy();
   });
 });
 

@@ -8,6 +8,8 @@
 // Stops after maxNewTokens, or at EOS (Hugging Face generate()'s eos_token_id). The prompt plus
 // the new tokens must fit n_positions, as GPT-2's learned position table allows no more.
 // The step's dispatches are built once and replayed; a step allocates nothing on the GPU.
+// With LoRA adapters (model/lora.ts), each targeted layer adds s·B·(A·x) to its output, in the
+// prefill (graph.ts) and in every step, without dropout (evaluation mode), as PEFT's forward does.
 import { ShapeError, StudioError } from '../errors.ts';
 import { tokensPerSecond } from '../eval/metrics.ts';
 import type { GpuContext } from '../gpu/context.ts';
@@ -20,6 +22,7 @@ import { residualForward } from '../kernels/residual.ts';
 import { Activations, rows } from '../model/activations.ts';
 import type { GPT2Config } from '../model/config.ts';
 import { buildForward } from '../model/graph.ts';
+import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
 import { TokenSampler, type SamplingConfig } from './sampling.ts';
 import { KvCache } from './kvcache.ts';
@@ -70,6 +73,7 @@ interface PrefillPlan {
   acts: Activations;
   tokens: BufferRange; // (T) u32
   rng: GPUBuffer; // dropout uniform the forward binds (p = 0: never read)
+  lora: LoraActivations | null;
   dispatches: Dispatch[];
 }
 
@@ -82,6 +86,8 @@ export class Generator {
   readonly weights: GpuWeights;
   readonly config: GPT2Config;
   readonly cache: KvCache;
+  /** adapters applied on top of the weights, if any */
+  readonly lora: LoraWeights | null;
   private readonly buffers: GPUBuffer[] = [];
   private readonly step: GPUBuffer;
   private readonly lnf: BufferRange; // (C) input of the LM head
@@ -91,9 +97,10 @@ export class Generator {
   private head: Dispatch[] = []; // lnf (1, C) → logits (1, V)
   private prefillPlan: PrefillPlan | null = null;
 
-  private constructor(ctx: GpuContext, weights: GpuWeights) {
+  private constructor(ctx: GpuContext, weights: GpuWeights, lora: LoraWeights | null) {
     this.ctx = ctx;
     this.weights = weights;
+    this.lora = lora;
     this.config = weights.config;
     this.cache = new KvCache(ctx, this.config);
     this.step = createStepUniform(ctx);
@@ -104,8 +111,8 @@ export class Generator {
     this.buffers.push(this.staging);
   }
 
-  static async create(ctx: GpuContext, weights: GpuWeights): Promise<Generator> {
-    const g = new Generator(ctx, weights);
+  static async create(ctx: GpuContext, weights: GpuWeights, lora?: LoraWeights): Promise<Generator> {
+    const g = new Generator(ctx, weights, lora ?? null);
     await g.build();
     return g;
   }
@@ -138,8 +145,18 @@ export class Generator {
     const fch = this.f32('decode.fch', I);
     const fchGelu = this.f32('decode.fchGelu', I);
     const scores = this.f32('decode.scores', c.nHead * c.nPositions);
+    const loraT = this.lora ? this.f32('decode.lora.t', this.lora.config.r) : null; // (r) s·A·x
     const eps = c.layerNormEpsilon;
     const body: Dispatch[] = [];
+    // A Conv1D layer on one row, then its adapter's update when it has one.
+    const linear = async (name: string, K: number, N: number, x: BufferRange, out: BufferRange) => {
+      body.push(await decodeGemv(ctx, { label: `decode.${name}`, K, N, x, w: w.range(`${name}.weight`), bias: w.range(`${name}.bias`), out }));
+      const t = this.lora?.target(name);
+      if (!t || !this.lora || !loraT) return;
+      const r = this.lora.config.r;
+      body.push(await decodeGemvT(ctx, { label: `decode.${name}.lora_A`, K, N: r, x, w: this.lora.range(t.a), out: loraT, scale: this.lora.scaling }));
+      body.push(await decodeGemvT(ctx, { label: `decode.${name}.lora_B`, K: r, N, x: loraT, w: this.lora.range(t.b), out, accumulate: true }));
+    };
     const wte = w.ranges('wte.weight'); // one range unless wte exceeds a storage binding
     for (const [k, wr] of wte.entries()) {
       body.push(await decodeEmbed(ctx, {
@@ -150,14 +167,14 @@ export class Generator {
       const p = (n: string) => w.range(`h.${i}.${n}`);
       const l = `decode.h${i}`;
       body.push(await layernormForward(ctx, { label: `${l}.ln1`, N: 1, C, eps, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: ln, mean, rstd }));
-      body.push(await decodeGemv(ctx, { label: `${l}.c_attn`, K: C, N: 3 * C, x: ln, w: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: qkv }));
+      await linear(`h.${i}.attn.c_attn`, C, 3 * C, ln, qkv);
       body.push(await decodeAttend(ctx, { label: `${l}.attn`, ...shape, step: this.step, qkv, kv: this.cache.layers[i], scores, out: atty }));
-      body.push(await decodeGemv(ctx, { label: `${l}.attn.c_proj`, K: C, N: C, x: atty, w: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: proj }));
+      await linear(`h.${i}.attn.c_proj`, C, C, atty, proj);
       body.push(await residualForward(ctx, { label: `${l}.resid2`, n: C, a: x, b: proj, out: r2 }));
       body.push(await layernormForward(ctx, { label: `${l}.ln2`, N: 1, C, eps, x: r2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: ln, mean, rstd }));
-      body.push(await decodeGemv(ctx, { label: `${l}.c_fc`, K: C, N: I, x: ln, w: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: fch }));
+      await linear(`h.${i}.mlp.c_fc`, C, I, ln, fch);
       body.push(await geluForward(ctx, { label: `${l}.gelu`, n: I, kind: c.activation, x: fch, out: fchGelu }));
-      body.push(await decodeGemv(ctx, { label: `${l}.mlp.c_proj`, K: I, N: C, x: fchGelu, w: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: proj }));
+      await linear(`h.${i}.mlp.c_proj`, I, C, fchGelu, proj);
       body.push(await residualForward(ctx, { label: `${l}.resid3`, n: C, a: r2, b: proj, out: x }));
     }
     body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
@@ -189,7 +206,12 @@ export class Generator {
     const buffer = ctx.createBuffer(T * 4, 'prefill.tokens');
     const tokens = { buffer, offset: 0, size: T * 4 };
     const rng = createRngUniform(ctx, 'prefill.rng');
-    const g = { ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined };
+    // Forward-only adapter buffers carry no dropout scratch: LoRA dropout is off.
+    const lora = this.lora ? new LoraActivations(ctx, this.lora, 1, T, false) : null;
+    const g = {
+      ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined,
+      lora: this.lora && lora ? { weights: this.lora, acts: lora } : undefined,
+    };
     // buildForward reads only the tokens; targets and buckets matter to the head and backward.
     const forward = await buildForward(g, { tokens, targets: tokens, buckets: tokens });
     // Without backward every block runs in one shared set of activation buffers, so block i's
@@ -206,7 +228,7 @@ export class Generator {
       dispatches.push(d);
     }
     if (filled !== c.nLayer) throw new Error(`prefill: found the attention of ${filled} of ${c.nLayer} blocks in the forward graph; model/graph.ts labels changed.`);
-    this.prefillPlan = { T, acts, tokens, rng, dispatches };
+    this.prefillPlan = { T, acts, tokens, rng, lora, dispatches };
     return this.prefillPlan;
   }
 
@@ -215,6 +237,7 @@ export class Generator {
     this.prefillPlan.acts.destroy();
     this.prefillPlan.tokens.buffer.destroy();
     this.prefillPlan.rng.destroy();
+    this.prefillPlan.lora?.destroy();
     this.prefillPlan = null;
   }
 

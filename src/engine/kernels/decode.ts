@@ -182,7 +182,7 @@ export async function decodeGemv(ctx: GpuContext, args: GemvArgs): Promise<Dispa
   needElements(args.bias, N, 'bias', label);
   needElements(args.out, N, 'out', label);
   const pipeline = await ctx.pipeline('decode', 'gemv');
-  const gdims = uniformWords(ctx, `${label}.dims`, [K, N]);
+  const gdims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: 1 }]);
   return {
     label,
     pipeline,
@@ -199,13 +199,17 @@ export interface GemvTArgs {
   N: number;
   /** (K) read */
   x: BufferRange;
-  /** (N, K) read: rows of wte */
+  /** (N, K) read: rows of wte, or a LoRA A (r, in) or B (out, r) */
   w: BufferRange;
-  /** (N) written */
+  /** (N) written, or added into with accumulate */
   out: BufferRange;
+  /** multiplies W·x; default 1 */
+  scale?: number;
+  /** out += scale·W·x instead of out = scale·W·x */
+  accumulate?: boolean;
 }
 
-/** out (N) = W (N, K) · x (K): the tied LM head on one row, over a range of wte's rows. */
+/** out (N) [+]= scale · W (N, K) · x (K): the tied LM head on one row (over a range of wte's rows), or a LoRA factor. */
 export async function decodeGemvT(ctx: GpuContext, args: GemvTArgs): Promise<Dispatch> {
   const { label, K, N } = args;
   needPositive(K, 'K', label);
@@ -213,8 +217,8 @@ export async function decodeGemvT(ctx: GpuContext, args: GemvTArgs): Promise<Dis
   needElements(args.x, K, 'x', label);
   needElements(args.w, K * N, 'w', label);
   needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('decode', 'gemv_t');
-  const gdims = uniformWords(ctx, `${label}.dims`, [K, N]);
+  const pipeline = await ctx.pipeline('decode', 'gemv_t', { ACCUMULATE: !!args.accumulate });
+  const gdims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: args.scale ?? 1 }]);
   return {
     label,
     pipeline,
