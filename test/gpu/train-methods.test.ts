@@ -108,4 +108,30 @@ describe('training methods against the float64 reference', () => {
     trainer.destroy();
     w.destroy();
   });
+
+  it('gradient accumulation: 2 micro-batches of B=1 give the same steps as one batch of B=2', async () => {
+    const ctx = await gpuContext();
+    const run = async (batch: number, gradAccum: number) => {
+      const w = new GpuWeights(ctx, G.config, G.params);
+      const logs = await runTraining(ctx, w, G.tokens, {
+        steps: 4, batch, seq: 37, gradAccum, lr: 1e-3, schedule: { ...DEFAULT_SCHEDULE, kind: 'constant' }, lrDecay: 1, unfreeze: null,
+        dropout: { embd: 0, attn: 0, resid: 0 }, seed: 0, order: 'sequential', frozen: new Set(), ...OPT,
+      });
+      const params = await w.download();
+      w.destroy();
+      return { logs, params };
+    };
+    const big = await run(2, 1);
+    const acc = await run(1, 2);
+    acc.logs.forEach((l, s) => {
+      expect(Math.abs(l.loss - big.logs[s].loss) / big.logs[s].loss, `loss of step ${s + 1}`).toBeLessThan(1e-5);
+      expect(Math.abs(l.grad_norm - big.logs[s].grad_norm) / big.logs[s].grad_norm, `grad norm of step ${s + 1}`).toBeLessThan(1e-4);
+    });
+    for (const [name, p] of big.params) {
+      const q = acc.params.get(name)!;
+      let off = 0;
+      for (let i = 0; i < p.length; i++) if (!(Math.abs(p[i] - q[i]) <= 1e-5)) off++;
+      expect(off / p.length, name).toBeLessThan(0.01);
+    }
+  });
 });
