@@ -1,11 +1,10 @@
-// Shows the WebGPU adapter the engine got and the limits that matter for training,
-// or why there is none and where WebGPU works.
+// Shows the WebGPU adapter the engine got and the limits that matter for training, a GPU
+// self-test, and (with ?debug in the address) a button that destroys the device as a driver
+// reset would, to try recovery without reloading.
 import type { AdapterReport } from '../worker/protocol.ts';
+import { send } from './engine.ts';
+import { bytes } from './format.ts';
 import { useStudio } from './store.ts';
-
-function mib(n: number): string {
-  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(n % (1 << 30) ? 1 : 0)} GiB` : `${Math.round(n / (1 << 20))} MiB`;
-}
 
 function Limits({ report }: { report: AdapterReport }) {
   const l = report.limits;
@@ -13,15 +12,15 @@ function Limits({ report }: { report: AdapterReport }) {
     ['Vendor', report.vendor],
     ['Architecture', report.architecture],
     ['Description', report.description || '—'],
-    ['Largest storage binding', mib(l.maxStorageBufferBindingSize)],
-    ['Largest buffer', mib(l.maxBufferSize)],
+    ['Largest storage binding', bytes(l.maxStorageBufferBindingSize)],
+    ['Largest buffer', bytes(l.maxBufferSize)],
     ['Workgroup storage', `${l.maxComputeWorkgroupStorageSize / 1024} KiB`],
     ['Invocations per workgroup', String(l.maxComputeInvocationsPerWorkgroup)],
     ['shader-f16', report.features.includes('shader-f16') ? 'yes' : 'no'],
     ['subgroups', report.features.includes('subgroups') ? 'yes' : 'no'],
   ];
   return (
-    <dl className="kv" data-testid="adapter-limits">
+    <dl className="kv compact" data-testid="adapter-limits">
       {rows.map(([k, v]) => (
         <div key={k}>
           <dt>{k}</dt>
@@ -32,36 +31,37 @@ function Limits({ report }: { report: AdapterReport }) {
   );
 }
 
-export function AdapterPanel({ onSelftest }: { onSelftest: () => void }) {
+export function AdapterPanel() {
   const adapter = useStudio((s) => s.adapter);
   const selftest = useStudio((s) => s.selftest);
+  const debug = typeof location !== 'undefined' && new URLSearchParams(location.search).has('debug');
+  const runSelftest = () => {
+    useStudio.getState().started('selftest');
+    send({ type: 'selftest', M: 96, N: 80, K: 72, seed: 7 });
+  };
   return (
     <section className="panel" aria-labelledby="adapter-title">
       <h2 id="adapter-title">GPU</h2>
       {adapter.status === 'probing' && <p role="status">Looking for a WebGPU adapter…</p>}
-      {adapter.status === 'unavailable' && (
-        <div className="notice error" role="alert" data-testid="no-webgpu">
-          <strong>WebGPU is not available here.</strong>
-          <p>{adapter.reason}</p>
-        </div>
-      )}
+      {adapter.status === 'unavailable' && <p className="field-error">{adapter.reason}</p>}
       {adapter.status === 'ready' && (
         <>
           <p data-testid="adapter-status" className="ok">
             Adapter: {adapter.report.vendor} · {adapter.report.architecture}
           </p>
           <Limits report={adapter.report} />
-          <div className="row">
-            <button type="button" onClick={onSelftest} disabled={selftest.status === 'running'}>
+          <div className="row wrap">
+            <button type="button" onClick={runSelftest} disabled={selftest.status === 'running'}>
               Run GPU self-test
             </button>
-            <span data-testid="selftest" role="status" aria-live="polite">
-              {selftest.status === 'running' && 'Running a 96×80×72 matmul in the worker…'}
-              {selftest.status === 'done' &&
-                `Self-test passed: ${selftest.result.M}×${selftest.result.N}×${selftest.result.K} matmul, max error ${selftest.result.maxAbsError.toExponential(2)}, ${selftest.result.ms.toFixed(0)} ms`}
-              {selftest.status === 'failed' && `Self-test failed: ${selftest.message}`}
-            </span>
+            {debug && <button type="button" className="danger" onClick={() => send({ type: 'loseDevice' })} data-testid="lose-device">Simulate a lost device</button>}
           </div>
+          <p data-testid="selftest" role="status" aria-live="polite" className="muted">
+            {selftest.status === 'running' && 'Running a 96×80×72 matmul in the worker…'}
+            {selftest.status === 'done' &&
+              `Self-test passed: ${selftest.result.M}×${selftest.result.N}×${selftest.result.K} matmul, max error ${selftest.result.maxAbsError.toExponential(2)}, ${selftest.result.ms.toFixed(0)} ms`}
+            {selftest.status === 'failed' && `Self-test failed: ${selftest.message}`}
+          </p>
         </>
       )}
     </section>

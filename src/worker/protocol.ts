@@ -1,21 +1,176 @@
-// The one seam between the page and the engine: every message is a member of a
-// discriminated union, so both sides switch on `type` with no casts.
-// This module is the only one both the UI and the worker import.
+// The one seam between the page and the engine: every message is a member of a discriminated
+// union, so both sides switch on `type` with no casts. Messages hold plain data (and browser
+// File/Blob objects, which structured cloning carries); GPU objects never cross.
+// This module (with the pure helpers it re-exports) is the only one both the UI and the worker import.
 import type { AdapterReport } from '../engine/gpu/context.ts';
+import type { LocalFile } from '../io/local-files.ts';
+import type { SampleSettings, TrainSettings } from './settings.ts';
 
 export type { AdapterReport };
 export { NO_WEBGPU_HELP } from '../engine/errors.ts';
+export * from './settings.ts';
+// Pure helpers the page shows before a run (rates per group, the unfreezing plan, the schedule).
+export { groupLabel, groupLrFactors, unfreezeSchedule } from '../engine/train/groups.ts';
+export { scheduleCurve } from '../engine/train/schedule.ts';
+export { countParams } from '../engine/model/params.ts';
+export { GPT2_SMALL } from '../engine/model/config.ts';
+// The Hub's presets and address, and the page-side collectors of dropped model files.
+export { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT, HUB_PRESETS } from '../io/hub.ts';
+export { localFilesFromDrop, localFilesFromInput } from '../io/local-files.ts';
+export type { LocalFile };
+
+export type ModelSource =
+  | { kind: 'builtin' }
+  | { kind: 'hub'; repo: string; revision: string; endpoint: string }
+  /** files the user dropped or picked, with their paths inside what was dropped */
+  | { kind: 'files'; files: LocalFile[] };
+
+export type CorpusSource = { kind: 'sample' } | { kind: 'files'; files: File[] };
+
+export interface CorpusOptions {
+  /** .jsonl: the string field holding a document */
+  jsonlField: string;
+  /** .csv: the column holding a document */
+  csvColumn: string;
+}
+
+export interface DepthGroup {
+  /** 0 embeddings, i + 1 block i, L + 1 ln_f */
+  index: number;
+  label: string;
+  params: number;
+}
+
+export interface ModelInfo {
+  /** what the user sees: a repo id, a folder name, 'Built-in demo' */
+  name: string;
+  source: ModelSource['kind'];
+  vocabSize: number;
+  nPositions: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nInner: number;
+  activation: string;
+  dropout: number;
+  params: number;
+  /** bottom (embeddings) first */
+  groups: DepthGroup[];
+  /** where the tokenizer came from */
+  tokenizer: string;
+  /** false for freshly initialized weights (the built-in demo) */
+  pretrained: boolean;
+}
+
+export interface CorpusInfo {
+  name: string;
+  files: number;
+  documents: number;
+  characters: number;
+  bytes: number;
+  tokens: number;
+  trainTokens: number;
+  valTokens: number;
+  trainDocuments: number;
+  valDocuments: number;
+  /** the split's context length (windows are counted at it) */
+  contextLength: number;
+  trainWindows: number;
+  valWindows: number;
+  valFraction: number;
+  /** how a single document was split, when it was */
+  splitMessage?: string;
+}
+
+export interface MemoryBreakdown {
+  parameters: number;
+  gradients: number;
+  optimizer: number;
+  activations: number;
+  scratch: number;
+  /** a second copy of the weights kept for base-vs-fine-tuned samples and evaluation */
+  baseCopy: number;
+  total: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  perplexity: number;
+  /** next-token top-1 accuracy in [0, 1]; null when not measured */
+  accuracy: number | null;
+  /** BLEU-4, 0–100; null when not measured */
+  bleu: number | null;
+  /** targets scored */
+  tokens: number;
+  windows: number;
+}
+
+export type RunState = 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'finished' | 'stopped' | 'failed';
+
+export type ExportFormat = 'hf-zip' | 'safetensors' | 'lora';
 
 /** Page → worker. */
 export type WorkerRequest =
   | { type: 'probe' }
-  | { type: 'selftest'; M: number; N: number; K: number; seed: number };
+  | { type: 'selftest'; M: number; N: number; K: number; seed: number }
+  | { type: 'hubCheck'; endpoint: string; repo: string }
+  | { type: 'loadModel'; source: ModelSource }
+  | { type: 'loadCorpus'; source: CorpusSource; options: CorpusOptions; valFraction: number; seed: number; contextLength: number }
+  /** the memory a run with these settings would take, before it starts (answered by `estimate`) */
+  | { type: 'estimate'; settings: TrainSettings; frozen: number[]; id: number }
+  | { type: 'train'; settings: TrainSettings; frozen: number[]; sample: SampleSettings }
+  | { type: 'pause' }
+  /** resumes a paused run with the frozen groups as they are now (changes made while paused apply from the next step) */
+  | { type: 'resume'; frozen: number[] }
+  | { type: 'stop' }
+  | { type: 'generate'; sample: SampleSettings; compare: boolean }
+  /** evaluates on the validation split at the settings' sequence length and batch */
+  | { type: 'evaluate'; settings: TrainSettings }
+  | { type: 'export'; format: ExportFormat }
+  | { type: 'cacheList' }
+  /** removes one model's downloads from the cache, or all of them */
+  | { type: 'cacheClear'; model?: { endpoint: string; repo: string; revision: string } }
+  /** puts the fine-tuned weights back to the loaded model's */
+  | { type: 'resetWeights' }
+  /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */
+  | { type: 'loseDevice' };
+
+export type RequestType = WorkerRequest['type'];
+
+export type ProgressTask = 'model' | 'corpus' | 'evaluate' | 'export' | 'generate';
 
 /** Worker → page. */
 export type WorkerEvent =
   | { type: 'adapter'; report: AdapterReport }
   | { type: 'selftest'; M: number; N: number; K: number; maxAbsError: number; ms: number; sample: number[] }
-  | { type: 'error'; name: string; message: string; request: WorkerRequest['type'] };
+  | { type: 'hub'; endpoint: string; reachable: boolean; detail: string }
+  | { type: 'progress'; task: ProgressTask; label: string; done: number; total: number; unit: 'bytes' | 'items' }
+  | { type: 'modelLoaded'; model: ModelInfo }
+  | { type: 'corpusLoaded'; corpus: CorpusInfo }
+  | { type: 'runState'; state: RunState; step: number; totalSteps: number; message?: string }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokensPerSec: number;
+      elapsedMs: number;
+      etaMs: number;
+    }
+  /** `id` echoes the request, so the page keeps only the answer to its latest question */
+  | { type: 'estimate'; id: number; memory: MemoryBreakdown; trainableParams: number }
+  /** what the running trainer actually allocated */
+  | { type: 'memory'; memory: MemoryBreakdown; trainableParams: number }
+  | { type: 'eval'; phase: 'before' | 'during' | 'after'; step: number; tuned: EvalResult; base: EvalResult | null }
+  | { type: 'sample'; step: number; prompt: string; seed: number; tuned: string; base: string | null; tokensPerSec: number }
+  | { type: 'info'; message: string }
+  | { type: 'exported'; format: ExportFormat; fileName: string; blob: Blob }
+  /** the download cache: one entry per model repository and revision */
+  | { type: 'cache'; persistent: boolean; models: Array<{ endpoint: string; repo: string; revision: string; files: number; bytes: number; complete: boolean }> }
+  | { type: 'deviceLost'; message: string }
+  | { type: 'error'; name: string; message: string; request: RequestType };
 
 export function describeError(e: unknown): { name: string; message: string } {
   if (e instanceof Error) return { name: e.name, message: e.message };

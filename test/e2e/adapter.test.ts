@@ -49,7 +49,9 @@ describe('studio page without WebGPU', () => {
       const page = await browser.newPage();
       await page.addInitScript(() => {
         Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
-        Object.defineProperty(WorkerNavigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+        // Workers have their own navigator; the page's check comes first, but hide it there too if present.
+        const wn = (globalThis as { WorkerNavigator?: { prototype: object } }).WorkerNavigator;
+        if (wn) Object.defineProperty(wn.prototype, 'gpu', { get: () => undefined, configurable: true });
       });
       await page.goto(inject('baseUrl'));
       const notice = page.getByTestId('no-webgpu');

@@ -33,12 +33,19 @@ export async function screenshot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: `${ARTIFACTS}/${name}.png`, fullPage: true });
 }
 
-/** Collects console errors and page errors so a test can assert there were none. */
-export function watchErrors(page: Page): string[] {
+/**
+ * Collects console errors and page errors so a test can assert there were none. `expectedFrom`
+ * lists URL prefixes whose failed loads are expected (the Hub probed offline, optional files a
+ * Hub-layout server answers with 404): Chromium logs each as a console error.
+ */
+export function watchErrors(page: Page, expectedFrom: string[] = []): string[] {
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(`console: ${m.text()}`);
+    if (m.type() !== 'error') return;
+    const url = m.location().url ?? '';
+    if (/^Failed to load resource/.test(m.text()) && expectedFrom.some((p) => url.startsWith(p))) return;
+    errors.push(`console: ${m.text()}${url ? ` (${url})` : ''}`);
   });
   return errors;
 }

@@ -1,0 +1,92 @@
+// Run controls: start, pause, resume, stop; step and total, elapsed and remaining time, tokens/s.
+// The engine runs in the worker, so the page stays responsive throughout.
+import { hasErrors, runSteps, validateSample, validateTrain } from '../worker/protocol.ts';
+import { send } from './engine.ts';
+import { duration, rate } from './format.ts';
+import { useStudio } from './store.ts';
+
+const STATE_TEXT: Record<string, string> = {
+  idle: 'Ready',
+  starting: 'Starting…',
+  running: 'Training',
+  paused: 'Paused',
+  stopping: 'Stopping…',
+  finished: 'Finished',
+  stopped: 'Stopped',
+  failed: 'Failed',
+};
+
+export function RunPanel() {
+  const run = useStudio((s) => s.run);
+  const model = useStudio((s) => s.model);
+  const corpus = useStudio((s) => s.corpus);
+  const train = useStudio((s) => s.train);
+  const sample = useStudio((s) => s.sample);
+  const frozen = useStudio((s) => s.frozen);
+  const adapter = useStudio((s) => s.adapter);
+  const { started } = useStudio.getState();
+
+  const info = model.info;
+  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens }), ...validateSample(sample, { nPositions: info?.nPositions }) };
+  const allFrozen = info !== null && !train.unfreeze.enabled && frozen.length === info.groups.length;
+  const active = run.state === 'running' || run.state === 'paused' || run.state === 'starting' || run.state === 'stopping';
+  const why = adapter.status === 'unavailable' ? 'WebGPU is not available.'
+    : !info ? 'Load a model first.'
+      : !corpus.info ? 'Load a corpus first.'
+        : model.status === 'loading' || corpus.status === 'loading' ? 'Loading…'
+          : allFrozen ? 'Every layer is frozen: unfreeze one in the Layers panel.'
+            : hasErrors(errors) ? 'Fix the settings marked in red.'
+              : '';
+  const total = run.totalSteps || runSteps(train, corpus.info?.trainTokens);
+  const frac = total > 0 ? Math.min(1, run.step / total) : 0;
+
+  const start = () => {
+    started('train');
+    const s = useStudio.getState();
+    send({ type: 'train', settings: s.train, frozen: s.frozen, sample: s.sample });
+  };
+
+  return (
+    <section className="panel run" aria-labelledby="run-title" data-testid="run-panel">
+      <div className="run-head">
+        <h2 id="run-title">Run</h2>
+        <span className={`state state-${run.state}`} data-testid="run-state" role="status" aria-live="polite">{STATE_TEXT[run.state]}</span>
+      </div>
+      <div className="row wrap">
+        {!active && (
+          <button type="button" className="primary big" onClick={start} disabled={why !== ''} data-testid="start" aria-describedby="start-why">
+            {model.trainedSteps > 0 ? 'Train more' : 'Start training'}
+          </button>
+        )}
+        {run.state === 'running' && <button type="button" className="big" onClick={() => send({ type: 'pause' })} data-testid="pause">Pause</button>}
+        {run.state === 'paused' && (
+          <button type="button" className="primary big" onClick={() => send({ type: 'resume', frozen: useStudio.getState().frozen })} data-testid="resume">Resume</button>
+        )}
+        {(run.state === 'running' || run.state === 'paused' || run.state === 'starting') && (
+          <button type="button" className="danger big" onClick={() => send({ type: 'stop' })} data-testid="stop">Stop</button>
+        )}
+        {!active && model.trainedSteps > 0 && (
+          <button type="button" onClick={() => send({ type: 'resetWeights' })} data-testid="reset-weights" title="Put the fine-tuned weights back to the loaded model">Reset weights</button>
+        )}
+      </div>
+      {why && !active && <p id="start-why" className="muted">{why}</p>}
+      <div className="bar big" role="progressbar" aria-label="Training progress" aria-valuemin={0} aria-valuemax={total} aria-valuenow={run.step}>
+        <div style={{ width: `${frac * 100}%` }} />
+      </div>
+      <dl className="stats" data-testid="run-stats">
+        <div><dt>Step</dt><dd data-testid="run-step">{run.step} / {total || '—'}</dd></div>
+        <div><dt>Elapsed</dt><dd>{run.elapsedMs > 0 ? duration(run.elapsedMs) : '—'}</dd></div>
+        <div><dt>Time left</dt><dd data-testid="run-eta">{run.state === 'running' && run.step > 0 ? duration(run.etaMs) : '—'}</dd></div>
+        <div><dt>Throughput</dt><dd data-testid="run-tps">{rate(run.tokensPerSec, 'tokens')}</dd></div>
+        <div><dt>Last loss</dt><dd data-testid="run-loss">{run.series.length ? run.series[run.series.length - 1].loss.toFixed(4) : '—'}</dd></div>
+      </dl>
+      {run.message && <p className={run.state === 'failed' ? 'field-error' : 'muted'} data-testid="run-message">{run.message}</p>}
+      {run.info.length > 0 && (
+        <details className="more">
+          <summary>Run log ({run.info.length})</summary>
+          <pre className="log">{run.info.join('\n')}</pre>
+        </details>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,193 @@
+// The studio end to end in headless Chromium (WebGPU on SwiftShader), against the production
+// build: a tiny GPT-2 served in the Hub's URL layout is loaded, a corpus file dropped, some
+// layers frozen, a few steps trained (with a pause that freezes one more group), the charts get
+// points, samples and evaluation appear, and the downloaded zip is unpacked with Python's zipfile
+// to check that frozen tensors equal the originals and trained ones changed.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { paramSpecs } from '../../src/engine/model/params.ts';
+import { readSafetensors } from '../../src/io/safetensors.ts';
+import { ARTIFACTS, launchBrowser, screenshot, watchErrors } from '../helpers/browser.ts';
+import { startHubServer, type HubServer } from './hub-server.ts';
+import { tinyModel, type TinyModel } from './tiny-model.ts';
+
+const REPO = 'studio-tests/tiny-gpt2';
+
+/** Plain text for the corpus: a few paragraphs, so the validation split has whole documents' worth of windows. */
+function corpusText(): string {
+  const lines: string[] = [];
+  for (let i = 0; i < 120; i++) lines.push(`Line ${i}: the quick brown fox jumps over the lazy dog, and the dog sleeps on.`);
+  return lines.join('\n');
+}
+
+async function waitText(page: Page, testId: string, re: RegExp, timeout: number): Promise<string> {
+  await page.waitForFunction(
+    ([id, src]) => new RegExp(src).test(document.querySelector(`[data-testid="${id}"]`)?.textContent ?? ''),
+    [testId, re.source] as const,
+    { timeout, polling: 250 },
+  );
+  return page.getByTestId(testId).innerText();
+}
+
+async function setField(page: Page, testId: string, value: string): Promise<void> {
+  const f = page.getByTestId(testId);
+  await f.fill(value);
+  await f.blur();
+}
+
+describe('the studio, end to end on SwiftShader', () => {
+  let browser: Browser;
+  let page: Page;
+  let errors: string[];
+  let hub: HubServer;
+  let model: TinyModel;
+  let work: string;
+
+  beforeAll(async () => {
+    model = tinyModel();
+    hub = await startHubServer({ [REPO]: model.files });
+    work = mkdtempSync(join(tmpdir(), 'studio-e2e-run-'));
+    browser = await launchBrowser();
+    page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
+    errors = watchErrors(page, [hub.endpoint, 'https://huggingface.co']);
+    await page.goto(`${inject('baseUrl')}?debug`);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await hub?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('loads the built-in model and the sample corpus by itself when the Hub is not reachable', async () => {
+    await waitText(page, 'model-info', /Built-in demo GPT-2/, 120_000);
+    const corpus = await waitText(page, 'corpus-info', /Tiny Shakespeare/, 120_000);
+    expect(corpus).toMatch(/Tokens\s+[\d,.]+/);
+    expect(await page.getByTestId('start').isEnabled()).toBe(true);
+    await screenshot(page, 'studio-first-run');
+  });
+
+  it('loads a model from a server in the Hub\'s URL layout, with its own tokenizer', async () => {
+    await page.getByTestId('model-choice-hub').click();
+    await setField(page, 'hub-endpoint', hub.endpoint);
+    await setField(page, 'hub-repo', REPO);
+    await page.getByTestId('load-model').click();
+    const info = await waitText(page, 'model-info', new RegExp(REPO), 60_000);
+    expect(info).toMatch(/2 blocks · 32 channels · 2 heads/);
+    expect(info).toMatch(/257 · 64/);
+    expect(info).toMatch(/Tokenizer\s+tokenizer\.json/);
+    expect(hub.requests).toContain(`GET /${REPO}/resolve/main/model.safetensors`);
+    // The layer stack: ln_f, blocks 1 and 0, embeddings.
+    for (const g of [0, 1, 2, 3]) await page.getByTestId(`layer-${g}`).waitFor();
+  });
+
+  it('tokenizes a dropped corpus file in the worker and shows its statistics', async () => {
+    await page.getByTestId('corpus-files').setInputFiles({ name: 'fox.txt', mimeType: 'text/plain', buffer: Buffer.from(corpusText()) });
+    const info = await waitText(page, 'corpus-info', /fox\.txt/, 60_000);
+    // A byte-level tokenizer: one token per byte, plus EOS.
+    expect(info).toMatch(new RegExp(`Tokens\\s+${(Buffer.byteLength(corpusText()) + 1).toLocaleString('en-US')}`));
+    expect(info).toMatch(/Windows of 64/); // the default length, capped at the model's n_positions
+  });
+
+  it('freezes layers, and the trainable count and the memory estimate follow', async () => {
+    const before = await page.getByTestId('trainable-count').innerText();
+    await page.getByTestId('freeze-0').click(); // embeddings
+    await page.getByTestId('freeze-1').click(); // block 0
+    await expect.poll(() => page.getByTestId('trainable-count').innerText()).not.toBe(before);
+    const frozenParams = paramSpecs(model.config).filter((s) => s.group <= 1).reduce((a, s) => a + s.numel, 0);
+    const total = paramSpecs(model.config).reduce((a, s) => a + s.numel, 0);
+    expect(await page.getByTestId('trainable-count').innerText()).toContain(`${(total - frozenParams).toLocaleString('en-US')} of ${total.toLocaleString('en-US')}`);
+    expect(await page.getByTestId('freeze-0').getAttribute('aria-checked')).toBe('false');
+    await page.getByTestId('memory-estimate').waitFor();
+    expect(await page.getByTestId('memory-estimate').innerText()).toMatch(/Gradients[\s\S]*Total/);
+  });
+
+  it('explains an invalid setting where it is typed', async () => {
+    await setField(page, 'set-seq', '100');
+    const err = page.getByTestId('settings-panel').getByTestId('field-error');
+    await expect.poll(() => err.allInnerTexts()).toContainEqual(expect.stringContaining('at most 64 positions'));
+    expect(await page.getByTestId('start').isDisabled()).toBe(true);
+    await setField(page, 'set-seq', '32');
+    await expect.poll(() => err.count()).toBe(0);
+  });
+
+  it('trains, pauses (freezing one more group), resumes, and shows charts, samples and evaluation', async () => {
+    await setField(page, 'set-steps', '8');
+    await setField(page, 'set-batch', '2');
+    await setField(page, 'set-eval-every', '4');
+    await setField(page, 'set-sample-every', '4');
+    await setField(page, 'set-lr', '0.01');
+    await setField(page, 'sample-length', '12');
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Training/, 60_000);
+    await waitText(page, 'run-step', /^[2-7] \//, 120_000);
+    await page.getByTestId('pause').click();
+    await waitText(page, 'run-state', /Paused/, 60_000);
+    const pausedAt = Number((await page.getByTestId('run-step').innerText()).split('/')[0]);
+    expect(pausedAt).toBeGreaterThan(0);
+    await page.getByTestId('freeze-3').click(); // ln_f: changes made while paused apply on resume
+    await screenshot(page, 'studio-paused');
+    await page.getByTestId('resume').click();
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expect(await page.getByTestId('run-step').innerText()).toBe('8 / 8');
+    expect(Number(await page.getByTestId('chart-loss').getAttribute('data-points'))).toBeGreaterThanOrEqual(8);
+    expect(Number(await page.getByTestId('chart-gradnorm').getAttribute('data-points'))).toBeGreaterThanOrEqual(8);
+    expect(Number(await page.getByTestId('chart-lr').getAttribute('data-points'))).toBeGreaterThanOrEqual(8);
+    expect(await page.getByTestId('run-tps').innerText()).toMatch(/tokens\/s/);
+    // Samples at steps 0, 4 and 8; the last one side by side with the base model.
+    const samples = page.getByTestId('sample');
+    expect(await samples.count()).toBeGreaterThanOrEqual(3);
+    expect(await samples.first().innerText()).toMatch(/step 8[\s\S]*Fine-tuned[\s\S]*Base model/i);
+    // Evaluation before and after, as numbers.
+    const before = Number(await page.getByTestId('eval-before-Perplexity').innerText());
+    const after = Number(await page.getByTestId('eval-after-Perplexity').innerText());
+    expect(before).toBeGreaterThan(1);
+    expect(after).toBeGreaterThan(1);
+    expect(after).toBeLessThan(before);
+    expect(await page.getByTestId('eval-before-Loss').innerText()).toMatch(/^\d/);
+    await screenshot(page, 'studio-trained');
+  });
+
+  it('downloads the Hugging Face zip: frozen tensors are the originals, trained ones changed', async () => {
+    const download = page.waitForEvent('download', { timeout: 120_000 });
+    await page.getByTestId('export-hf-zip').click();
+    const d = await download;
+    expect(d.suggestedFilename()).toMatch(/\.zip$/);
+    const zip = join(work, d.suggestedFilename());
+    await d.saveAs(zip);
+    const out = join(work, 'unzipped');
+    mkdirSync(out, { recursive: true });
+    // An independent reader: CPython's zipfile.
+    const names = execFileSync('python3', ['-c', 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2]); print("\\n".join(z.namelist()))', zip, out], { encoding: 'utf8' }).trim().split('\n');
+    const folder = names[0].split('/')[0];
+    expect(names.map((n) => n.slice(folder.length + 1)).sort()).toEqual(['README.md', 'config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    const config = JSON.parse(readFileSync(join(out, folder, 'config.json'), 'utf8'));
+    expect(config.vocab_size).toBe(257);
+    const tensors = readSafetensors(new Uint8Array(readFileSync(join(out, folder, 'model.safetensors'))));
+    for (const s of paramSpecs(model.config)) {
+      const got = tensors.get(`transformer.${s.name}`)!.data;
+      const orig = model.params.get(s.name)!;
+      if (s.group <= 1) expect(Buffer.compare(Buffer.from(got.buffer, got.byteOffset, got.byteLength), Buffer.from(orig.buffer, orig.byteOffset, orig.byteLength)), `${s.name} (frozen)`).toBe(0);
+      else if (s.name.endsWith('.weight') || s.group === 2) expect(got.some((v, i) => v !== orig[i]), `${s.name} (trained)`).toBe(true);
+    }
+    expect(await page.getByTestId('export-done').innerText()).toMatch(/Saved .*\.zip/);
+  });
+
+  it('recovers from a lost device without reloading the page', async () => {
+    await page.getByTestId('lose-device').click();
+    await waitText(page, 'device-lost', /lost/, 30_000);
+    await setField(page, 'set-steps', '2');
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 180_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expect(await page.getByTestId('run-step').innerText()).toBe('2 / 2');
+    await screenshot(page, 'studio-after-device-loss');
+    expect(errors).toEqual([]);
+    mkdirSync(ARTIFACTS, { recursive: true });
+  });
+});
