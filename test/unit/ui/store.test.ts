@@ -1,0 +1,131 @@
+// The page's state as a projection of worker events: `reduce` folds each WorkerEvent into plain
+// data, so what the page shows is checked here without a browser.
+import { describe, expect, it } from 'vitest';
+import { initialData, MAX_POINTS, reduce, type StudioData } from '../../../src/ui/store.ts';
+import { DEFAULT_HUB_ENDPOINT, type EvalResult, type MemoryBreakdown, type ModelInfo, type WorkerEvent } from '../../../src/worker/protocol.ts';
+
+function apply(s: StudioData, ...events: WorkerEvent[]): StudioData {
+  for (const ev of events) s = { ...s, ...reduce(s, ev) };
+  return s;
+}
+
+const MODEL: ModelInfo = {
+  name: 'tiny', source: 'hub', vocabSize: 257, nPositions: 64, nEmbd: 32, nLayer: 2, nHead: 2, nInner: 128, activation: 'gelu_new', dropout: 0.05,
+  params: 1000, groups: [0, 1, 2, 3].map((i) => ({ index: i, label: `g${i}`, params: 250 })), tokenizer: 'tokenizer.json', pretrained: true,
+};
+
+const EVAL = (loss: number): EvalResult => ({ loss, perplexity: Math.exp(loss), accuracy: 0.25, bleu: 3, tokens: 100, windows: 2 });
+const MEM = (total: number): MemoryBreakdown => ({ parameters: total, gradients: 0, optimizer: 0, activations: 0, scratch: 0, baseCopy: 0, total });
+
+describe('reduce: worker events into page state', () => {
+  it('marks WebGPU unavailable when the probe fails, and keeps the message', () => {
+    const s = apply(initialData(), { type: 'error', name: 'NoWebGPUError', message: 'no adapter; use Chrome', request: 'probe' });
+    expect(s.adapter).toEqual({ status: 'unavailable', reason: 'no adapter; use Chrome' });
+    expect(s.errors.map((e) => e.name)).toEqual(['NoWebGPUError']);
+  });
+
+  it('suggests the Hub when it answers and nothing is loaded yet, and never switches a loaded model', () => {
+    const hub: WorkerEvent = { type: 'hub', endpoint: DEFAULT_HUB_ENDPOINT, reachable: true, detail: 'ok' };
+    expect(apply(initialData(), hub).model.choice).toBe('hub');
+    expect(apply(initialData(), { ...hub, reachable: false }).model.choice).toBe('builtin');
+    const loaded = apply(initialData(), { type: 'modelLoaded', model: MODEL }, hub);
+    expect(loaded.model.choice).toBe('builtin');
+  });
+
+  it('applies a model\'s suggested rate, dropout and length unless the user set them', () => {
+    let s = apply(initialData(), { type: 'modelLoaded', model: { ...MODEL, pretrained: false } });
+    expect(s.train.lr).toBe(3e-3);
+    expect(s.train.seq).toBe(64);
+    expect(s.train.dropout).toBe(0.05);
+    s = { ...s, train: { ...s.train, lr: 1e-4, seq: 16 }, edited: ['lr', 'seq'] };
+    s = apply(s, { type: 'modelLoaded', model: { ...MODEL, name: 'other', pretrained: true } });
+    expect(s.train.lr).toBe(1e-4);
+    expect(s.train.seq).toBe(16);
+  });
+
+  it('clears frozen layers and samples for a new model, keeps them when the same model is reset', () => {
+    let s = apply(initialData(), { type: 'modelLoaded', model: MODEL });
+    s = { ...s, frozen: [0, 1] };
+    s = apply(s, { type: 'sample', step: 3, prompt: 'a', seed: 1, tuned: 'b', base: null, tokensPerSec: 10 });
+    const reset = apply(s, { type: 'modelLoaded', model: MODEL });
+    expect(reset.frozen).toEqual([0, 1]);
+    expect(reset.samples).toHaveLength(1);
+    const other = apply(s, { type: 'modelLoaded', model: { ...MODEL, name: 'other' } });
+    expect(other.frozen).toEqual([]);
+    expect(other.samples).toEqual([]);
+  });
+
+  it('starts a run with empty series, appends every step, and counts steps trained when it ends', () => {
+    let s = apply(initialData(), { type: 'modelLoaded', model: MODEL });
+    s = { ...s, run: { ...s.run, series: [{ step: 1, loss: 9, lr: 1, gradNorm: 1, tokensPerSec: 1 }] } };
+    s = apply(s, { type: 'runState', state: 'starting', step: 0, totalSteps: 3 });
+    expect(s.run.series).toEqual([]);
+    for (let i = 1; i <= 3; i++) {
+      s = apply(s, { type: 'step', step: i, totalSteps: 3, loss: 5 - i, lr: 0.1, gradNorm: 2, tokensPerSec: 100, elapsedMs: i * 10, etaMs: (3 - i) * 10 });
+    }
+    expect(s.run.series.map((p) => p.loss)).toEqual([4, 3, 2]);
+    expect(s.run.step).toBe(3);
+    s = apply(s, { type: 'runState', state: 'finished', step: 3, totalSteps: 3 });
+    expect(s.model.trainedSteps).toBe(3);
+    expect(s.run.series).toHaveLength(3);
+  });
+
+  it('keeps long series bounded, thinning old points and keeping the newest', () => {
+    let s = apply(initialData(), { type: 'runState', state: 'starting', step: 0, totalSteps: 5000 });
+    for (let i = 1; i <= MAX_POINTS + 10; i++) s = apply(s, { type: 'step', step: i, totalSteps: 5000, loss: 1, lr: 1, gradNorm: 1, tokensPerSec: 1, elapsedMs: 0, etaMs: 0 });
+    expect(s.run.series.length).toBeLessThanOrEqual(MAX_POINTS);
+    expect(s.run.series.at(-1)!.step).toBe(MAX_POINTS + 10);
+    expect(s.run.series[0].step).toBe(1);
+    const steps = s.run.series.map((p) => p.step);
+    expect([...steps].sort((a, b) => a - b)).toEqual(steps);
+  });
+
+  it('shows only the answer to the latest estimate request', () => {
+    let s = apply(initialData(), { type: 'estimate', id: 2, memory: MEM(200), trainableParams: 20 });
+    s = apply(s, { type: 'estimate', id: 1, memory: MEM(100), trainableParams: 10 });
+    expect(s.memory.estimate?.total).toBe(200);
+    expect(s.memory.estimateTrainable).toBe(20);
+  });
+
+  it('puts evaluations before and after side by side, and validation points on the chart', () => {
+    let s = apply(initialData(), { type: 'runState', state: 'starting', step: 0, totalSteps: 8 });
+    s = apply(s, { type: 'eval', phase: 'before', step: 0, tuned: EVAL(5), base: null });
+    s = apply(s, { type: 'eval', phase: 'during', step: 4, tuned: EVAL(4), base: null });
+    s = apply(s, { type: 'eval', phase: 'after', step: 8, tuned: EVAL(3), base: EVAL(5) });
+    expect(s.evaluation.before?.loss).toBe(5);
+    expect(s.evaluation.after?.loss).toBe(3);
+    expect(s.evaluation.afterStep).toBe(8);
+    expect(s.run.evals.map((e) => [e.step, e.loss])).toEqual([[0, 5], [4, 4], [8, 3]]);
+  });
+
+  it('lists samples newest first', () => {
+    const s = apply(initialData(),
+      { type: 'sample', step: 0, prompt: 'p', seed: 1, tuned: 'x', base: null, tokensPerSec: 1 },
+      { type: 'sample', step: 5, prompt: 'p', seed: 1, tuned: 'y', base: 'z', tokensPerSec: 1 });
+    expect(s.samples.map((x) => [x.step, x.tuned, x.base])).toEqual([[5, 'y', 'z'], [0, 'x', null]]);
+  });
+
+  it('ends every pending task when its request fails, with the message on the page', () => {
+    let s = initialData();
+    s = { ...s, model: { ...s.model, status: 'loading' }, corpus: { ...s.corpus, status: 'loading' }, exports: { pending: 'hf-zip', last: null },
+      progress: { model: { label: 'x', done: 1, total: 2, unit: 'bytes' }, export: { label: 'y', done: 1, total: 2, unit: 'bytes' } } };
+    s = apply(s,
+      { type: 'error', name: 'HubNotFoundError', message: 'no such repo', request: 'loadModel' },
+      { type: 'error', name: 'CorpusEncodingError', message: 'not UTF-8 at byte 3', request: 'loadCorpus' },
+      { type: 'error', name: 'ExportError', message: 'disk full', request: 'export' });
+    expect(s.model.status).toBe('failed');
+    expect(s.corpus.status).toBe('failed');
+    expect(s.exports.pending).toBeNull();
+    expect(s.progress).toEqual({});
+    expect(s.errors.map((e) => e.message)).toEqual(['no such repo', 'not UTF-8 at byte 3', 'disk full']);
+  });
+
+  it('stops a run when the device is lost, so Start is offered again', () => {
+    let s = apply(initialData(), { type: 'runState', state: 'running', step: 2, totalSteps: 8 });
+    s = apply(s, { type: 'deviceLost', message: 'GPU gone.' });
+    expect(s.run.state).toBe('stopped');
+    expect(s.deviceLost).toBe('GPU gone.');
+    s = apply(s, { type: 'modelLoaded', model: MODEL });
+    expect(s.deviceLost).toBeNull();
+  });
+});
