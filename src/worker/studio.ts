@@ -498,6 +498,8 @@ export class Studio {
       let timedSteps = 0;
       let timedMs = 0;
       let trainer: Trainer | null = null;
+      /** the frozen set changed: report the trainer's memory once it has rebuilt (at the next step) */
+      let memoryChanged = false;
       this.setState('running');
       await runTraining(gm.ctx, gm.tuned, split.train, cfg, {
         signal: control.abort.signal,
@@ -513,6 +515,10 @@ export class Studio {
           clock = now;
           this.runStep = log.step;
           lastLoss = log.loss;
+          if (memoryChanged && trainer) {
+            memoryChanged = false;
+            this.postMemory(trainer, gm);
+          }
           const msPerStep = timedMs / Math.max(1, timedSteps);
           this.post({
             type: 'step', step: log.step, totalSteps: this.runTotal, loss: log.loss, lr: log.lr, gradNorm: log.grad_norm,
@@ -530,9 +536,7 @@ export class Studio {
             clock = performance.now();
           });
           if (changed) {
-            const t = trainer;
-            // The trainer rebuilds its plan when the step starts; report what it holds then.
-            if (t) setTimeout(() => this.postMemory(t, gm), 0);
+            memoryChanged = true;
             this.post({ type: 'info', message: `Step ${s + 1}: frozen groups now ${[...changed].sort((a, b) => a - b).map((g) => groupLabel(config.nLayer, g)).join(', ') || 'none'}.` });
           }
           if (settings.sampleEvery > 0 && s > 0 && s % settings.sampleEvery === 0 && !control.stopped) {
