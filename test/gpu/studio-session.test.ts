@@ -39,7 +39,7 @@ describe('the studio session behind the page', () => {
   });
 
   it('loads a model from dropped files and a corpus, and estimates memory as layers freeze', async () => {
-    const files = Object.entries(model.files).map(([name, bytes]) => ({ path: `tiny/${name}`, file: new Blob([bytes]) }));
+    const files = Object.entries(model.files).map(([name, bytes]) => ({ path: `tiny/${name}`, file: new Blob([new Uint8Array(bytes)]) }));
     await send({ type: 'loadModel', source: { kind: 'files', files } });
     const loaded = of('modelLoaded')[0].model;
     expect(loaded).toMatchObject({ name: 'tiny', nLayer: 2, vocabSize: 257, tokenizer: 'tokenizer.json', pretrained: true });
