@@ -43,7 +43,9 @@ export function EvalPanel() {
                   <th scope="row">{r.label}</th>
                   <td data-testid={`eval-before-${r.label}`}>{r.fmt(b)}</td>
                   <td data-testid={`eval-after-${r.label}`}>{r.fmt(a)}</td>
-                  <td className={d === null ? '' : good ? 'good' : 'bad'}>{d === null ? '—' : `${d > 0 ? '+' : '−'}${r.label === 'Next-token accuracy' ? percent(Math.abs(d)) : metric(Math.abs(d))}`}</td>
+                  <td className={d === null || d === 0 ? '' : good ? 'good' : 'bad'}>
+                    {d === null ? '—' : d === 0 ? 'same' : `${d > 0 ? '+' : '−'}${r.label === 'Next-token accuracy' ? percent(Math.abs(d)) : metric(Math.abs(d))}`}
+                  </td>
                 </tr>
               );
             })}

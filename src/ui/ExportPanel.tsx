@@ -19,7 +19,8 @@ export function ExportPanel() {
   const progress = useStudio((s) => s.progress.export);
   const runState = useStudio((s) => s.run.state);
   const lora = useStudio((s) => s.train.lora.enabled);
-  const trained = useStudio((s) => s.model.trainedSteps);
+  // Steps of a run still in progress (paused) count too: an export now holds them.
+  const trained = useStudio((s) => s.model.trainedSteps + (s.run.state === 'paused' || s.run.state === 'running' ? s.run.step : 0));
   const { started } = useStudio.getState();
   const busy = exports.pending !== null || runState === 'running' || runState === 'starting' || runState === 'stopping';
   useEffect(() => () => {

@@ -85,6 +85,17 @@ describe('the studio, end to end on SwiftShader', () => {
     for (const g of [0, 1, 2, 3]) await page.getByTestId(`layer-${g}`).waitFor();
   });
 
+  it('explains a corpus file that is not text, and keeps the corpus it had', async () => {
+    await page.getByTestId('corpus-files').setInputFiles({ name: 'weights.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0, 0xff, 0xfe]) });
+    const notice = page.getByTestId('error').last();
+    await notice.waitFor({ timeout: 30_000 });
+    expect(await notice.innerText()).toMatch(/weights\.bin/);
+    expect(await notice.innerText()).toMatch(/binary|UTF-8/i);
+    expect(await page.getByTestId('corpus-info').innerText()).toMatch(/Tiny Shakespeare/);
+    await notice.getByRole('button', { name: 'Dismiss this message' }).click();
+    await expect.poll(() => page.getByTestId('error').count()).toBe(0);
+  });
+
   it('tokenizes a dropped corpus file in the worker and shows its statistics', async () => {
     await page.getByTestId('corpus-files').setInputFiles({ name: 'fox.txt', mimeType: 'text/plain', buffer: Buffer.from(corpusText()) });
     const info = await waitText(page, 'corpus-info', /fox\.txt/, 60_000);
@@ -151,6 +162,13 @@ describe('the studio, end to end on SwiftShader', () => {
     expect(after).toBeLessThan(before);
     expect(await page.getByTestId('eval-before-Loss').innerText()).toMatch(/^\d/);
     await screenshot(page, 'studio-trained');
+    // The same page in the system's dark theme, and on a small laptop screen.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await screenshot(page, 'studio-trained-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.setViewportSize({ width: 1024, height: 768 });
+    await screenshot(page, 'studio-trained-1024');
+    await page.setViewportSize({ width: 1440, height: 1000 });
   });
 
   it('downloads the Hugging Face zip: frozen tensors are the originals, trained ones changed', async () => {
