@@ -62,6 +62,15 @@ function Chart({ title, rows, series, log, format, testId, latest }: {
   const dots = n <= 40;
   const positive = rows.every((r) => series.every((s) => r[s.key] === null || r[s.key] === undefined || (r[s.key] as number) > 0));
   const scale = log && positive ? 'log' : 'linear';
+  // A flat series (one point, or a constant rate) would give recharts a zero-height domain and
+  // repeated ticks: widen it around the value.
+  const values = rows.flatMap((r) => series.map((sd) => r[sd.key])).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+  const lo = Math.min(...values);
+  const hi = Math.max(...values);
+  const flat = values.length > 0 && hi - lo <= Math.abs(hi) * 1e-9;
+  const domain: [number | 'auto', number | 'auto'] = !flat ? ['auto', 'auto']
+    : scale === 'log' ? [lo / 1.5, hi * 1.5]
+      : [lo - (Math.abs(lo) * 0.1 || 1), hi + (Math.abs(hi) * 0.1 || 1)];
   return (
     <figure className="chart" data-testid={testId} data-points={n} aria-label={`${title}: ${n} points, latest ${latest}`}>
       <figcaption>
@@ -74,7 +83,7 @@ function Chart({ title, rows, series, log, format, testId, latest }: {
         <LineChart responsive style={{ width: '100%', height: 170 }} data={rows} margin={{ top: 6, right: 10, bottom: 0, left: 0 }}>
           <CartesianGrid strokeDasharray="3 3" className="grid" />
           <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} allowDecimals={false} tick={{ fontSize: 11 }} tickLine={false} />
-          <YAxis scale={scale} domain={['auto', 'auto']} width={54} tick={{ fontSize: 11 }} tickFormatter={(v: number) => format(v)} tickLine={false} allowDataOverflow={false} />
+          <YAxis scale={scale} domain={domain} width={54} tick={{ fontSize: 11 }} tickFormatter={(v: number) => format(v)} tickLine={false} allowDataOverflow={false} />
           <Tooltip
             formatter={(v, name) => [typeof v === 'number' ? format(v) : String(v), String(name)]}
             labelFormatter={(l) => `step ${String(l)}`}

@@ -2,7 +2,7 @@
 // configurable endpoint; downloads are cached by the browser and listed here), or local files
 // (dropped, picked, or a whole folder).
 import { useEffect, useRef, useState, type DragEvent } from 'react';
-import { countParams, GPT2_SMALL, HUB_PRESETS, localFilesFromDrop, localFilesFromInput, type LocalFile, type ModelSource } from '../worker/protocol.ts';
+import { countParams, describeError, GPT2_SMALL, HUB_PRESETS, localFilesFromDrop, localFilesFromInput, type LocalFile, type ModelSource } from '../worker/protocol.ts';
 import { send } from './engine.ts';
 import { Progress, TextField } from './fields.tsx';
 import { bytes, count } from './format.ts';
@@ -75,7 +75,10 @@ export function ModelPanel() {
           setModelChoice('files');
         }
       },
-      (err: unknown) => useStudio.getState().pageError((err as Error).name || 'Error', (err as Error).message),
+      (err: unknown) => {
+        const { name, message } = describeError(err);
+        useStudio.getState().pageError(name, message);
+      },
     );
   };
   const preset = HUB_PRESETS.find((p) => p.id === model.hub.repo);

@@ -10,7 +10,7 @@ import { filesFromSources, MissingModelFileError, type ModelFiles } from '../io/
 import { loadHubModel, type DownloadProgress } from '../io/hub.ts';
 import { openLocalModel } from '../io/local-files.ts';
 import { type HfTokenizer, tokenizerFromModelFiles } from '../io/tokenizer.ts';
-import type { ModelSource } from './protocol.ts';
+import { describeError, type ModelSource } from './protocol.ts';
 
 /** The built-in model's files could not be fetched from this site. */
 export class BuiltinModelError extends StudioError {}
@@ -45,7 +45,7 @@ export async function fetchSiteFile(url: string, label: string, onProgress: Byte
   try {
     res = await fetch(url);
   } catch (e) {
-    throw new BuiltinModelError(`Could not fetch ${url} (${(e as Error).message}). Reload the page; if the studio's server stopped, start it again (npm start).`);
+    throw new BuiltinModelError(`Could not fetch ${url} (${describeError(e).message}). Reload the page; if the studio's server stopped, start it again (npm start).`);
   }
   if (!res.ok) {
     throw new BuiltinModelError(`${url} answered HTTP ${res.status}. The site was built without its generated files: run \`npm run gen\` (npm start does) and reload.`);
@@ -70,7 +70,7 @@ async function readConfig(src: ByteSource): Promise<GPT2Config> {
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await src.read(0, src.size)));
   } catch (e) {
-    throw new MissingModelFileError(`${src.name} is not valid JSON (${(e as Error).message}).`);
+    throw new MissingModelFileError(`${src.name} is not valid JSON (${describeError(e).message}).`);
   }
   return parseConfig(json);
 }

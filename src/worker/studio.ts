@@ -318,7 +318,7 @@ export class Studio {
       const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
       this.post({ type: 'hub', endpoint, reachable: res.ok, detail: res.ok ? `${endpoint} is reachable` : `${url} answered HTTP ${res.status}` });
     } catch (e) {
-      this.post({ type: 'hub', endpoint, reachable: false, detail: `${endpoint} is not reachable (${(e as Error).message})` });
+      this.post({ type: 'hub', endpoint, reachable: false, detail: `${endpoint} is not reachable (${describeError(e).message})` });
     }
   }
 

@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { paramSpecs } from '../../src/engine/model/params.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import { ARTIFACTS, launchBrowser, screenshot, watchErrors } from '../helpers/browser.ts';
-import { startHubServer, type HubServer } from './hub-server.ts';
+import { startHubServer, type HubServer } from '../helpers/hub-server.ts';
+import { startCorsProxy, type CorsProxy } from './cors-proxy.ts';
 import { tinyModel, type TinyModel } from './tiny-model.ts';
 
 const REPO = 'studio-tests/tiny-gpt2';
@@ -44,21 +45,24 @@ describe('the studio, end to end on SwiftShader', () => {
   let page: Page;
   let errors: string[];
   let hub: HubServer;
+  let proxy: CorsProxy;
   let model: TinyModel;
   let work: string;
 
   beforeAll(async () => {
     model = tinyModel();
-    hub = await startHubServer({ [REPO]: model.files });
+    hub = await startHubServer({ [REPO]: { files: model.files } });
+    proxy = await startCorsProxy(hub.endpoint);
     work = mkdtempSync(join(tmpdir(), 'studio-e2e-run-'));
     browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
-    errors = watchErrors(page, [hub.endpoint, 'https://huggingface.co']);
+    errors = watchErrors(page, [proxy.endpoint, 'https://huggingface.co']);
     await page.goto(`${inject('baseUrl')}?debug`);
   });
 
   afterAll(async () => {
     await browser?.close();
+    await proxy?.close();
     await hub?.close();
     if (work) rmSync(work, { recursive: true, force: true });
   });
@@ -73,14 +77,15 @@ describe('the studio, end to end on SwiftShader', () => {
 
   it('loads a model from a server in the Hub\'s URL layout, with its own tokenizer', async () => {
     await page.getByTestId('model-choice-hub').click();
-    await setField(page, 'hub-endpoint', hub.endpoint);
+    await setField(page, 'hub-endpoint', proxy.endpoint);
     await setField(page, 'hub-repo', REPO);
     await page.getByTestId('load-model').click();
     const info = await waitText(page, 'model-info', new RegExp(REPO), 60_000);
     expect(info).toMatch(/2 blocks · 32 channels · 2 heads/);
     expect(info).toMatch(/257 · 64/);
     expect(info).toMatch(/Tokenizer\s+tokenizer\.json/);
-    expect(hub.requests).toContain(`GET /${REPO}/resolve/main/model.safetensors`);
+    // The weights came through the Hub's redirect to its CDN.
+    expect(hub.requests.map((r) => `${r.method} ${r.path}`)).toEqual(expect.arrayContaining([`GET /${REPO}/resolve/main/model.safetensors`, `GET /cdn/${REPO}/main/model.safetensors`]));
     // The layer stack: ln_f, blocks 1 and 0, embeddings.
     for (const g of [0, 1, 2, 3]) await page.getByTestId(`layer-${g}`).waitFor();
   });
