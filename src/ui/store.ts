@@ -261,6 +261,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       const done = ev.state === 'finished' || ev.state === 'stopped' || ev.state === 'failed';
       return {
         run,
+        // A run going again on a new device ends the lost-device notice.
+        ...(ev.state === 'running' ? { deviceLost: null } : {}),
         ...(done ? { model: { ...s.model, trainedSteps: s.model.trainedSteps + ev.step } } : {}),
         ...(starting ? { memory: { ...s.memory, actual: null } } : {}),
       };

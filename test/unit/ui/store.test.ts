@@ -125,7 +125,9 @@ describe('reduce: worker events into page state', () => {
     s = apply(s, { type: 'deviceLost', message: 'GPU gone.' });
     expect(s.run.state).toBe('stopped');
     expect(s.deviceLost).toBe('GPU gone.');
-    s = apply(s, { type: 'modelLoaded', model: MODEL });
+    s = apply(s, { type: 'runState', state: 'starting', step: 0, totalSteps: 2 });
+    expect(s.deviceLost).toBe('GPU gone.');
+    s = apply(s, { type: 'runState', state: 'running', step: 0, totalSteps: 2 });
     expect(s.deviceLost).toBeNull();
   });
 });
