@@ -24,7 +24,7 @@ describe('studio page on WebGPU (SwiftShader)', () => {
     const status = page.getByTestId('adapter-status');
     await status.waitFor({ timeout: 60_000 });
     const limits = await page.getByTestId('adapter-limits').innerText();
-    expect(limits).toMatch(/Largest storage binding\s+\d+ (MiB|GiB)/);
+    expect(limits).toMatch(/Largest storage binding\s+[\d.]+ (MiB|GiB)/);
     expect(limits).toMatch(/Largest buffer/);
     expect(limits).toMatch(/shader-f16\s+(yes|no)/);
   });
