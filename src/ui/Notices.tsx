@@ -12,8 +12,10 @@ export function Notices() {
     <div className="notices">
       {adapter.status === 'unavailable' && (
         <div className="notice error" role="alert" data-testid="no-webgpu">
-          <strong>WebGPU is not available here, so the studio cannot train in this browser.</strong>
-          <p>{adapter.reason.includes('Chrome') ? adapter.reason : `${adapter.reason} ${NO_WEBGPU_HELP}`}</p>
+          <div>
+            <strong>WebGPU is not available here, so the studio cannot train in this browser.</strong>
+            <p>{adapter.reason.includes('Chrome') ? adapter.reason : `${adapter.reason} ${NO_WEBGPU_HELP}`}</p>
+          </div>
         </div>
       )}
       {lost && (

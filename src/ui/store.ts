@@ -314,7 +314,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       };
     case 'error': {
       const err: StudioError = { id: nextId++, name: ev.name, message: ev.message, request: ev.request };
-      const patch: Partial<StudioData> = { errors: [...s.errors.filter((e) => e.message !== ev.message), err].slice(-5) };
+      // A failed probe has its own notice (no WebGPU: why, and where it works), not a second one.
+      const patch: Partial<StudioData> = ev.request === 'probe' ? {} : { errors: [...s.errors.filter((e) => e.message !== ev.message), err].slice(-5) };
       switch (ev.request) {
         case 'probe':
           patch.adapter = { status: 'unavailable', reason: ev.message };

@@ -59,6 +59,7 @@ describe('studio page without WebGPU', () => {
       const text = await notice.innerText();
       expect(text).toMatch(/Chrome/);
       expect(text).toMatch(/localhost/);
+      await screenshot(page, 'no-webgpu');
     } finally {
       await browser.close();
     }
