@@ -59,6 +59,27 @@ function rangeTokens(n: number, V: number, seed: number): Uint32Array {
   return t;
 }
 
+describe('a context with a lowered binding limit', () => {
+  it('reports the limit and refuses any bind group with a larger storage binding, as such an adapter would', async () => {
+    const ctx = await splitContext();
+    expect(ctx.maxBinding).toBe(LIMIT);
+    const big = ctx.createBuffer(LIMIT + 256, 'big');
+    const pipeline = await ctx.pipeline('matmul', 'bias_grad');
+    const dims = ctx.createUniform(new ArrayBuffer(32), 'dims');
+    const bind = (size: number) => ctx.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: dims } }, { binding: 1, resource: { buffer: big, offset: 0, size } }, { binding: 2, resource: { buffer: big, offset: 0, size: 256 } }],
+    });
+    expect(() => bind(LIMIT)).not.toThrow();
+    expect(() => bind(LIMIT + 256)).toThrow(new RegExp(`binding 1 is ${LIMIT + 256} bytes; this context binds at most ${LIMIT} bytes`));
+    big.destroy();
+  });
+
+  it('refuses a nonsensical limit', async () => {
+    await expect(GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 100 })).rejects.toThrow(AdapterLimitError);
+  });
+});
+
 describe('arena split rule', () => {
   it('splits only tensors over the limit, into ranges of multiples of 64 rows at aligned offsets, covering every row', () => {
     const items = paramSpecs(CONFIG).map((s) => ({ name: s.name, numel: s.numel, rows: s.shape.length >= 2 ? s.shape[0] : 1 }));
