@@ -21,7 +21,9 @@ function presetBytes(p: (typeof HUB_PRESETS)[number]): number {
 
 function CacheList() {
   const cache = useStudio((s) => s.cache);
-  useEffect(() => send({ type: 'cacheList' }), []);
+  const loaded = useStudio((s) => s.model.info?.name);
+  // Listed when shown, and again after each load (a download just went in).
+  useEffect(() => send({ type: 'cacheList' }), [loaded]);
   if (!cache) return null;
   return (
     <details className="more" data-testid="hub-cache">
