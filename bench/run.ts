@@ -14,7 +14,9 @@
 //                 [--full-depth] [--no-log]
 // --full-depth runs every configuration with all its layers even on a software adapter.
 // Prints a table and appends it, dated, to bench/README.md (unless --no-log).
+import { execFileSync } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { nodeGpu } from '../src/cli/webgpu-node.ts';
 import { GpuContext } from '../src/engine/gpu/context.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
@@ -160,7 +162,14 @@ const t = table(rows);
 console.log(`\n${t}`);
 if (args.log) {
   const when = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  let commit = 'unknown commit';
+  try {
+    commit = `commit ${execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim()}`;
+  } catch {
+    // not a git checkout
+  }
   const notes = [
+    `${commit}; machine load average ${loadavg().map((x) => x.toFixed(1)).join(', ')} (1, 5, 15 min) at the end: other work on the same CPU slows a software adapter`,
     `adapter: ${adapter}${software ? ' (a software adapter)' : ''}; ${shape}${reduce ? ' (GPT-2 124M full: 4 of its 12 layers)' : ''}`,
     `${warmup} warm-up step(s) excluded, ${steps} timed; random HF-initialized weights, uniform random tokens, dropout 0, AdamW with clipping; memory from Trainer.memory() ("estimate": estimateMemory before allocating, "equal" when identical)`,
   ];
