@@ -90,6 +90,15 @@ describe('the studio, end to end on SwiftShader', () => {
     for (const g of [0, 1, 2, 3]) await page.getByTestId(`layer-${g}`).waitFor();
   });
 
+  it('loads the same model from local files picked in the page', async () => {
+    await page.getByTestId('model-choice-files').click();
+    await page.getByTestId('model-files').setInputFiles(Object.entries(model.files).map(([name, bytes]) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(bytes) })));
+    expect(await page.getByTestId('model-file-list').innerText()).toContain('model.safetensors');
+    await page.getByTestId('load-model').click();
+    const info = await waitText(page, 'model-info', /dropped files/, 60_000);
+    expect(info).toMatch(/2 blocks · 32 channels · 2 heads/);
+  });
+
   it('explains a corpus file that is not text, and keeps the corpus it had', async () => {
     await page.getByTestId('corpus-files').setInputFiles({ name: 'weights.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0, 0xff, 0xfe]) });
     const notice = page.getByTestId('error').last();
