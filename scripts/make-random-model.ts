@@ -16,21 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../src/engine/model/params.ts';
 import { saveModelDir } from '../src/io/node-model.ts';
+import { mulberry32 } from '../src/engine/random.ts';
 
 /** GPT-2's initializer_range. */
 const INIT_STD = 0.02;
-
-/** mulberry32 (Tommy Ettinger): a small seeded 32-bit generator, one stream per tensor. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** N(0, std) by the Box–Muller transform. */
 function fillNormal(out: Float32Array, std: number, next: () => number): void {

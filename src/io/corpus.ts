@@ -9,6 +9,7 @@
 import { StudioError } from '../engine/errors.ts';
 import { type Tokenizer, isSafeCut, safeCut } from './tokenizer.ts';
 import { type NamedFile, baseName, decodeUtf8, knownSize, readAllBytes, readText, utf8Length } from './utf8.ts';
+import { mulberry32 } from '../engine/random.ts';
 
 /** No text to train on: no files, or only empty documents. */
 export class EmptyCorpusError extends StudioError {}
@@ -397,18 +398,6 @@ export interface CorpusSplit {
   singleDocument: boolean;
   /** what was done and why, for the UI and the CLI, when it is not a plain document split */
   message?: string;
-}
-
-/** mulberry32: a small seeded PRNG (Tommy Ettinger's), so a split is reproducible from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function concatDocs(corpus: TokenizedCorpus, docs: readonly number[]): TokenArray {

@@ -1,16 +1,8 @@
 // Seeded random inputs and the error measures the numeric tests use (DESIGN: ‖got − ref‖ / ‖ref‖).
+import { mulberry32 } from '../../src/engine/random.ts';
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform floats in [0, 1) (mulberry32), so failures reproduce. */
+export const rng = mulberry32;
 
 /** Standard normal samples (Box–Muller), scaled. */
 export function randn(n: number, seed: number, scale = 1): Float64Array {

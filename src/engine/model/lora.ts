@@ -31,6 +31,7 @@ import { matmul } from '../kernels/matmul.ts';
 import { Arena } from './arena.ts';
 import type { GPT2Config } from './config.ts';
 import type { HostParams, ParamSpec } from './params.ts';
+import { mulberry32 } from '../random.ts';
 
 /** A LoRA setting that cannot be applied (bad rank, a target matching nothing, a model too deep for the dropout sites …). */
 export class LoraConfigError extends StudioError {}
@@ -160,18 +161,6 @@ export function loraSpecs(c: GPT2Config, cfg: LoraConfig): ParamSpec[] {
 
 export function countLoraParams(c: GPT2Config, cfg: LoraConfig): number {
   return loraSpecs(c, cfg).reduce((a, s) => a + s.numel, 0);
-}
-
-/** mulberry32 (Tommy Ettinger's 32-bit generator): small, seeded, the same on every host. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
