@@ -10,6 +10,8 @@ import { StudioError } from '../engine/errors.ts';
 import { type Tokenizer, isSafeCut, safeCut } from './tokenizer.ts';
 import { type NamedFile, baseName, decodeUtf8, knownSize, readAllBytes, readText, utf8Length } from './utf8.ts';
 import { mulberry32 } from '../engine/random.ts';
+// token-files.ts imports this module too; readTokenFile is only called at run time, so the cycle is harmless.
+import { readTokenFile } from './token-files.ts';
 
 /** No text to train on: no files, or only empty documents. */
 export class EmptyCorpusError extends StudioError {}
@@ -117,7 +119,7 @@ class Growable<A extends Uint16Array | Uint32Array> {
     this.data[this.length++] = x;
   }
 
-  pushAll(xs: readonly number[]): void {
+  pushAll(xs: ArrayLike<number>): void {
     this.reserve(xs.length);
     const d = this.data;
     let n = this.length;
@@ -136,12 +138,13 @@ export function tokenArrayFor(vocabSize: number, length: number): TokenArray {
   return vocabSize <= 65536 ? new Uint16Array(length) : new Uint32Array(length);
 }
 
-type FileKind = 'text' | 'jsonl' | 'csv';
+type FileKind = 'text' | 'jsonl' | 'csv' | 'tokens';
 
 function kindOf(name: string): FileKind {
   const n = baseName(name).toLowerCase();
   if (n.endsWith('.jsonl') || n.endsWith('.ndjson')) return 'jsonl';
   if (n.endsWith('.csv')) return 'csv';
+  if (n.endsWith('.bin') || n.endsWith('.tokens')) return 'tokens';
   return 'text';
 }
 
@@ -311,6 +314,20 @@ export async function tokenizeCorpus(
       fileBytes = bytes.length;
       if (sizes[f] === undefined) total += fileBytes;
       else if (sizes[f] !== fileBytes) total += fileBytes - (sizes[f] as number); // size was stale
+      if (kindOf(file.name) === 'tokens') {
+        // A nanoGPT / llm.c token file is already a token stream (its EOS ids included): one
+        // document, taken as it is.
+        const ids = readTokenFile(bytes, file.name, tokenizer.vocabSize).tokens;
+        if (ids.length) {
+          tokens.pushAll(ids);
+          docStarts.push(tokens.length);
+          stats.documents++;
+        } else stats.emptyDocuments++;
+        doneBefore += fileBytes;
+        lastReported = doneBefore;
+        onProgress(doneBefore, total);
+        continue;
+      }
       text = decodeUtf8(bytes, file.name);
     }
     const report = (pos: number) => {

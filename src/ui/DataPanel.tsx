@@ -45,12 +45,12 @@ export function DataPanel() {
         onDragLeave={() => setDragging(false)}
         onDrop={onDrop}
       >
-        <p>Drop text files: <code>.txt</code> / <code>.md</code> (one document each), <code>.jsonl</code> (one per line), <code>.csv</code> (one per row). They stay on this machine.</p>
+        <p>Drop text files: <code>.txt</code> / <code>.md</code> (one document each), <code>.jsonl</code> (one per line), <code>.csv</code> (one per row), or nanoGPT / llm.c token files (<code>.bin</code>). They stay on this machine.</p>
         <div className="row">
           <button type="button" onClick={() => input.current?.click()} disabled={running || loading}>Choose files…</button>
           <button type="button" onClick={() => load({ kind: 'sample' })} disabled={running || loading} data-testid="sample-corpus">Use the sample (Shakespeare)</button>
         </div>
-        <input ref={input} type="file" multiple hidden accept=".txt,.md,.jsonl,.ndjson,.csv,text/plain" data-testid="corpus-files" aria-label="Corpus files"
+        <input ref={input} type="file" multiple hidden accept=".txt,.md,.jsonl,.ndjson,.csv,.bin,.tokens,text/plain" data-testid="corpus-files" aria-label="Corpus files"
           onChange={(e) => {
             loadFiles([...(e.target.files ?? [])]);
             e.target.value = '';

@@ -230,7 +230,9 @@ describe('tokenizeCorpus', () => {
     await expect(tokenizeCorpus([], gpt2)).rejects.toThrow(EmptyCorpusError);
     await expect(tokenizeCorpus([file('e.txt', '')], gpt2)).rejects.toThrow(/e\.txt holds no text/);
     await expect(tokenizeCorpus([file('e.jsonl', '{"text": ""}\n\n'), file('f.csv', 'text\n')], gpt2)).rejects.toThrow(EmptyCorpusError);
-    await expect(tokenizeCorpus([file('b.bin', Uint8Array.from([1, 0, 2]))], gpt2)).rejects.toThrow(/b\.bin looks like a binary file/);
+    await expect(tokenizeCorpus([file('b.dat', Uint8Array.from([1, 0, 2]))], gpt2)).rejects.toThrow(/b\.dat looks like a binary file/);
+    // .bin is a token file: a broken one gets the token-file error
+    await expect(tokenizeCorpus([file('b.bin', Uint8Array.from([1, 0, 2]))], gpt2)).rejects.toThrow(/b\.bin: 3 bytes is an odd length/);
   });
 
   it('uses Uint32Array above 65,536 ids and grows past its first capacity', async () => {
@@ -382,5 +384,28 @@ describe('windows and the train/validation split', () => {
     for (const f of [-0.1, 1, Number.NaN]) {
       expect(() => splitCorpus(corpus(3), { valFraction: f, seed: 0, contextLength: 4 })).toThrow(CorpusSplitError);
     }
+  });
+});
+
+describe('token files among corpus files', () => {
+  it('nanoGPT and llm.c token files join the stream as they are (one document each, no extra EOS)', async () => {
+    const { writeNanoGptTokens, writeLlmcTokens } = await import('../../../src/io/token-files.ts');
+    const tok = stubTokenizer(1000);
+    const c = await tokenizeCorpus(
+      [
+        { name: 'a.bin', bytes: async () => writeNanoGptTokens([5, 6, 7]) },
+        { name: 'b.txt', text: 'xy' },
+        { name: 'c.bin', bytes: async () => writeLlmcTokens([8, 9]) },
+      ],
+      tok,
+    );
+    expect(Array.from(c.tokens)).toEqual([5, 6, 7, ...tok.encode('xy'), tok.eosId, 8, 9]);
+    expect(Array.from(c.docStarts)).toEqual([0, 3, 3 + tok.encode('xy').length + 1, c.tokens.length]);
+    expect(c.stats.documents).toBe(3);
+  });
+
+  it('a token id outside the vocabulary names the file', async () => {
+    const { writeNanoGptTokens } = await import('../../../src/io/token-files.ts');
+    await expect(tokenizeCorpus([{ name: 'big.bin', bytes: async () => writeNanoGptTokens([1, 5000]) }], stubTokenizer(1000))).rejects.toThrow(/big\.bin.*5000/);
   });
 });
