@@ -100,10 +100,10 @@ describe('the studio, end to end on SwiftShader', () => {
   });
 
   it('explains a corpus file that is not text, and keeps the corpus it had', async () => {
-    await page.getByTestId('corpus-files').setInputFiles({ name: 'weights.bin', mimeType: 'application/octet-stream', buffer: Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0, 0xff, 0xfe]) });
+    await page.getByTestId('corpus-files').setInputFiles({ name: 'weights.pt', mimeType: 'application/octet-stream', buffer: Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0, 0xff, 0xfe]) });
     const notice = page.getByTestId('error').last();
     await notice.waitFor({ timeout: 30_000 });
-    expect(await notice.innerText()).toMatch(/weights\.bin/);
+    expect(await notice.innerText()).toMatch(/weights\.pt/);
     expect(await notice.innerText()).toMatch(/binary|UTF-8/i);
     expect(await page.getByTestId('corpus-info').innerText()).toMatch(/Tiny Shakespeare/);
     await notice.getByRole('button', { name: 'Dismiss this message' }).click();
