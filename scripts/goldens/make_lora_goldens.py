@@ -29,10 +29,15 @@ import json
 import math
 import os
 import struct
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# The safetensors writer and GELU are the GPT-2 goldens' (same folder).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_goldens import gelu_new, write_safetensors  # noqa: E402
 
 torch.set_num_threads(1)
 torch.use_deterministic_algorithms(True)
@@ -78,9 +83,6 @@ def load_model():
     tokens = np.frombuffer(open(os.path.join(BASE, 'train.bin'), 'rb').read(), dtype='<u2')
     return cfg, params, tokens
 
-
-def gelu_new(x):
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
 def module_shape(cfg, m):
@@ -206,23 +208,6 @@ def run_case(cfg, base, tokens, case):
         assert torch.allclose(a, b, rtol=0, atol=1e-12), 'merged weights do not reproduce the adapters'
     return out, names, scaling, first_loss, losses, norms
 
-
-def write_safetensors(path, tensors):
-    header = {'__metadata__': {'format': 'pt'}}
-    blobs = []
-    offset = 0
-    for name, t in tensors:
-        data = t.detach().to(torch.float32).contiguous().numpy().astype('<f4').tobytes()
-        header[name] = {'dtype': 'F32', 'shape': list(t.shape), 'data_offsets': [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(',', ':')).encode('utf-8')
-    h += b' ' * ((-len(h)) % 8)
-    with open(path, 'wb') as f:
-        f.write(struct.pack('<Q', len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def main():
