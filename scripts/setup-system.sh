@@ -2,7 +2,9 @@
 # Installs the system packages the test tiers need on Debian 12 (bookworm):
 #   - Mesa lavapipe from bookworm-backports (Mesa 25; bookworm's Mesa 22 is too old for Dawn)
 #   - Debian's chromium (browser tier; its SwiftShader is the fallback Vulkan driver)
-#   - python3-torch and python3-nltk (only to regenerate golden files; never at run time)
+#   - python3 (tests read exported files back with Python's standard library)
+#   - with WITH_PYTHON=1: python3-torch and python3-nltk (only to regenerate golden files;
+#     never at run time, never in CI)
 # Run as root. Without root it prints the exact commands to run instead.
 set -euo pipefail
 
@@ -10,6 +12,8 @@ want_python=${WITH_PYTHON:-0}
 need=()
 [ -f /usr/share/vulkan/icd.d/lvp_icd.json ] || need+=(lavapipe)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Some tests read our files back with an independent Python (standard library only).
+command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "$want_python" = 1 ]; then
   /usr/bin/python3 -c 'import torch, nltk' >/dev/null 2>&1 || need+=(python)
 fi
@@ -22,7 +26,7 @@ Missing system packages: ${need[*]}. Run as root:
   printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $backports
   apt-get update
   apt-get install -y -t bookworm-backports mesa-vulkan-drivers
-  apt-get install -y chromium
+  apt-get install -y chromium python3
 MSG
   exit 1
 fi
@@ -43,6 +47,7 @@ for n in "${need[@]}"; do
   case $n in
     lavapipe) apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers ;;
     chromium) pkgs+=(chromium) ;;
+    python3) pkgs+=(python3) ;;
     python) pkgs+=(python3-torch python3-nltk python3-numpy) ;;
   esac
 done
