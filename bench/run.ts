@@ -4,7 +4,8 @@
 //
 // Configurations: a tiny model (the golden test shape); distilgpt2's shape (V=50257, C=768,
 // 6 layers, 12 heads); GPT-2 124M's shape (12 layers) trained fully, and with the embeddings and
-// 10 of its 12 blocks frozen. On a software adapter (Mesa lavapipe, SwiftShader: a few GFLOP/s)
+// 10 of its 12 blocks frozen, and with LoRA adapters (r 8 on c_attn, c_proj, c_fc) on the same
+// layer count as the full run, so the two rows compare memory and time per step. On a software adapter (Mesa lavapipe, SwiftShader: a few GFLOP/s)
 // the full 124M configuration runs with fewer layers and every configuration with a short
 // sequence; the table says so. Weights are random (Hugging Face's initialization,
 // scripts/make-random-model.ts), tokens uniform; warm-up steps (pipeline compilation, first
@@ -24,6 +25,7 @@ import { estimateMemory, formatBytes, memoryLimitsOf, withTotal, type MemoryBrea
 import { countParams } from '../src/engine/model/params.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
 import { Trainer } from '../src/engine/train/trainer.ts';
+import { initLoraParams, LoraWeights, type LoraConfig } from '../src/engine/model/lora.ts';
 import { randomGpt2Params, randomTokens } from '../scripts/make-random-model.ts';
 
 interface BenchConfig {
@@ -35,6 +37,8 @@ interface BenchConfig {
   frozen: (L: number) => number[];
   /** what trains, in words */
   trains: string;
+  /** LoRA adapters instead of full fine-tuning */
+  lora?: LoraConfig;
 }
 
 const NO_DROPOUT = { embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
@@ -46,6 +50,10 @@ const CONFIGS: BenchConfig[] = [
   { name: 'tiny', config: TINY, frozen: () => [], trains: 'all' },
   { name: 'distilgpt2', config: DISTILGPT2, frozen: () => [], trains: 'all' },
   { name: 'gpt2-124M', config: GPT2, softwareLayers: 4, frozen: () => [], trains: 'all' },
+  {
+    name: 'gpt2-124M-lora', config: GPT2, softwareLayers: 4, frozen: () => [], trains: 'LoRA r=8 on c_attn, c_proj, c_fc',
+    lora: { r: 8, alpha: 16, dropout: 0, targets: ['c_attn', 'c_proj', 'c_fc'], rslora: false },
+  },
   // embeddings (group 0) and blocks 0-9 (groups 1-10): blocks 10-11 and ln_f train
   { name: 'gpt2-124M-frozen10', config: GPT2, frozen: () => Array.from({ length: 11 }, (_, g) => g), trains: 'blocks 10-11, ln_f' },
 ];
@@ -89,11 +97,12 @@ async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: numbe
   const L = reduce && bc.softwareLayers ? bc.softwareLayers : bc.config.nLayer;
   const config = { ...bc.config, nLayer: L };
   const frozen = bc.frozen(L);
-  const opts = { batch: B, seq: T, gradAccum: 1, frozen };
+  const opts = { batch: B, seq: T, gradAccum: 1, frozen, ...(bc.lora ? { lora: bc.lora } : {}) };
   const estimate = estimateMemory(config, opts, memoryLimitsOf(ctx));
   const weights = new GpuWeights(ctx, config, randomGpt2Params(config, 1234));
+  const lora = bc.lora ? new LoraWeights(ctx, config, bc.lora, initLoraParams(config, bc.lora, 5)) : undefined;
   const trainer = await Trainer.create(ctx, weights, {
-    ...opts, frozen: new Set(frozen), dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1,
+    ...opts, frozen: new Set(frozen), lora, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1,
     beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, gradClip: 1,
   });
   const memory = withTotal(trainer.memory());
@@ -109,6 +118,7 @@ async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: numbe
   await Promise.all(pending);
   const seconds = (performance.now() - t0) / 1000;
   trainer.destroy();
+  lora?.destroy();
   weights.destroy();
   return {
     name: bc.name,
