@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { StudioError } from '../engine/errors.ts';
 import { tokenizeCorpus, type TokenArray } from '../io/corpus.ts';
 import { readTokenFile } from '../io/token-files.ts';
+import { nodeFileSource } from '../io/node-model.ts';
 import { tokenizerFromModelFiles } from '../io/tokenizer.ts';
 
 export class DataFileError extends StudioError {}
@@ -55,8 +56,10 @@ export async function loadTrainingTokens(
   if (tokenizer.vocabSize > vocabSize) {
     throw new DataFileError(`The tokenizer (${source}) has ${tokenizer.vocabSize} ids but the model's vocabulary has ${vocabSize}: they do not belong together.`);
   }
+  // Text files are read in chunks (tokenizeCorpus streams .txt/.md/.jsonl), named by their path.
+  const sources = await Promise.all(files.map(async (f) => ({ ...(await nodeFileSource(f.name)), name: f.name })));
   let last = 0;
-  const corpus = await tokenizeCorpus(files, tokenizer, {}, (done, total) => {
+  const corpus = await tokenizeCorpus(sources, tokenizer, {}, (done, total) => {
     const pct = Math.floor((100 * done) / Math.max(1, total));
     if (pct >= last + 10) {
       last = pct;

@@ -6,12 +6,18 @@
 // Long documents are tokenized in chunks cut where GPT-2's pre-tokenizer cannot merge across
 // (see safeCut), so the stream equals whole-text tokenization while progress is reported and
 // memory stays one chunk of ids plus the growing typed array.
+// A .txt/.md/.jsonl/.ndjson file that can be read in pieces (a ByteSource, or a browser Blob/File)
+// is streamed: fixed-size byte chunks are decoded (corpus-stream.ts) and only a pending tail of
+// text is kept, so memory is bounded by the token ids, not the file size. A .csv file is read
+// whole: a quoted field may span lines, so rows cannot be cut without parsing from the start.
 import { StudioError } from '../engine/errors.ts';
 import { type Tokenizer, isSafeCut, safeCut } from './tokenizer.ts';
 import { type NamedFile, baseName, decodeUtf8, knownSize, readAllBytes, readText, utf8Length } from './utf8.ts';
 import { mulberry32 } from '../engine/random.ts';
 // token-files.ts imports this module too; readTokenFile is only called at run time, so the cycle is harmless.
 import { readTokenFile } from './token-files.ts';
+import type { ByteSource } from './bytes.ts';
+import { DEFAULT_READ_CHUNK_BYTES, chunkedSourceOf, decodeChunks } from './corpus-stream.ts';
 
 /** No text to train on: no files, or only empty documents. */
 export class EmptyCorpusError extends StudioError {}
@@ -40,6 +46,8 @@ export interface CorpusOptions {
   csvColumn?: string | number;
   /** longest piece of a document handed to the tokenizer at once, in UTF-16 code units */
   chunkChars?: number;
+  /** bytes read at a time from a file that can be read in pieces (default 8 MiB, at least 1024) */
+  readChunkBytes?: number;
   /** T, to count windows in the stats */
   contextLength?: number;
   /** stops between chunks (throws the signal's reason) */
@@ -164,27 +172,33 @@ function* jsonlDocs(text: string, file: string, field: string): Generator<Doc> {
     line++;
     const raw = text.slice(start, end);
     start = end + 1;
-    if (raw.trim() === '') continue; // blank lines (often a trailing one) are no documents
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (e) {
-      throw new CorpusFormatError(file, line, `${file}, line ${line}: not valid JSON (${(e as Error).message}). Each line of a .jsonl file must be one JSON object.`);
-    }
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new CorpusFormatError(file, line, `${file}, line ${line}: expected a JSON object with a "${field}" field, got ${Array.isArray(value) ? 'an array' : typeof value}.`);
-    }
-    const rec = value as Record<string, unknown>;
-    if (!(field in rec)) {
-      const keys = Object.keys(rec).slice(0, 10).map((k) => JSON.stringify(k)).join(', ');
-      throw new CorpusFormatError(file, line, `${file}, line ${line}: no "${field}" field (fields: ${keys || 'none'}). Choose the field that holds the text.`);
-    }
-    const v = rec[field];
-    if (typeof v !== 'string') {
-      throw new CorpusFormatError(file, line, `${file}, line ${line}: field "${field}" is ${v === null ? 'null' : typeof v}, not a string.`);
-    }
-    yield { text: v, end: Math.min(start, text.length) };
+    const doc = jsonlLine(raw, file, line, field);
+    if (doc !== undefined) yield { text: doc, end: Math.min(start, text.length) };
   }
+}
+
+/** The document of one .jsonl line (1-based `line`), or undefined for a blank line. */
+function jsonlLine(raw: string, file: string, line: number, field: string): string | undefined {
+  if (raw.trim() === '') return undefined; // blank lines (often a trailing one) are no documents
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (e) {
+    throw new CorpusFormatError(file, line, `${file}, line ${line}: not valid JSON (${(e as Error).message}). Each line of a .jsonl file must be one JSON object.`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new CorpusFormatError(file, line, `${file}, line ${line}: expected a JSON object with a "${field}" field, got ${Array.isArray(value) ? 'an array' : typeof value}.`);
+  }
+  const rec = value as Record<string, unknown>;
+  if (!(field in rec)) {
+    const keys = Object.keys(rec).slice(0, 10).map((k) => JSON.stringify(k)).join(', ');
+    throw new CorpusFormatError(file, line, `${file}, line ${line}: no "${field}" field (fields: ${keys || 'none'}). Choose the field that holds the text.`);
+  }
+  const v = rec[field];
+  if (typeof v !== 'string') {
+    throw new CorpusFormatError(file, line, `${file}, line ${line}: field "${field}" is ${v === null ? 'null' : typeof v}, not a string.`);
+  }
+  return v;
 }
 
 /**
@@ -286,6 +300,7 @@ export async function tokenizeCorpus(
 ): Promise<TokenizedCorpus> {
   const chunkChars = options.chunkChars ?? DEFAULT_CHUNK_CHARS;
   if (!(Number.isInteger(chunkChars) && chunkChars >= 1)) throw new RangeError(`chunkChars must be a positive integer, got ${chunkChars}.`);
+  const readChunkBytes = options.readChunkBytes ?? DEFAULT_READ_CHUNK_BYTES;
   const jsonlField = options.jsonlField ?? 'text';
   const csvColumn = options.csvColumn ?? 'text';
   const signal = options.signal;
@@ -301,9 +316,131 @@ export async function tokenizeCorpus(
   const stats: CorpusStats = { files: files.length, documents: 0, emptyDocuments: 0, characters: 0, bytes: 0, tokens: 0 };
   onProgress(0, total);
 
+  // One document's ids, cut into pieces of at most ~chunkChars at safe cuts; `onPiece` gets the
+  // position reached after each piece.
+  const encodeDocument = (d: string, onPiece?: (pos: number) => void): void => {
+    stats.documents++;
+    stats.characters += codePoints(d);
+    let pos = 0;
+    while (pos < d.length) {
+      signal?.throwIfAborted();
+      let end = d.length;
+      if (tokenizer.chunkable && d.length - pos > chunkChars) {
+        end = safeCut(d, pos, pos + chunkChars, tokenizer.addedTokens);
+        if (end < 0) {
+          // no safe cut in the window: take the first one after it, else the rest
+          end = pos + chunkChars + 1;
+          while (end < d.length && !isSafeCut(d, end, tokenizer.addedTokens)) end++;
+        }
+      }
+      const piece = d.slice(pos, end);
+      stats.bytes += utf8Length(piece);
+      tokens.pushAll(tokenizer.encode(piece));
+      pos = end;
+      onPiece?.(pos);
+    }
+    endDocument();
+  };
+  const endDocument = (): void => {
+    tokens.push(tokenizer.eosId);
+    if (tokens.length > 0xffffffff) throw new RangeError('The corpus has more than 2^32 tokens; split it into several runs.');
+    docStarts.push(tokens.length);
+  };
+
+  // Longest added token: a cut in streamed text must see a whole added token after it (safeCut
+  // refuses a newline cut right before one), so the last maxAdded + 1 characters wait for more.
+  const maxAdded = tokenizer.addedTokens.reduce((m, a) => Math.max(m, a.length), 0);
+
+  /**
+   * A .txt/.md (one document) or .jsonl (one per line) file read chunk by chunk: only the text not
+   * yet tokenized (a partial line, or the tail after the last safe cut) is kept between chunks.
+   */
+  const streamFile = async (src: ByteSource, name: string, kind: 'text' | 'jsonl'): Promise<void> => {
+    let pending = '';
+    let line = 0; // .jsonl: lines read so far, for the line number in errors
+    let textChars = 0; // text: characters of the document already tokenized
+    let scanned = 0; // text: pending[..scanned) has no safe cut past the current window
+    const textPiece = (piece: string): void => {
+      textChars += piece.length;
+      stats.bytes += utf8Length(piece);
+      stats.characters += codePoints(piece);
+      tokens.pushAll(tokenizer.encode(piece));
+    };
+    // Tokenizes pending text up to the last safe cut with its look-ahead in view (all of it at the
+    // end of the file). A tokenizer that is not chunkable gets the whole text at the end.
+    const cutText = (final: boolean): void => {
+      if (!tokenizer.chunkable) return;
+      const room = final ? pending.length : pending.length - 1 - maxAdded; // largest cut to try
+      let pos = 0;
+      while (room - pos > chunkChars) {
+        signal?.throwIfAborted();
+        let end = safeCut(pending, pos, pos + chunkChars, tokenizer.addedTokens);
+        if (end < 0) {
+          // no safe cut in the window: the first one after it, else wait for more text
+          end = Math.max(pos + chunkChars + 1, scanned);
+          while (end <= room && !isSafeCut(pending, end, tokenizer.addedTokens)) end++;
+          if (end > room) {
+            scanned = end;
+            break;
+          }
+        }
+        textPiece(pending.slice(pos, end));
+        pos = end;
+      }
+      if (pos > 0) {
+        pending = pending.slice(pos);
+        scanned = Math.max(0, scanned - pos);
+      }
+    };
+    const jsonlDocument = (raw: string): void => {
+      const d = jsonlLine(raw, name, ++line, jsonlField);
+      if (d === undefined) return;
+      if (d.length === 0) stats.emptyDocuments++;
+      else encodeDocument(d);
+    };
+
+    for await (const { text, bytesRead } of decodeChunks(src, readChunkBytes, signal)) {
+      pending += text;
+      if (kind === 'jsonl') {
+        const last = pending.lastIndexOf('\n');
+        if (last >= 0) {
+          for (let start = 0; start <= last;) {
+            const end = pending.indexOf('\n', start);
+            jsonlDocument(pending.slice(start, end));
+            start = end + 1;
+          }
+          pending = pending.slice(last + 1);
+        }
+      } else cutText(false);
+      onProgress(doneBefore + bytesRead, total);
+    }
+    if (kind === 'jsonl') {
+      if (pending.length) jsonlDocument(pending);
+      return;
+    }
+    cutText(true);
+    if (textChars + pending.length === 0) {
+      stats.emptyDocuments++;
+      return;
+    }
+    stats.documents++;
+    if (pending.length) textPiece(pending);
+    endDocument();
+  };
+
   for (let f = 0; f < files.length; f++) {
     signal?.throwIfAborted();
     const file = files[f];
+    const fileKind = kindOf(file.name);
+    const src = fileKind === 'text' || fileKind === 'jsonl' ? chunkedSourceOf(file) : undefined;
+    if (src) {
+      await streamFile(src, file.name, fileKind as 'text' | 'jsonl');
+      if (sizes[f] !== src.size) total += src.size - (sizes[f] ?? 0);
+      doneBefore += src.size;
+      lastReported = doneBefore;
+      onProgress(doneBefore, total);
+      continue;
+    }
     let text: string;
     let fileBytes: number;
     if ('text' in file && typeof file.text === 'string') {
@@ -349,29 +486,7 @@ export async function tokenizeCorpus(
         stats.emptyDocuments++;
         continue;
       }
-      stats.documents++;
-      stats.characters += codePoints(d);
-      let pos = 0;
-      while (pos < d.length) {
-        signal?.throwIfAborted();
-        let end = d.length;
-        if (tokenizer.chunkable && d.length - pos > chunkChars) {
-          end = safeCut(d, pos, pos + chunkChars, tokenizer.addedTokens);
-          if (end < 0) {
-            // no safe cut in the window: take the first one after it, else the rest
-            end = pos + chunkChars + 1;
-            while (end < d.length && !isSafeCut(d, end, tokenizer.addedTokens)) end++;
-          }
-        }
-        const piece = d.slice(pos, end);
-        stats.bytes += utf8Length(piece);
-        tokens.pushAll(tokenizer.encode(piece));
-        pos = end;
-        if (kind === 'text') report(pos);
-      }
-      tokens.push(tokenizer.eosId);
-      if (tokens.length > 0xffffffff) throw new RangeError('The corpus has more than 2^32 tokens; split it into several runs.');
-      docStarts.push(tokens.length);
+      encodeDocument(d, kind === 'text' ? report : undefined);
       if (kind !== 'text') report(doc.end);
     }
     doneBefore += fileBytes;

@@ -42,6 +42,7 @@ import {
   type WorkerRequest,
 } from './protocol.ts';
 import { RunControl } from './run-control.ts';
+import { blobSource } from '../io/bytes.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
 
 /** A request that cannot run now (a run in progress, nothing loaded yet); says what to do first. */
@@ -404,11 +405,12 @@ export class Studio {
     if (source.kind === 'files') {
       if (source.files.length === 0) throw new StudioBusyError('No corpus files were given. Drop .txt, .md, .jsonl or .csv files.');
       const names = source.files.map((f) => f.name);
-      return { files: source.files.map((f) => ({ name: f.name, size: f.size, arrayBuffer: () => f.arrayBuffer() })), name: names.length === 1 ? names[0] : `${names.length} files`, names };
+      // Read in slices, so a corpus of hundreds of MB is never held whole (tokenizeCorpus streams it).
+      return { files: source.files.map((f) => blobSource(f, f.name)), name: names.length === 1 ? names[0] : `${names.length} files`, names };
     }
     const file = SAMPLE_CORPUS.file.split('/').pop()!;
     const blob = await fetchSiteFile(siteBase() + SAMPLE_CORPUS.file, 'the sample corpus', () => {});
-    return { files: [{ name: file, size: blob.size, arrayBuffer: () => blob.arrayBuffer() }], name: SAMPLE_CORPUS.name, names: [file] };
+    return { files: [blobSource(blob, file)], name: SAMPLE_CORPUS.name, names: [file] };
   }
 
   private async loadCorpus(source: CorpusSource, options: CorpusOptions, valFraction: number, seed: number, contextLength: number): Promise<void> {
