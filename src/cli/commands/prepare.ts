@@ -2,12 +2,12 @@
 // with --format llmc), tokenized with the model's tokenizer (a local folder or a Hub id, whose
 // config and tokenizer alone are downloaded), split by documents with a seeded shuffle. The
 // statistics are printed to stdout as JSON, progress goes to stderr.
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StudioError } from '../../engine/errors.ts';
 import { prepareCorpus } from '../../io/token-files.ts';
 import { writeLlmcTokens, writeNanoGptTokens } from '../../io/token-files.ts';
-import { loadConfigFile, nodeDirFiles } from '../../io/node-model.ts';
+import { loadConfigFile, nodeDirFiles, nodeFileSource } from '../../io/node-model.ts';
 import { tokenizerFromModelFiles } from '../../io/tokenizer.ts';
 import type { NamedFile } from '../../io/utf8.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
@@ -45,7 +45,8 @@ async function corpusFile(path: string): Promise<NamedFile> {
   if (/\.(bin|tokens)$/i.test(path)) {
     throw new PrepareInputError(`${path} looks like a token file already; prepare turns text into token files. Give it to train --data directly.`);
   }
-  return { name: path, size: st.size, bytes: async () => new Uint8Array(await readFile(path)) };
+  // Read in pieces, so a large text file is never held whole (src/io/corpus-stream.ts).
+  return { ...(await nodeFileSource(path)), name: path };
 }
 
 async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
