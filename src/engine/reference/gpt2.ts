@@ -318,33 +318,58 @@ export function sequentialBatch(tokens: ArrayLike<number>, B: number, T: number,
   return { inputs, targets };
 }
 
-/** Runs `steps` optimizer steps of the DESIGN training semantics in float64. */
-export function refTrain(o: RefTrainOptions): RefTrainResult {
-  const { config, B, T } = o;
-  checkParams(config, o.params);
+/** The optimizer-side options shared by every float64 training loop. */
+export interface RefOptimizeOptions {
+  tokens: ArrayLike<number>;
+  B: number;
+  T: number;
+  steps: number;
+  gradAccum?: number;
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  maxGradNorm: number;
+  schedule?: (step: number) => number;
+  groupLrMultiplier?: (group: number) => number;
+}
+
+/**
+ * DESIGN's training semantics in float64 over any set of tensors: sequential windows, the mean
+ * loss over every target of the step (micro-batches accumulated), clip_grad_norm_ over the
+ * trainable gradients, torch.optim.AdamW with a per-tensor step count and fresh state on a
+ * tensor's first update. `microStep` returns one micro-batch's mean loss and gradients scaled by
+ * `lossScale`; `params` is updated in place. Returns the log and the step-0 gradients.
+ */
+export function refOptimize(
+  o: RefOptimizeOptions,
+  specs: readonly ParamSpec[],
+  params: RefParams,
+  frozenAt: (step: number) => Set<number>,
+  microStep: (inputs: Int32Array, targets: Int32Array, step: number, micro: number, lossScale: number) => { loss: number; grads: RefParams },
+): { log: RefStepLog[]; firstGrads: RefParams } {
+  const { B, T } = o;
   const M = o.gradAccum ?? 1;
   if (!(Number.isInteger(M) && M >= 1 && M <= 64)) throw new ShapeError(`gradAccum must be an integer in 1 … 64, got ${M}.`);
-  const specs = paramSpecs(config);
-  const params = cloneParams(o.params);
   const state = new Map<string, AdamState>();
   const log: RefStepLog[] = [];
-  const frozenAt = (s: number): Set<number> => (typeof o.frozen === 'function' ? o.frozen(s) : o.frozen ?? new Set());
-
+  let firstGrads: RefParams = new Map();
   for (let s = 0; s < o.steps; s++) {
     const frozen = frozenAt(s);
-    const trainable: ParamSpec[] = specs.filter((p) => !frozen.has(p.group));
+    const trainable = specs.filter((p) => !frozen.has(p.group));
     const acc = new Map<string, F64>(trainable.map((p) => [p.name, new Float64Array(p.numel)]));
     let loss = 0;
     for (let m = 0; m < M; m++) {
       const { inputs, targets } = sequentialBatch(o.tokens, B, T, (s * M + m) * B);
-      const f = refForward(config, params, inputs, targets, B, T, { seed: o.seed, step: s, micro: m, dropout: o.dropout });
-      loss += f.loss! / M;
-      const g = refBackward(config, params, f.cache, { lossScale: 1 / (B * T * M) });
+      const r = microStep(inputs, targets, s, m, 1 / (B * T * M));
+      loss += r.loss / M;
       for (const [name, a] of acc) {
-        const gi = g.get(name)!;
+        const gi = r.grads.get(name)!;
         for (let i = 0; i < a.length; i++) a[i] += gi[i];
       }
     }
+    if (s === 0) firstGrads = cloneParams(acc);
     const gradNorm = globalNorm([...acc.values()]);
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
       throw new NonFiniteLossError(`Step ${s}: loss ${loss}, gradient norm ${gradNorm}. Lower the learning rate or check the data.`);
@@ -371,5 +396,18 @@ export function refTrain(o: RefTrainOptions): RefTrainResult {
     }
     log.push({ loss, gradNorm, lr });
   }
+  return { log, firstGrads };
+}
+
+/** Runs `steps` optimizer steps of the DESIGN training semantics in float64. */
+export function refTrain(o: RefTrainOptions): RefTrainResult {
+  const { config, B, T } = o;
+  checkParams(config, o.params);
+  const params = cloneParams(o.params);
+  const frozenAt = (s: number): Set<number> => (typeof o.frozen === 'function' ? o.frozen(s) : o.frozen ?? new Set());
+  const { log } = refOptimize(o, paramSpecs(config), params, frozenAt, (inputs, targets, step, micro, lossScale) => {
+    const f = refForward(config, params, inputs, targets, B, T, { seed: o.seed, step, micro, dropout: o.dropout });
+    return { loss: f.loss!, grads: refBackward(config, params, f.cache, { lossScale }) };
+  });
   return { log, params };
 }

@@ -12,16 +12,26 @@
 //
 // The LoRA dropout mask is the counter-based one of rng.ts with stream
 // dropoutStream(step, micro, 1000 + 4·layer + module index) and the flat index into x (N, in).
-import { NonFiniteLossError, ShapeError } from '../errors.ts';
+import { ShapeError } from '../errors.ts';
 import type { GPT2Config } from '../model/config.ts';
 import { loraSpecs, loraTargets, type LoraConfig, type LoraTarget } from '../model/lora.ts';
-import { paramSpecs, type ParamSpec } from '../model/params.ts';
-import { cloneParams, sequentialBatch, type RefForwardOptions, type RefParams } from './gpt2.ts';
+import { paramSpecs } from '../model/params.ts';
+import { cloneParams, refOptimize, type RefForwardOptions, type RefParams } from './gpt2.ts';
 import { refMatmul } from './matmul.ts';
 import {
-  adamwStep, attentionBackward, attentionForward, clipCoefficient, crossEntropyBackward,
-  crossEntropyForward, dropoutBackward, dropoutForward, encoderBackward, encoderForward,
-  geluBackward, geluForward, globalNorm, layernormBackward, layernormForward, linearBackward,
+  attentionBackward,
+  attentionForward,
+  crossEntropyBackward,
+  crossEntropyForward,
+  dropoutBackward,
+  dropoutForward,
+  encoderBackward,
+  encoderForward,
+  geluBackward,
+  geluForward,
+  layernormBackward,
+  layernormForward,
+  linearBackward,
   type DropoutSpec,
 } from './ops.ts';
 import { DROPOUT_SITE, dropoutStream } from './rng.ts';
@@ -289,47 +299,11 @@ export interface RefLoraTrainResult {
 /** Steps of the DESIGN training semantics in float64 with only the adapters training. */
 export function refLoraTrain(o: RefLoraTrainOptions): RefLoraTrainResult {
   const { config, B, T } = o;
-  const M = o.gradAccum ?? 1;
-  const specs: ParamSpec[] = loraSpecs(config, o.lora.config);
   const lora: RefLora = { config: o.lora.config, params: cloneParams(o.lora.params) };
-  const state = new Map<string, { m: F64; v: F64; step: number }>();
-  const log: RefLoraTrainResult['log'] = [];
-  let firstGrads: RefParams = new Map();
-  for (let s = 0; s < o.steps; s++) {
-    const frozen = o.frozen ? o.frozen(s) : new Set<number>();
-    const trainable = specs.filter((p) => !frozen.has(p.group));
-    const acc = new Map<string, F64>(trainable.map((p) => [p.name, new Float64Array(p.numel)]));
-    let loss = 0;
-    for (let m = 0; m < M; m++) {
-      const { inputs, targets } = sequentialBatch(o.tokens, B, T, (s * M + m) * B);
-      const f = refLoraForward(config, o.base, lora, inputs, targets, B, T, { seed: o.seed, step: s, micro: m, dropout: o.dropout });
-      loss += f.loss / M;
-      const g = refLoraBackward(config, o.base, lora, f.cache, { lossScale: 1 / (B * T * M) }).lora;
-      for (const [name, a] of acc) {
-        const gi = g.get(name)!;
-        for (let i = 0; i < a.length; i++) a[i] += gi[i];
-      }
-    }
-    if (s === 0) firstGrads = cloneParams(acc);
-    const gradNorm = globalNorm([...acc.values()]);
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) throw new NonFiniteLossError(`Step ${s}: loss ${loss}, gradient norm ${gradNorm}.`);
-    const clip = clipCoefficient(gradNorm, o.maxGradNorm);
-    const lr = o.lr * (o.schedule ? o.schedule(s) : 1);
-    for (const p of trainable) {
-      const g = acc.get(p.name)!;
-      if (o.maxGradNorm !== 0) for (let i = 0; i < g.length; i++) g[i] *= clip;
-      let st = state.get(p.name);
-      if (!st) {
-        st = { m: new Float64Array(p.numel), v: new Float64Array(p.numel), step: 0 };
-        state.set(p.name, st);
-      }
-      st.step++;
-      adamwStep(lora.params.get(p.name)!, g, st.m, st.v, {
-        lr: lr * (o.groupLrMultiplier ? o.groupLrMultiplier(p.group) : 1),
-        beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: p.decay ? o.weightDecay : 0, step: st.step,
-      });
-    }
-    log.push({ loss, gradNorm, lr });
-  }
+  const frozenAt = (s: number): Set<number> => (o.frozen ? o.frozen(s) : new Set<number>());
+  const { log, firstGrads } = refOptimize(o, loraSpecs(config, o.lora.config), lora.params, frozenAt, (inputs, targets, step, micro, lossScale) => {
+    const f = refLoraForward(config, o.base, lora, inputs, targets, B, T, { seed: o.seed, step, micro, dropout: o.dropout });
+    return { loss: f.loss, grads: refLoraBackward(config, o.base, lora, f.cache, { lossScale }).lora };
+  });
   return { log, lora: lora.params, firstGrads };
 }
