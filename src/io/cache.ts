@@ -335,7 +335,7 @@ export function opfsCache(root: OpfsDirectory, options: { partBytes?: number } =
   }
 
   /** The parts of a complete entry as one disk-backed Blob; undefined if absent or broken. */
-  async function readEntry(dir: OpfsDirectory, key: HubFileKey): Promise<{ blob: Blob; storedAt: number } | undefined> {
+  async function readEntry(dir: OpfsDirectory): Promise<{ blob: Blob; storedAt: number } | undefined> {
     const done = await tryFile(dir, COMPLETE);
     if (!done) return undefined;
     let meta: { size?: unknown; parts?: unknown };
@@ -357,7 +357,7 @@ export function opfsCache(root: OpfsDirectory, options: { partBytes?: number } =
     kind: 'opfs',
     async get(key) {
       const dir = await fileDir(key, false);
-      const entry = dir && (await readEntry(dir, key));
+      const entry = dir && (await readEntry(dir));
       return entry ? blobSource(entry.blob, key.file) : undefined;
     },
 
@@ -468,7 +468,7 @@ export function opfsCache(root: OpfsDirectory, options: { partBytes?: number } =
             storageError(e, `storing ${key.file}`);
           }
           release();
-          const entry = await readEntry(dir, key);
+          const entry = await readEntry(dir);
           if (!entry) throw new CacheError(`${key.file} was stored but cannot be read back from the browser's storage; clear it from the cache and download it again.`);
           return blobSource(entry.blob, key.file);
         },
@@ -514,7 +514,7 @@ export function opfsCache(root: OpfsDirectory, options: { partBytes?: number } =
             for (const file of await children(revDir, 'directory')) {
               const key: HubFileKey = { endpoint: decodeKeyPart(ep), repo: decodeKeyPart(repo), revision: decodeKeyPart(rev), file: decodeKeyPart(file) };
               const fd = await revDir.getDirectoryHandle(file);
-              const entry = await readEntry(fd, key);
+              const entry = await readEntry(fd);
               if (entry) {
                 out.push({ ...key, size: entry.blob.size, complete: true, storedAt: entry.storedAt });
                 continue;

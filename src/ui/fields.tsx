@@ -1,7 +1,7 @@
 // Labelled form controls with inline explanations: every input has a visible label, its hint
 // and its error are tied to it for screen readers (aria-describedby, aria-invalid), and a
 // number field keeps what the user types (e.g. "3e-") until it parses.
-import { useEffect, useId, useState, type ReactNode } from 'react';
+import { useId, useState, type ReactNode } from 'react';
 
 interface Common {
   label: string;
@@ -28,11 +28,14 @@ function describedBy(id: string, hint: unknown, error?: string): string | undefi
 export function NumberField(p: Common & { value: number; onChange(v: number): void; step?: number | 'any'; min?: number; max?: number; integer?: boolean }) {
   const id = useId();
   const [text, setText] = useState(String(p.value));
-  // Follow changes made elsewhere (a model's suggested rate, a reset) unless they are what was typed.
-  useEffect(() => {
+  // Follow changes made elsewhere (a model's suggested rate, a reset) unless they are what was
+  // typed: adjusted while rendering, when the value differs from the one last seen (React's
+  // pattern for state derived from a changed prop, which needs no effect and no extra render).
+  const [seen, setSeen] = useState(p.value);
+  if (p.value !== seen) {
+    setSeen(p.value);
     if (Number(text) !== p.value) setText(String(p.value));
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [p.value]);
+  }
   const parsed = text.trim() === '' ? NaN : Number(text);
   const own = Number.isNaN(parsed) ? 'Enter a number.' : p.integer && !Number.isInteger(parsed) ? 'Enter a whole number.' : undefined;
   const error = own ?? p.error;

@@ -1,6 +1,5 @@
 // Corpus ingestion: UTF-8 checking, documents from .txt/.jsonl/.csv, chunked tokenization equal to
 // whole-text tokenization, stats, progress, and the train/validation split.
-import { readFileSync } from 'node:fs';
 import { draculaExcerpt, shakespeareExcerpts } from '../../helpers/corpora.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../../../src/io/bytes.ts';
