@@ -12,12 +12,17 @@
 //                  norm[0] = sqrt(s)                                  (total norm, before clipping)
 //                  norm[1] = min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm ≤ 0 (clipping off)
 //                  norm[2] = 1 when s is NaN or ±inf, else 0           (the step must be skipped)
+//                  With accumulate = 1 the flag is sticky: once set it stays set (norm[2] read
+//                  before it is written), so a trainer that finds a non-finite step also skips
+//                  the steps already queued behind it and its weights stay those of the last
+//                  good step (the state a checkpoint then captures).
 //   mean_reduce    one workgroup: out[slot] = Σ_i x[i] · scale  (+ out[slot] when accumulate)
 //
 // Bindings:
 //   0 dims  uniform Dims {n, slot, accumulate, value}
 //             sum_squares:   n = elements of x, slot = first partial slot
-//             norm_finalize: n = partials to sum, value = maxNorm (0 = no clipping)
+//             norm_finalize: n = partials to sum, value = maxNorm (0 = no clipping),
+//                            accumulate = 1: the non-finite flag is sticky
 //             mean_reduce:   n = elements of x, slot = output slot, accumulate 0/1, value = scale
 //   1 x     storage read        sum_squares: the gradient range (n); norm_finalize: partials (n);
 //                               mean_reduce: the values (n), e.g. per-token losses (B·T)
@@ -80,7 +85,7 @@ fn norm_finalize(@builtin(local_invocation_id) lid: vec3u) {
     let maxNorm = dims.value;
     var coef = 1.0;
     if (maxNorm > 0.0) { coef = min(1.0, maxNorm / (norm + 1e-6)); }
-    let bad = nonFinite(s);
+    let bad = nonFinite(s) || (dims.accumulate != 0u && y[2] != 0.0);
     y[0] = norm;
     y[1] = select(coef, 1.0, bad);
     y[2] = select(0.0, 1.0, bad);

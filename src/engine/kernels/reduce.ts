@@ -67,6 +67,12 @@ export interface NormFinalizeArgs {
   norm: BufferRange;
   /** Clip threshold; 0 turns clipping off (clipCoef = 1). Can be changed later with setMaxNorm. */
   maxNorm: number;
+  /**
+   * Keep the non-finite flag once set (norm[2] is read before it is written): every later step
+   * is skipped too until the caller zeroes norm[2]. A trainer uses it so the steps queued behind a
+   * non-finite one cannot move the weights away from the last good step.
+   */
+  sticky?: boolean;
 }
 
 export interface NormFinalize {
@@ -85,7 +91,7 @@ export async function normFinalize(ctx: GpuContext, args: NormFinalizeArgs): Pro
   elements(args.label, args.norm, NORM_WORDS);
   checkMaxNorm(args.label, args.maxNorm);
   const pipeline = await ctx.pipeline('reduce', 'norm_finalize');
-  const u = dims(ctx, args.label, args.count, 0, false, args.maxNorm);
+  const u = dims(ctx, args.label, args.count, 0, !!args.sticky, args.maxNorm);
   return {
     dispatch: { label: args.label, pipeline, bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.partials, args.norm]), workgroups: [1, 1, 1] },
     setMaxNorm(maxNorm: number) {
@@ -102,6 +108,8 @@ export interface GradNormArgs {
   /** (3) output: [totalNorm, clipCoef, nonFiniteFlag] */
   norm: BufferRange;
   maxNorm: number;
+  /** see NormFinalizeArgs.sticky */
+  sticky?: boolean;
 }
 
 export interface GradNorm extends NormFinalize {
@@ -126,6 +134,7 @@ export async function gradNorm(ctx: GpuContext, args: GradNormArgs): Promise<Gra
     count,
     norm: args.norm,
     maxNorm: args.maxNorm,
+    sticky: args.sticky,
   });
   dispatches.push(fin.dispatch);
   return { ...fin, dispatches, partials };

@@ -9,7 +9,8 @@ import type { GpuWeights } from '../model/weights.ts';
 import { NotEnoughTokensError, WindowSampler, windowCount } from './data.ts';
 import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
 import { lrMultiplier, type ScheduleConfig } from './schedule.ts';
-import { Trainer, type OptimizerOptions, type StepMetrics } from './trainer.ts';
+import { Trainer, type OptimizerOptions, type StepMetrics, type TrainerState } from './trainer.ts';
+import { NonFiniteLossError } from '../errors.ts';
 import type { DropoutRates } from '../model/graph.ts';
 
 export interface TrainRunConfig extends OptimizerOptions {
@@ -57,6 +58,32 @@ export interface EvalLog {
   eval_acc: number;
 }
 
+/** Where a resumed run starts: after `state.stepIndex` optimizer steps, with that optimizer state. */
+export interface TrainResume {
+  /** from Trainer.exportState (or a checkpoint); the weights (and LoRA adapters) given to runTraining are those after the same step */
+  state: TrainerState;
+}
+
+/** Why a checkpoint is asked for. */
+export type CheckpointReason = 'interval' | 'end' | 'stopped' | 'non-finite';
+
+/**
+ * The run at a step boundary: every step up to `step` has finished and been reported (onStep,
+ * onEval), none after it has been submitted, so the weights (and LoRA adapters) on the GPU are
+ * those after `step` updates. Valid only during the onCheckpoint call.
+ */
+export interface RunSnapshot {
+  /** optimizer steps completed */
+  step: number;
+  reason: CheckpointReason;
+  /** batch rows read from the window order so far: step · batch · gradAccum */
+  rowsRead: number;
+  /** the groups the user froze at this point (a host may have changed them while paused) */
+  userFrozen: ReadonlySet<number>;
+  /** the optimizer state after `step` steps */
+  exportState(): Promise<TrainerState>;
+}
+
 export interface TrainHooks {
   onStep?(log: StepLog, metrics: StepMetrics): void;
   /** after each held-out evaluation (cfg.evaluation), following the onStep of its step */
@@ -74,6 +101,18 @@ export interface TrainHooks {
    * steps and reports them through onStep (a paused run shows every step it took).
    */
   beforeStep?(step: number, settle: () => Promise<void>): Promise<ReadonlySet<number> | void>;
+  /**
+   * Whether to checkpoint after `step` optimizer steps (asked at each boundary of the run but its
+   * first and last, e.g. every N steps). When true the steps in flight are settled first.
+   */
+  checkpointAt?(step: number): boolean;
+  /**
+   * Called with the run at a step boundary: where checkpointAt says so, at the end (finished, or
+   * stopped through `signal` after the steps in flight finished), and after a non-finite step
+   * (the snapshot of the last good step, before the NonFiniteLossError is thrown). Awaited: the
+   * next step is submitted only after it resolves.
+   */
+  onCheckpoint?(snap: RunSnapshot): Promise<void>;
 }
 
 /** The frozen groups at 0-based step `s`. */
@@ -88,9 +127,13 @@ function frozenAt(userFrozen: ReadonlySet<number>, L: number, sched: UnfreezeSch
 /**
  * Runs cfg.steps optimizer steps on `weights`, or, with `lora`, on LoRA adapters over the frozen
  * base model (the frozen groups, unfreezing and discriminative rates then apply to the adapters).
+ * With `resume`, steps S+1 … cfg.steps of that run, S = resume.state.stepIndex: the window order
+ * from row S·batch·gradAccum, the frozen set and unfreezing plan at step S, the schedule at step
+ * S over cfg.steps, the evaluation cadence unchanged (so a run resumed with the same settings
+ * performs exactly the steps the uninterrupted run would have). Returns the logs of the steps run here.
  */
 export async function runTraining(
-  ctx: GpuContext, weights: GpuWeights, tokens: ArrayLike<number>, cfg: TrainRunConfig, hooks: TrainHooks = {}, lora?: LoraWeights,
+  ctx: GpuContext, weights: GpuWeights, tokens: ArrayLike<number>, cfg: TrainRunConfig, hooks: TrainHooks = {}, lora?: LoraWeights, resume?: TrainResume,
 ): Promise<StepLog[]> {
   const c = weights.config;
   const L = c.nLayer;
@@ -108,16 +151,29 @@ export async function runTraining(
       throw new NotEnoughTokensError(`The evaluation data has ${ev.tokens.length} tokens; one window of ${cfg.seq} targets needs ${cfg.seq + 1}. Add held-out data or lower the sequence length.`);
     }
   }
-  const sampler = new WindowSampler({ tokens, T: cfg.seq, shuffle: cfg.order === 'shuffled', seed: cfg.seed });
+  const start = resume?.state.stepIndex ?? 0;
+  if (!(Number.isSafeInteger(start) && start >= 0 && start <= cfg.steps)) {
+    throw new ShapeError(`The run resumes after step ${start}, beyond its ${cfg.steps} steps; give a total of at least ${start} steps.`);
+  }
+  const rowsPerStep = cfg.batch * cfg.gradAccum;
+  const sampler = new WindowSampler({ tokens, T: cfg.seq, shuffle: cfg.order === 'shuffled', seed: cfg.seed, startRow: start * rowsPerStep });
   const trainer = await Trainer.create(ctx, weights, {
     batch: cfg.batch, seq: cfg.seq, gradAccum: cfg.gradAccum, dropout: cfg.dropout, seed: cfg.seed,
     beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip,
-    frozen: frozenAt(userFrozen, L, sched, 0),
+    frozen: frozenAt(userFrozen, L, sched, start),
     lora,
   });
   if (trainer.trainableParams === 0 && !sched) {
     trainer.destroy();
     throw new ShapeError('Every layer is frozen: nothing would train. Unfreeze at least one group.');
+  }
+  if (resume) {
+    try {
+      await trainer.importState(resume.state);
+    } catch (e) {
+      trainer.destroy();
+      throw e;
+    }
   }
   hooks.onTrainer?.(trainer);
   const logs: StepLog[] = [];
@@ -143,9 +199,20 @@ export async function runTraining(
     }
     hooks.onEval?.({ step, eval_loss: r.loss, eval_ppl: r.perplexity, eval_acc: r.accuracy }, r);
   };
+  const checkpoint = async (reason: CheckpointReason) => {
+    if (!hooks.onCheckpoint) return;
+    const step = trainer.stepsDone;
+    await hooks.onCheckpoint({ step, reason, rowsRead: step * rowsPerStep, userFrozen, exportState: () => trainer.exportState() });
+  };
+  let s = start;
   try {
-    for (let s = 0; s < cfg.steps; s++) {
+    for (; s < cfg.steps; s++) {
       if (hooks.signal?.aborted) break;
+      if (s > start && hooks.checkpointAt?.(s)) {
+        while (inFlight.length) await settle();
+        await checkpoint('interval');
+        if (hooks.signal?.aborted) break;
+      }
       const changed = await hooks.beforeStep?.(s, async () => {
         while (inFlight.length) await settle();
       });
@@ -174,6 +241,14 @@ export async function runTraining(
       if (ev && ((ev.every > 0 && (s + 1) % ev.every === 0) || s + 1 === cfg.steps)) await evaluate(s + 1, ev.tokens);
     }
     while (inFlight.length) await settle();
+    await checkpoint(s >= cfg.steps ? 'end' : 'stopped');
+  } catch (e) {
+    if (e instanceof NonFiniteLossError && hooks.onCheckpoint) {
+      // The steps queued behind the bad one were skipped on the GPU; their metrics fail the same way.
+      await Promise.allSettled(inFlight.splice(0).map((f) => f.metrics));
+      await checkpoint('non-finite');
+    }
+    throw e;
   } finally {
     held.evaluator?.destroy();
     await trainer.drain().catch(() => {});

@@ -8,7 +8,7 @@
 // tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
 // parameters hold no gradient and no optimizer state and never change. With LoRA adapters
 // (model/lora.ts) the whole base model is frozen and only the adapters hold gradients and state.
-import { NonFiniteLossError, ShapeError } from '../errors.ts';
+import { NonFiniteLossError, ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
@@ -69,6 +69,33 @@ export interface StepMetrics {
   clipCoef: number;
 }
 
+/** AdamW state of one tensor (torch.optim.AdamW's state[p]). */
+export interface TensorOptimizerState {
+  /** first moment (exp_avg), the parameter's element count */
+  m: Float32Array;
+  /** second moment (exp_avg_sq) */
+  v: Float32Array;
+  /** updates this tensor has received since its state was created (≥ 1) */
+  step: number;
+}
+
+/**
+ * Everything a Trainer carries from one optimizer step to the next besides the weights: what a
+ * checkpoint stores so that a fresh trainer continues bit for bit (export → import → same steps).
+ */
+export interface TrainerState {
+  /**
+   * Optimizer steps taken: the 0-based index of the next step, which is also the counter the
+   * next dropout mask is drawn with (kernels/dropout.ts writeRng(seed, stepIndex)).
+   */
+  stepIndex: number;
+  /** every tensor that holds AdamW state, by engine name (LoRA adapters by their adapter name); absent = fresh */
+  tensors: Map<string, TensorOptimizerState>;
+}
+
+/** A TrainerState that does not fit this trainer (a tensor that is frozen here, a wrong size …). */
+export class TrainerStateError extends StudioError {}
+
 export interface TrainerMemory {
   parameters: number;
   gradients: number;
@@ -119,6 +146,12 @@ export class Trainer {
   private ring: Array<{ buffer: GPUBuffer; pending: Promise<void> | null }> = [];
   private ringNext = 0;
   private stepIndex = 0;
+  /**
+   * Set when a step came back non-finite: that step and every step queued behind it were skipped
+   * on the GPU (the sticky flag of reduce.wgsl), so the weights and moments are those after
+   * `lastGood` steps, with these step counts.
+   */
+  private halted: { lastGood: number; stepCounts: Map<string, number> } | null = null;
 
   private constructor(ctx: GpuContext, weights: GpuWeights, opts: TrainerOptions) {
     const c = weights.config;
@@ -276,7 +309,8 @@ export class Trainer {
     let norm: GradNorm | null = null;
     if (grads && m && v) {
       const normRange = { buffer: this.normBuf, offset: 0, size: NORM_WORDS * 4 };
-      norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.flatMap((s) => grads.ranges(s.name)), norm: normRange, maxNorm: opts.gradClip });
+      // Sticky: a non-finite step also skips the steps already queued behind it (see `halted`).
+      norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.flatMap((s) => grads.ranges(s.name)), norm: normRange, maxNorm: opts.gradClip, sticky: true });
       dispatches.push(...norm.dispatches);
       for (let k = 0; k < trainable.length; k++) {
         const s = trainable[k];
@@ -331,6 +365,7 @@ export class Trainer {
       const rec = packAdamwRecords(hyper);
       ctx.device.queue.writeBuffer(this.records, 0, rec.buffer, rec.byteOffset, rec.byteLength);
     }
+    const countsBefore = new Map(this.stepCounts);
     for (const s of this.plan.trainable) this.stepCounts.set(s.name, (this.stepCounts.get(s.name) ?? 0) + 1);
 
     this.stepIndex++;
@@ -351,6 +386,7 @@ export class Trainer {
       slot.buffer.unmap();
       const m: StepMetrics = { step: stepNo, loss: f[0], gradNorm: hasNorm ? f[4] : 0, clipCoef: hasNorm ? f[5] : 1 };
       if (!Number.isFinite(m.loss) || (hasNorm && f[6] !== 0)) {
+        if (!this.halted || this.halted.lastGood > stepNo - 1) this.halted = { lastGood: stepNo - 1, stepCounts: countsBefore };
         throw new NonFiniteLossError(
           `Step ${stepNo}: the loss or gradient became ${Number.isNaN(m.loss) ? 'NaN' : 'infinite'} (loss ${m.loss}, grad norm ${f[4]}). ` +
             'The weights were left as they were before the step. Lower the learning rate, turn on gradient clipping, or check the data.',
@@ -360,6 +396,82 @@ export class Trainer {
     })();
     slot.pending = metrics.then(() => undefined, () => undefined);
     return { metrics };
+  }
+
+  /**
+   * Optimizer steps whose updates the weights hold once every submitted step has finished: the
+   * steps submitted, or, after a non-finite step, the steps before it.
+   */
+  get stepsDone(): number {
+    return this.halted ? this.halted.lastGood : this.stepIndex;
+  }
+
+  /**
+   * The optimizer state after every submitted step (it waits for them): the moments of every
+   * tensor holding state, read range by range from the GPU, the per-tensor step counts and the
+   * step counter. After a non-finite step it is the state of the last good step, which the
+   * weights also still hold (the skipped steps changed nothing).
+   */
+  async exportState(): Promise<TrainerState> {
+    await this.drain();
+    const counts = this.halted ? this.halted.stepCounts : this.stepCounts;
+    const tensors = new Map<string, TensorOptimizerState>();
+    const { m, v } = this.plan;
+    for (const s of this.plan.trainable) {
+      const step = counts.get(s.name) ?? 0;
+      if (step === 0 || !m || !v) continue;
+      tensors.set(s.name, { m: await this.readRanges(m, s.name, s.numel), v: await this.readRanges(v, s.name, s.numel), step });
+    }
+    return { stepIndex: this.stepsDone, tensors };
+  }
+
+  /** A tensor of an arena as float32, copied back one bindable range at a time (wte may be split). */
+  private async readRanges(arena: Arena, name: string, numel: number): Promise<Float32Array> {
+    const out = new Float32Array(numel);
+    const whole = arena.range(name);
+    for (const r of arena.ranges(name)) {
+      out.set(await this.ctx.readF32(r.buffer, r.offset, r.size / 4), (r.offset - whole.offset) / 4);
+    }
+    return out;
+  }
+
+  /**
+   * Replaces the optimizer state with `state` (from exportState, maybe of another trainer): the
+   * next step is `state.stepIndex` + 1 with the same moments, step counts and dropout masks.
+   * Every tensor in the state must be trainable under the current frozen set; trainable tensors
+   * absent from it start fresh (zero moments, step 0). Clears a non-finite halt.
+   */
+  async importState(state: TrainerState): Promise<void> {
+    await this.drain();
+    if (!(Number.isSafeInteger(state.stepIndex) && state.stepIndex >= 0)) throw new TrainerStateError(`The saved step counter ${state.stepIndex} must be a whole number ≥ 0.`);
+    const trainable = new Map(this.plan.trainable.map((s) => [s.name, s]));
+    for (const [name, t] of state.tensors) {
+      const s = trainable.get(name);
+      if (!s) {
+        throw new TrainerStateError(
+          `The saved optimizer state has moments for ${name}, which is ${(this.opts.lora ? this.opts.lora.specs : this.weights.specs).some((x) => x.name === name) ? 'frozen' : 'not a tensor'} in this run; ` +
+            'resume with the settings (frozen groups, unfreezing, LoRA) the state was saved with.',
+        );
+      }
+      if (t.m.length !== s.numel || t.v.length !== s.numel) throw new TrainerStateError(`The saved moments of ${name} have ${t.m.length} and ${t.v.length} values; the tensor has ${s.numel} (${s.shape.join('×')}).`);
+      if (!(Number.isSafeInteger(t.step) && t.step >= 1)) throw new TrainerStateError(`The saved step count of ${name} is ${t.step}; it must be a whole number ≥ 1.`);
+    }
+    const { m, v } = this.plan;
+    const enc = this.ctx.device.createCommandEncoder();
+    m?.clear(enc);
+    v?.clear(enc);
+    enc.clearBuffer(this.normBuf); // a sticky non-finite flag must not outlive the state it stopped
+    this.ctx.device.queue.submit([enc.finish()]);
+    for (const [name, t] of state.tensors) {
+      for (const [arena, data] of [[m!, t.m], [v!, t.v]] as const) {
+        const r = arena.range(name);
+        this.ctx.device.queue.writeBuffer(r.buffer, r.offset, data.buffer, data.byteOffset, data.byteLength);
+      }
+    }
+    await this.ctx.device.queue.onSubmittedWorkDone();
+    this.stepCounts = new Map([...state.tensors].map(([n, t]) => [n, t.step]));
+    this.stepIndex = state.stepIndex;
+    this.halted = null;
   }
 
   /** Submits one step and waits for its metrics. */
