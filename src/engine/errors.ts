@@ -34,3 +34,17 @@ export class ShapeError extends StudioError {}
 
 /** The training loss or gradient norm became NaN or infinite. */
 export class NonFiniteLossError extends StudioError {}
+
+/**
+ * An allocation did not fit in GPU memory (WebGPU reports it through an 'out-of-memory' error
+ * scope, not as an exception). The message says what was being allocated; the page adds the
+ * run's estimate and what to change.
+ */
+export class OutOfMemoryError extends StudioError {
+  constructor(message: string, readonly what = '') {
+    super(message);
+  }
+}
+
+/** The GPU reported an error no scope caught (a validation or internal error). */
+export class GpuError extends StudioError {}

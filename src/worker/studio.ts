@@ -2,7 +2,7 @@
 // loaded model (the copy that trains, and the base copy kept for side-by-side samples and
 // before/after evaluation), the LoRA adapter when one trains, the tokenized corpus and the one
 // training run, and answers every WorkerRequest with WorkerEvents. Nothing here touches the DOM.
-import { StudioError } from '../engine/errors.ts';
+import { OutOfMemoryError, StudioError } from '../engine/errors.ts';
 import { bleuEval, DEFAULT_BLEU_EVAL, type BleuEvalOptions } from '../engine/eval/bleu-eval.ts';
 import { evaluate, type EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
 import { GpuContext } from '../engine/gpu/context.ts';
@@ -10,7 +10,7 @@ import { run } from '../engine/gpu/dispatch.ts';
 import { matmul } from '../engine/kernels/matmul.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import { initLoraParams, LoraWeights, type LoraConfig } from '../engine/model/lora.ts';
-import { memoryLimitsOf } from '../engine/model/memory.ts';
+import { describeMemory, formatBytes, memoryLimitsOf } from '../engine/model/memory.ts';
 import { paramSpecs, type HostParams } from '../engine/model/params.ts';
 import { GpuWeights } from '../engine/model/weights.ts';
 import { groupLabel } from '../engine/train/groups.ts';
@@ -241,6 +241,7 @@ export class Studio {
     this.ctxPromise ??= GpuContext.create(this.gpu).then(
       (ctx) => {
         this.ctx = ctx;
+        ctx.onUncapturedError = (e) => this.post({ type: 'error', ...describeError(e), request: 'train' });
         void ctx.lostPromise.then((err) => this.onDeviceLost(ctx, err.message));
         return ctx;
       },
@@ -278,8 +279,14 @@ export class Studio {
     const params = await loadCheckpoint(m.folder.config, m.folder.files, (p) =>
       this.post({ type: 'progress', task: 'model', label: 'Uploading the weights to the GPU', done: p.loadedBytes, total: p.totalBytes, unit: 'bytes' }),
     );
-    const base = new GpuWeights(ctx, m.folder.config, params);
-    const tuned = new GpuWeights(ctx, m.folder.config, params);
+    const { base, tuned } = await ctx.allocating(
+      `two copies of ${m.folder.name}'s weights (the one that trains, and the original for comparisons)`,
+      () => ({ base: new GpuWeights(ctx, m.folder.config, params), tuned: new GpuWeights(ctx, m.folder.config, params) }),
+      (w) => {
+        w.base.destroy();
+        w.tuned.destroy();
+      },
+    );
     params.clear();
     m.gpu = { ctx, base, tuned, lora: null };
     m.trainedSteps = 0;
@@ -566,11 +573,29 @@ export class Studio {
     } catch (e) {
       if (this.model === m && m.gpu) m.trainedSteps += this.runStep;
       const lost = control.stopped && control.abort.signal.reason instanceof StudioBusyError;
-      this.setState(lost ? 'stopped' : 'failed', describeError(e).message);
-      if (!lost) throw e;
+      const err = e instanceof OutOfMemoryError ? this.explainOom(e, settings, frozen) : e;
+      this.setState(lost ? 'stopped' : 'failed', describeError(err).message);
+      if (!lost) throw err;
     } finally {
       this.control = null;
     }
+  }
+
+  /** An allocation that did not fit, with the run's estimate, the adapter's limits and what to change. */
+  private explainOom(e: OutOfMemoryError, s: TrainSettings, frozen: ReadonlySet<number>): OutOfMemoryError {
+    const m = this.model;
+    if (!m) return e;
+    const est = estimateRun(m.folder.config, s, frozen, this.ctx ? memoryLimitsOf(this.ctx) : undefined);
+    const lim = this.ctx?.limits;
+    const mb = formatBytes;
+    const parts = [
+      `The GPU ran out of memory while allocating ${e.what || 'the run\'s buffers'}.`,
+      `This run needs about ${mb(est.memory.total)}: ${describeMemory(est.memory)}, plus ${mb(est.memory.baseCopy)} for the original weights kept for comparisons.`,
+      lim ? `This adapter allows buffers of up to ${mb(lim.maxBufferSize)} and bindings of up to ${mb(lim.maxStorageBufferBindingSize)}; WebGPU does not tell a page how much memory the GPU has in all, and other tabs and programs share it.` : '',
+      `To fit: lower the batch size (now ${s.batch}) or the sequence length (now ${s.seq}), freeze more layers in the Layers panel (frozen layers need no gradients or Adam moments)${s.lora.enabled ? ', or a lower LoRA rank' : ', or turn on LoRA (only small adapters train)'}.`,
+      'The model and the corpus stay loaded: change the settings and press Train again.',
+    ];
+    return new OutOfMemoryError(parts.filter(Boolean).join(' '), e.what);
   }
 
   /** The LoRA adapter the run trains (kept when its settings did not change), or null for full fine-tuning. */

@@ -2,7 +2,7 @@
 // a compiled-pipeline cache, and small helpers for uploads and readback.
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
-import { AdapterLimitError, DeviceLostError, NO_WEBGPU_HELP, NoWebGPUError, ShaderError } from '../errors.ts';
+import { AdapterLimitError, DeviceLostError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
 import { loadShader, type ShaderName } from './shaders.ts';
 
 /** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */
@@ -85,6 +85,15 @@ function enforceBindingLimit(device: GPUDevice, limit: number): void {
   };
 }
 
+/** What frees GPU memory for a training run, from the largest saving down. */
+export const OOM_ADVICE =
+  'To fit, lower the batch size or the sequence length, freeze more layers (frozen layers need no gradients or Adam moments), or train LoRA adapters instead of every weight.';
+
+function isOutOfMemory(e: unknown): boolean {
+  // GPUOutOfMemoryError is a global in browsers; match by name so Node's Dawn classes work too.
+  return !!e && (e as object).constructor?.name === 'GPUOutOfMemoryError';
+}
+
 export class GpuContext {
   readonly device: GPUDevice;
   readonly adapter: AdapterReport;
@@ -101,8 +110,27 @@ export class GpuContext {
    */
   readonly maxBinding: number;
 
+  /**
+   * Called with errors that no error scope caught (the device's `uncapturederror` event): an
+   * allocation outside allocating(), a validation error. Without a listener they would only reach
+   * the browser console, and the page would not know why training stopped making sense.
+   */
+  onUncapturedError: ((e: OutOfMemoryError | GpuError) => void) | null = null;
+
   private constructor(device: GPUDevice, adapter: AdapterReport, bindingLimit?: number) {
     this.device = device;
+    // Dawn in Node may not make the device an EventTarget; the page's browsers all do.
+    const target = device as unknown as Partial<EventTarget>;
+    target.addEventListener?.('uncapturederror', (ev: Event) => {
+      const err = (ev as GPUUncapturedErrorEvent).error;
+      const wrapped = isOutOfMemory(err)
+        ? new OutOfMemoryError(`The GPU ran out of memory (${err.message || 'no detail given'}). ${OOM_ADVICE}`)
+        : new GpuError(`The GPU reported an error: ${err?.message ?? String(err)}. Reload the page if results look wrong, and report it with the adapter shown in the Adapter panel.`);
+      if (this.onUncapturedError) {
+        ev.preventDefault();
+        this.onUncapturedError(wrapped);
+      }
+    });
     this.adapter = adapter;
     this.maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, bindingLimit ?? Infinity);
     if (bindingLimit !== undefined) enforceBindingLimit(device, this.maxBinding);
@@ -134,6 +162,29 @@ export class GpuContext {
       throw new AdapterLimitError(`maxStorageBufferBindingSize override must be a multiple of 4 bytes, at least 256; got ${limit}.`);
     }
     return new GpuContext(device, reportAdapter(adapter), limit);
+  }
+
+  /**
+   * Runs `f`, which allocates GPU memory, inside an 'out-of-memory' error scope: WebGPU reports an
+   * allocation that does not fit there, asynchronously, and the buffer it returned is unusable
+   * (WebGPU §22 "Errors & Debugging": createBuffer never throws for lack of memory). A failure
+   * becomes OutOfMemoryError naming `what`, after `undo` released what f made.
+   */
+  async allocating<T>(what: string, f: () => T | Promise<T>, undo?: (made: T) => void): Promise<T> {
+    this.device.pushErrorScope('out-of-memory');
+    let made: T;
+    try {
+      made = await f();
+    } catch (e) {
+      await this.device.popErrorScope().catch(() => null);
+      throw e;
+    }
+    const err = await this.device.popErrorScope();
+    if (err) {
+      undo?.(made);
+      throw new OutOfMemoryError(`The GPU ran out of memory while allocating ${what} (${err.message || 'no detail given'}). ${OOM_ADVICE}`, what);
+    }
+    return made;
   }
 
   get limits(): GPUSupportedLimits {

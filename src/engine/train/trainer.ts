@@ -196,9 +196,11 @@ export class Trainer {
   }
 
   static async create(ctx: GpuContext, weights: GpuWeights, opts: TrainerOptions): Promise<Trainer> {
-    const t = new Trainer(ctx, weights, opts);
-    await t.rebuild();
-    return t;
+    return ctx.allocating("the trainer's gradients, Adam moments and activations", async () => {
+      const t = new Trainer(ctx, weights, opts);
+      await t.rebuild();
+      return t;
+    }, (t) => t.destroy());
   }
 
   get frozenGroups(): ReadonlySet<number> {
@@ -248,7 +250,8 @@ export class Trainer {
     const same = groups.size === this.frozen.size && [...groups].every((g) => this.frozen.has(g));
     if (same) return;
     this.frozen = new Set(groups);
-    await this.rebuild();
+    // Opening groups allocates their gradients and moments; a failure is named, not silent.
+    await this.ctx.allocating('the gradients and Adam moments of the newly trainable layers', () => this.rebuild());
   }
 
   private async rebuild(): Promise<void> {
