@@ -263,7 +263,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
         run,
         // A run going again on a new device ends the lost-device notice.
         ...(ev.state === 'running' ? { deviceLost: null } : {}),
-        ...(done ? { model: { ...s.model, trainedSteps: s.model.trainedSteps + ev.step } } : {}),
+        // Steps of a run that ended with its device lost were lost with it.
+        ...(done && !s.deviceLost ? { model: { ...s.model, trainedSteps: s.model.trainedSteps + ev.step } } : {}),
         ...(starting ? { memory: { ...s.memory, actual: null } } : {}),
       };
     }
@@ -309,6 +310,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
     case 'deviceLost':
       return {
         deviceLost: ev.message,
+        // The fine-tuned weights were on the lost device.
+        model: { ...s.model, trainedSteps: 0 },
         run: s.run.state === 'running' || s.run.state === 'paused' || s.run.state === 'starting' ? { ...s.run, state: 'stopped', message: ev.message } : s.run,
         progress: {},
       };

@@ -261,7 +261,10 @@ export class Studio {
     const trained = (this.model?.trainedSteps ?? 0) > 0 || this.control !== null;
     if (this.model) {
       this.model.gpu = null;
+      // The fine-tuned weights died with the device: nothing may describe them any more (an
+      // export now holds the loaded weights, under their own name, with no training metrics).
       this.model.trainedSteps = 0;
+      this.model.lastRun = null;
     }
     this.control?.stop(new StudioBusyError('The GPU device was lost.'));
     this.post({
@@ -735,16 +738,18 @@ export class Studio {
           return gm.ctx.readF32(r.buffer, r.offset, r.size / 4);
         };
     const c = this.corpus;
-    const run = m.lastRun;
+    // Only weights that trained are labelled fine-tuned, and only their own run's metrics are reported.
+    const tuned = m.trainedSteps > 0;
+    const run = tuned ? m.lastRun : null;
     const out = await exportFile(format, {
       config,
       params,
       lora: lora ? { config: lora.config, params: () => lora.weights.download() } : null,
       tokenizer: m.folder.tokenizer.files,
       card: {
-        name: `${m.folder.name.split('/').pop()}-finetuned`,
+        name: `${m.folder.name.split('/').pop()}${tuned ? '-finetuned' : ''}`,
         baseModel: m.folder.baseModel,
-        ...(c ? { corpus: { ...c.tokenized.stats, names: c.names, trainTokens: c.split.train.length, valTokens: c.split.val.length, trainDocuments: c.split.trainDocuments, valDocuments: c.split.valDocuments } } : {}),
+        ...(c && tuned ? { corpus: { ...c.tokenized.stats, names: c.names, trainTokens: c.split.train.length, valTokens: c.split.val.length, trainDocuments: c.split.trainDocuments, valDocuments: c.split.valDocuments } } : {}),
         ...(run ? { training: run.cfg, metrics: { steps: m.trainedSteps, trainLoss: run.trainLoss, valLoss: run.valLoss, tokensSeen: run.tokens, seconds: run.seconds, ...(run.valAccuracy !== undefined ? { extra: { 'val next-token accuracy': run.valAccuracy } } : {}) } } : {}),
       },
       onProgress: (done, total) => this.post({ type: 'progress', task: 'export', label: 'Writing the download', done, total, unit: 'bytes' }),

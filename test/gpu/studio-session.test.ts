@@ -144,6 +144,16 @@ describe('the studio session behind the page', () => {
     await send({ type: 'loseDevice' });
     await new Promise((r) => setTimeout(r, 50));
     expect(of('deviceLost')).toHaveLength(1);
+    // The fine-tuned weights died with the device: an export now holds the loaded weights under
+    // their own name, and its model card reports no training of weights that are gone.
+    await send({ type: 'export', format: 'hf-zip' });
+    const zip = of('exported').at(-1)!;
+    expect(zip.fileName).toBe('tiny.zip');
+    const bytes = new Uint8Array(await zip.blob.arrayBuffer());
+    const text = new TextDecoder('latin1').decode(bytes);
+    expect(text).toContain('tiny/README.md');
+    expect(text).not.toContain('finetuned');
+    expect(text).not.toContain('training loss');
     const from = events.length;
     await send({ type: 'train', settings: { ...SETTINGS, steps: 2, evalEvery: 0, sampleEvery: 0 }, frozen: [], sample: SAMPLE });
     const states = events.slice(from).filter((e): e is Ev<'runState'> => e.type === 'runState').map((e) => e.state);

@@ -130,4 +130,11 @@ describe('reduce: worker events into page state', () => {
     s = apply(s, { type: 'runState', state: 'running', step: 0, totalSteps: 2 });
     expect(s.deviceLost).toBeNull();
   });
+
+  it('forgets fine-tuned steps lost with the device, also when the run reports its end afterwards', () => {
+    let s = apply(initialData(), { type: 'runState', state: 'running', step: 0, totalSteps: 8 }, { type: 'runState', state: 'finished', step: 8, totalSteps: 8 });
+    expect(s.model.trainedSteps).toBe(8);
+    s = apply(s, { type: 'runState', state: 'running', step: 3, totalSteps: 8 }, { type: 'deviceLost', message: 'GPU gone.' }, { type: 'runState', state: 'stopped', step: 3, totalSteps: 8 });
+    expect(s.model.trainedSteps).toBe(0);
+  });
 });
