@@ -7,6 +7,7 @@ import { loraSpecs } from '../engine/model/lora.ts';
 import { estimateMemory, type MemoryLimits } from '../engine/model/memory.ts';
 import { paramSpecs } from '../engine/model/params.ts';
 import { unfreezeSchedule } from '../engine/train/groups.ts';
+import { loraConfigOf as engineLoraConfigOf } from '../engine/train/run-settings.ts';
 import type { MemoryBreakdown } from './protocol.ts';
 import type { TrainSettings } from './settings.ts';
 
@@ -30,9 +31,9 @@ export function trainableGroups(config: GPT2Config, s: TrainSettings, frozen: Re
   return open;
 }
 
-/** The engine's LoraConfig for the page's LoRA settings (PEFT target names, no rsLoRA). */
+/** The engine's LoraConfig for the page's LoRA settings (the engine's one mapping), or undefined without LoRA. */
 export function loraConfigOf(s: TrainSettings): LoraConfig | undefined {
-  return s.lora.enabled ? { r: s.lora.r, alpha: s.lora.alpha, dropout: s.lora.dropout, targets: [...s.lora.targets], rslora: false } : undefined;
+  return engineLoraConfigOf(s) ?? undefined;
 }
 
 export function estimateRun(config: GPT2Config, s: TrainSettings, frozen: ReadonlySet<number>, limits?: MemoryLimits): Estimate {

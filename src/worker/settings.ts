@@ -1,7 +1,10 @@
 // The studio's run settings as plain data: training, sampling and evaluation options with their
-// defaults, and the checks that explain a bad value where it is typed (the page) and again before
-// a run starts (the worker). Pure TypeScript with no GPU: both sides of the protocol use it.
+// defaults (the engine's one table, engine/train/run-settings.ts, plus the page's own), and the
+// checks that explain a bad value where it is typed (the page) and again before a run starts
+// (the worker). Pure TypeScript with no GPU: both sides of the protocol use it.
 import { MAX_MICRO_BATCHES } from '../engine/kernels/dropout.ts';
+import { DEFAULT_SAMPLING } from '../engine/generate/sampling.ts';
+import { PAGE_OVERRIDES, RUN_DEFAULTS, UNTRAINED_MODEL_LR, type LoraRunSettings, type RunSettings } from '../engine/train/run-settings.ts';
 import type { ScheduleKind } from '../engine/train/schedule.ts';
 
 export type { ScheduleKind };
@@ -9,55 +12,25 @@ export type { ScheduleKind };
 export type LoraTarget = 'c_attn' | 'c_proj' | 'c_fc';
 export const LORA_TARGETS: readonly LoraTarget[] = ['c_attn', 'c_proj', 'c_fc'];
 
-export interface LoraSettings {
-  enabled: boolean;
-  /** rank r of A (r, in) and B (out, r) */
-  r: number;
-  /** α: the update is scaled by α/r */
-  alpha: number;
-  /** dropout on the LoRA input only (PEFT's lora_dropout) */
-  dropout: number;
+/** The page's LoRA settings: the engine's, with the targets the page offers. */
+export interface LoraSettings extends LoraRunSettings {
   targets: LoraTarget[];
 }
 
-export interface TrainSettings {
-  /** peak learning rate of the top group */
-  lr: number;
-  schedule: ScheduleKind;
-  /** warmup: whole steps, or a fraction of the run when below 1 */
-  warmup: number;
-  /** linear/cosine decay ends at this fraction of the peak */
-  minLrRatio: number;
-  /** slanted triangular: fraction of steps spent rising */
-  cutFrac: number;
-  /** slanted triangular: peak / lowest rate */
-  stlrRatio: number;
-  /** run length in optimizer steps, or in epochs over the training windows */
-  lengthUnit: 'steps' | 'epochs';
-  steps: number;
-  epochs: number;
-  /** rows per micro-batch (B) */
-  batch: number;
-  /** tokens per row (T ≤ n_positions) */
-  seq: number;
-  /** micro-batches per optimizer step */
-  gradAccum: number;
-  weightDecay: number;
-  /** max global gradient norm; 0 = off */
-  gradClip: number;
+/**
+ * The page's run settings: the engine's RunSettings (engine/train/run-settings.ts) with one
+ * dropout number and the page's own choices of run length, validation split and sampling.
+ */
+export interface TrainSettings extends RunSettings {
   /** embd/attn/resid dropout together */
   dropout: number;
-  seed: number;
-  order: 'sequential' | 'shuffled';
+  /** run length in optimizer steps, or in epochs over the training windows */
+  lengthUnit: 'steps' | 'epochs';
+  epochs: number;
   /** fraction of the corpus held out for validation */
   valFraction: number;
-  /** evaluate on the validation split every N steps; 0 = only before and after */
-  evalEvery: number;
   /** generate a sample every N steps; 0 = only before and after */
   sampleEvery: number;
-  /** discriminative factor f (1 = off): group d trains at lr / f^(L+1−d) */
-  lrDecay: number;
-  unfreeze: { enabled: boolean; start: number; every: number };
   lora: LoraSettings;
 }
 
@@ -74,49 +47,33 @@ export interface SampleSettings {
 }
 
 /**
- * Defaults for a good first run. The learning rate is Hugging Face Trainer's 5e-5 for a
- * pretrained model; the page raises it for the built-in demo, whose weights are freshly
- * initialized and need larger steps to learn visibly (see suggestedLr).
+ * The page's first run: the engine's RUN_DEFAULTS with the page's intentional differences
+ * (PAGE_OVERRIDES, each with its reason, next to the table), plus what only the page has.
+ * The learning rate is RUN_DEFAULTS' 5e-5 for a pretrained model; the page raises it for a
+ * freshly initialized one such as the built-in demo (see suggestedLr).
  */
 export const DEFAULT_TRAIN: TrainSettings = {
-  lr: 5e-5,
-  // HF Trainer's default lr_scheduler_type is linear (with no warmup).
-  schedule: 'linear',
-  warmup: 0,
-  minLrRatio: 0,
-  // ULMFiT's slanted triangular values.
-  cutFrac: 0.1,
-  stlrRatio: 32,
+  ...RUN_DEFAULTS,
+  ...PAGE_OVERRIDES,
   lengthUnit: 'steps',
-  steps: 200,
   epochs: 1,
-  // Small enough for an integrated GPU or a software adapter; accumulate for larger batches.
-  batch: 4,
-  seq: 64,
-  gradAccum: 1,
-  weightDecay: 0,
-  // HF Trainer's max_grad_norm.
-  gradClip: 1,
-  // GPT-2's own embd/attn/resid_pdrop.
-  dropout: 0.1,
-  seed: 42,
-  order: 'shuffled',
+  // A tenth held out: enough windows for a stable validation loss on the sample corpus.
   valFraction: 0.1,
-  // Eight points of each over the default run: enough to watch the loss fall and the samples change.
-  evalEvery: 25,
-  sampleEvery: 25,
-  lrDecay: 1,
-  // ULMFiT opens the last layer first (k = 1).
-  unfreeze: { enabled: false, start: 1, every: 20 },
-  // PEFT's LoraConfig defaults (r 8, lora_alpha 8 in PEFT ≥ 0.5, dropout 0) on GPT-2's attention.
-  lora: { enabled: false, r: 8, alpha: 16, dropout: 0.05, targets: ['c_attn'] },
+  // As often as the evaluation, so the samples change along the curve.
+  sampleEvery: PAGE_OVERRIDES.evalEvery,
+  unfreeze: { ...RUN_DEFAULTS.unfreeze },
+  lora: { ...RUN_DEFAULTS.lora, targets: RUN_DEFAULTS.lora.targets.filter((t): t is LoraTarget => (LORA_TARGETS as readonly string[]).includes(t)) },
 };
 
-/** HF generate() sampling defaults (temperature 1, top-k 50, top-p 1), with a short continuation. */
+/**
+ * The page's samples. HF generate()'s defaults (the engine's DEFAULT_SAMPLING, which the CLI's
+ * `generate` uses: temperature 1, top-k 50, top-p 1) read as noise on a barely trained model, so
+ * the page samples a little sharper (temperature 0.8, nucleus 0.95), with a short continuation.
+ */
 export const DEFAULT_SAMPLE: SampleSettings = {
   prompt: 'First Citizen:\n',
   temperature: 0.8,
-  topK: 50,
+  topK: DEFAULT_SAMPLING.topK,
   topP: 0.95,
   maxNewTokens: 40,
   seed: 1,
@@ -124,7 +81,7 @@ export const DEFAULT_SAMPLE: SampleSettings = {
 
 /** Learning rate suggested for a model: pretrained checkpoints fine-tune at 5e-5; freshly initialized weights learn at ~3e-3. */
 export function suggestedLr(pretrained: boolean): number {
-  return pretrained ? 5e-5 : 3e-3;
+  return pretrained ? RUN_DEFAULTS.lr : UNTRAINED_MODEL_LR;
 }
 
 /** What the checks know about the loaded model and corpus (undefined while nothing is loaded). */

@@ -15,6 +15,7 @@ import { paramSpecs, type HostParams } from '../engine/model/params.ts';
 import { GpuWeights } from '../engine/model/weights.ts';
 import { groupLabel } from '../engine/train/groups.ts';
 import { runTraining, type TrainRunConfig } from '../engine/train/loop.ts';
+import { RunSettingsError, toRunConfig } from '../engine/train/run-settings.ts';
 import type { Trainer } from '../engine/train/trainer.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
 import { splitCorpus, tokenizeCorpus, type CorpusSplit, type TokenizedCorpus } from '../io/corpus.ts';
@@ -622,32 +623,13 @@ export class Studio {
   }
 
   private runConfig(s: TrainSettings, config: GPT2Config, frozen: Set<number>, steps: number): TrainRunConfig {
-    for (const g of frozen) {
-      if (!(Number.isInteger(g) && g >= 0 && g <= config.nLayer + 1)) throw new SettingsError(`Frozen group ${g} does not exist in a model with ${config.nLayer} blocks.`);
+    try {
+      return toRunConfig(s, config, { frozen, steps });
+    } catch (e) {
+      // The Layers panel is where a frozen set is fixed.
+      if (e instanceof RunSettingsError) throw new SettingsError(`${e.message} The Layers panel sets which layers train.`);
+      throw e;
     }
-    if (!s.unfreeze.enabled && frozen.size === config.nLayer + 2) {
-      throw new SettingsError('Every layer is frozen: nothing would train. Unfreeze at least one layer in the Layers panel.');
-    }
-    return {
-      steps,
-      batch: s.batch,
-      seq: s.seq,
-      gradAccum: s.gradAccum,
-      lr: s.lr,
-      schedule: { kind: s.schedule, warmup: s.warmup, minLrRatio: s.minLrRatio, cutFrac: s.cutFrac, ratio: s.stlrRatio },
-      lrDecay: s.lrDecay,
-      unfreeze: s.unfreeze.enabled ? { start: s.unfreeze.start, every: s.unfreeze.every } : null,
-      dropout: { embd: s.dropout, attn: s.dropout, resid: s.dropout },
-      seed: s.seed,
-      order: s.order,
-      frozen,
-      // torch.optim.AdamW's defaults.
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: s.weightDecay,
-      gradClip: s.gradClip,
-    };
   }
 
   private postMemory(t: Trainer, gm: GpuModel): void {

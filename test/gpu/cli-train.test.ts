@@ -26,6 +26,8 @@ describe('cli train', () => {
         '--steps', String(c.steps), '--batch', String(c.B), '--seq', String(c.T), '--grad-accum', String(c.grad_accum),
         '--lr', String(c.lr), '--weight-decay', String(c.weight_decay), '--beta1', String(c.beta1), '--beta2', String(c.beta2),
         '--eps', String(c.eps), '--grad-clip', String(c.max_grad_norm), '--dropout', '0', '--log', log,
+        // The goldens run at a constant rate over windows in order (not the defaults).
+        '--schedule', 'constant', '--order', 'sequential',
         ...(freeze.length ? ['--freeze', freeze.join(',')] : []),
       ];
       const printed: string[] = [];

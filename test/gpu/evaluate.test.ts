@@ -355,7 +355,7 @@ describe('cli eval and train --eval-every', () => {
 
   it('train --eval-every: eval lines after steps 3, 6 and the last, each on the weights after that step', async () => {
     const root = mkdtempSync(join(tmpdir(), 'cli-train-eval-'));
-    const base = ['train', '--model', join(GOLD, 'model'), '--data', join(GOLD, 'train.bin'), '--batch', '2', '--seq', '16', '--lr', '1e-2', '--dropout', '0'];
+    const base = ['train', '--model', join(GOLD, 'model'), '--data', join(GOLD, 'train.bin'), '--batch', '2', '--seq', '16', '--lr', '1e-2', '--dropout', '0', '--schedule', 'constant'];
     const held = Uint16Array.from(G.tokens.slice(400));
     writeFileSync(join(root, 'held.bin'), new Uint8Array(held.buffer));
     const log = join(root, 'log.jsonl');

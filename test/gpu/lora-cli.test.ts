@@ -40,7 +40,7 @@ describe('cli train with LoRA', () => {
     const args = [
       'train', '--model', join(GOLD, 'model'), '--data', join(GOLD, 'train.bin'), '--out', out,
       '--steps', String(steps), '--batch', String(B), '--seq', String(T), '--lr', String(lr), '--weight-decay', '0.01',
-      '--grad-clip', '1', '--dropout', '0', '--seed', String(seed), '--log', log,
+      '--grad-clip', '1', '--dropout', '0', '--seed', String(seed), '--log', log, '--schedule', 'constant', '--order', 'sequential',
       '--lora-r', '4', '--lora-alpha', '16', '--lora-targets', 'c_attn,c_proj', '--lora-export', 'both',
     ];
     const printed: string[] = [];

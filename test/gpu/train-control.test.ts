@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { runTraining } from '../../src/engine/train/loop.ts';
-import { DEFAULT_SCHEDULE } from '../../src/engine/train/schedule.ts';
+import { DEFAULT_SCHEDULE } from '../../src/engine/train/run-settings.ts';
 import { refTrain, toF64Params } from '../../src/engine/reference/gpt2.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 import { gpuContext } from '../helpers/gpu.ts';

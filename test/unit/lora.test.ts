@@ -5,10 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig, type GPT2Config } from '../../src/engine/model/config.ts';
 import {
-  checkLoraParams, countLoraParams, DEFAULT_LORA, initLoraParams, LORA_MODULES, LoraConfigError, loraDropoutSite,
+  checkLoraParams, countLoraParams, initLoraParams, LORA_MODULES, LoraConfigError, loraDropoutSite,
   loraScaling, loraSpecs, loraTargets, matchesTarget, type LoraConfig,
 } from '../../src/engine/model/lora.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
+import { DEFAULT_LORA } from '../../src/engine/train/run-settings.ts';
 import { LORA_SITE } from '../../src/engine/reference/lora.ts';
 import { DROPOUT_SITE } from '../../src/engine/reference/rng.ts';
 

@@ -5,6 +5,7 @@
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StudioError } from '../../engine/errors.ts';
+import { RUN_DEFAULTS } from '../../engine/train/run-settings.ts';
 import { prepareCorpus } from '../../io/token-files.ts';
 import { writeLlmcTokens, writeNanoGptTokens } from '../../io/token-files.ts';
 import { loadConfigFile, nodeDirFiles, nodeFileSource } from '../../io/node-model.ts';
@@ -25,7 +26,7 @@ export const prepareSpec: CommandSpec = {
     { name: 'data', kind: 'list', meta: 'file…', help: 'UTF-8 text: .txt/.md (one file = one document), .jsonl (one line = one document), .csv (one row = one document)' },
     { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for train.bin and val.bin' },
     { name: 'val-fraction', kind: 'float', default: 0.1, help: 'fraction of documents held out for validation (a single document is split at a window boundary)' },
-    { name: 'seed', kind: 'int', default: 1337, help: 'seed of the document shuffle that picks the validation documents' },
+    { name: 'seed', kind: 'int', default: RUN_DEFAULTS.seed, help: 'seed of the document shuffle that picks the validation documents' },
     { name: 'seq', kind: 'int', default: 128, help: 'context length T for the window counts and a single-document split (use train\'s --seq)' },
     { name: 'format', kind: 'string', default: 'nanogpt', choices: ['nanogpt', 'llmc'], help: 'nanogpt: raw uint16 ids; llmc: llm.c\'s 1024-byte header + uint16 ids' },
     { name: 'jsonl-field', kind: 'string', default: 'text', help: '.jsonl: the field holding the text' },

@@ -8,14 +8,15 @@ import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
 import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, withTotal } from '../../engine/model/memory.ts';
 import { GpuWeights } from '../../engine/model/weights.ts';
 import { describeGroupRates } from '../../engine/train/groups.ts';
-import { runTraining, type TrainRunConfig } from '../../engine/train/loop.ts';
-import { DEFAULT_SCHEDULE, type ScheduleKind } from '../../engine/train/schedule.ts';
+import { runTraining } from '../../engine/train/loop.ts';
+import { RUN_DEFAULTS, toRunConfig } from '../../engine/train/run-settings.ts';
 import { loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
 import { resolveModelDir } from '../model-arg.ts';
 import { saveTrainedFolder } from '../save-folder.ts';
 import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs } from '../lora.ts';
+import { RUN_OPTIONS, runSettingsFromArgs } from '../train-settings.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const trainSpec: CommandSpec = {
@@ -27,68 +28,24 @@ export const trainSpec: CommandSpec = {
     { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
     { name: 'data', kind: 'list', meta: 'file…', help: 'training data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv; one file / line / row is one document, each followed by EOS)' },
     { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout)' },
-    { name: 'steps', kind: 'int', default: 100, help: 'optimizer steps' },
-    { name: 'batch', kind: 'int', default: 4, help: 'rows per micro-batch (B)' },
-    { name: 'seq', kind: 'int', default: 128, help: 'tokens per row (T ≤ n_positions)' },
-    { name: 'grad-accum', kind: 'int', default: 1, help: 'micro-batches per optimizer step' },
-    { name: 'lr', kind: 'float', default: 5e-5, help: 'peak learning rate of the top group' },
-    { name: 'schedule', kind: 'string', default: 'constant', choices: ['constant', 'linear', 'cosine', 'stlr'], help: 'learning-rate schedule (Hugging Face semantics; stlr = ULMFiT slanted triangular)' },
-    { name: 'warmup', kind: 'float', default: 0, help: 'warmup steps, or a fraction of the run when below 1' },
-    { name: 'min-lr-ratio', kind: 'float', default: 0, help: 'linear/cosine decay ends at this fraction of the peak' },
-    { name: 'stlr-cut-frac', kind: 'float', default: 0.1, help: 'slanted triangular: fraction of steps spent rising' },
-    { name: 'stlr-ratio', kind: 'float', default: 32, help: 'slanted triangular: peak / lowest rate' },
-    { name: 'lr-decay', kind: 'float', default: 1, help: 'discriminative factor f: depth group d trains at lr / f^(L+1−d); 1 = off' },
-    { name: 'unfreeze-start', kind: 'int', optional: true, help: 'gradual unfreezing: groups open at first, counted from the top' },
-    { name: 'unfreeze-every', kind: 'int', optional: true, help: 'gradual unfreezing: open one more group every N optimizer steps' },
-    { name: 'weight-decay', kind: 'float', default: 0, help: 'AdamW decoupled weight decay (tensors with ≥ 2 dims only)' },
-    { name: 'beta1', kind: 'float', default: 0.9, help: 'AdamW β1' },
-    { name: 'beta2', kind: 'float', default: 0.999, help: 'AdamW β2' },
-    { name: 'eps', kind: 'float', default: 1e-8, help: 'AdamW ε' },
-    { name: 'grad-clip', kind: 'float', default: 1, help: 'max global gradient norm (0 = off)' },
-    { name: 'dropout', kind: 'float', optional: true, help: "sets embd/attn/resid dropout together (default: the config's)" },
-    { name: 'seed', kind: 'int', default: 1337, help: 'seed of dropout and the shuffled order' },
+    ...RUN_OPTIONS,
     { name: 'freeze', kind: 'list', optional: true, meta: 'list', help: 'frozen groups: embeddings, block indices 0 … L−1 (or ranges 0-5), ln_f' },
-    { name: 'order', kind: 'string', default: 'sequential', choices: ['sequential', 'shuffled'], help: 'window order' },
     { name: 'log', kind: 'string', optional: true, meta: 'file', help: 'JSON lines, one per step: {"step","loss","lr","grad_norm"}, and one per evaluation: {"step","eval_loss","eval_ppl","eval_acc"}' },
     { name: 'eval-data', kind: 'list', optional: true, meta: 'file…', help: 'held-out data (as --data): evaluated over every window (loss, perplexity, top-1 accuracy) at the end of training' },
-    { name: 'eval-every', kind: 'int', default: 0, help: 'with --eval-data: also evaluate every N optimizer steps (0 = only at the end)' },
+    { name: 'eval-every', kind: 'int', default: RUN_DEFAULTS.evalEvery, help: 'with --eval-data: also evaluate every N optimizer steps (0 = only at the end)' },
     ...LORA_OPTIONS,
   ],
 };
-
-const SCHEDULES: Record<string, ScheduleKind> = { constant: 'constant', linear: 'linear', cosine: 'cosine', stlr: 'slanted' };
 
 export async function runTrain(a: Args, out: (line: string) => void): Promise<void> {
   const modelDir = await resolveModelDir(a.str('model'), { endpoint: a.optStr('endpoint'), weights: true, log: out });
   const { config, params } = await loadModelDir(modelDir);
   const frozen = parseGroupList(config, a.list('freeze').join(','));
-  const seq = a.num('seq');
-  if (seq > config.nPositions) throw new UsageError(`train: --seq ${seq} exceeds the model's n_positions ${config.nPositions}.`);
-  const p = a.optNum('dropout');
-  if (p !== undefined && !(p >= 0 && p < 1)) throw new UsageError(`train: --dropout must be in [0, 1), got ${p}.`);
-  const hasStart = a.has('unfreeze-start');
-  if (hasStart !== a.has('unfreeze-every')) throw new UsageError('train: give --unfreeze-start and --unfreeze-every together.');
-  for (const k of ['steps', 'batch', 'grad-accum'] as const) if (a.num(k) < 1) throw new UsageError(`train: --${k} must be at least 1.`);
   const lora = parseLoraArgs(a, config);
-  const cfg: TrainRunConfig = {
-    steps: a.num('steps'),
-    batch: a.num('batch'),
-    seq,
-    gradAccum: a.num('grad-accum'),
-    lr: a.num('lr'),
-    schedule: { ...DEFAULT_SCHEDULE, kind: SCHEDULES[a.str('schedule')], warmup: a.num('warmup'), minLrRatio: a.num('min-lr-ratio'), cutFrac: a.num('stlr-cut-frac'), ratio: a.num('stlr-ratio') },
-    lrDecay: a.num('lr-decay'),
-    unfreeze: hasStart ? { start: a.num('unfreeze-start'), every: a.num('unfreeze-every') } : null,
-    beta1: a.num('beta1'),
-    beta2: a.num('beta2'),
-    eps: a.num('eps'),
-    weightDecay: a.num('weight-decay'),
-    gradClip: a.num('grad-clip'),
-    dropout: p === undefined ? { embd: config.embdPdrop, attn: config.attnPdrop, resid: config.residPdrop } : { embd: p, attn: p, resid: p },
-    seed: a.num('seed'),
-    order: a.str('order') === 'shuffled' ? 'shuffled' : 'sequential',
-    frozen,
-  };
+  const settings = runSettingsFromArgs(a, lora ? { enabled: true, ...lora.config } : null);
+  const seq = settings.seq;
+  if (seq > config.nPositions) throw new UsageError(`train: --seq ${seq} exceeds the model's n_positions ${config.nPositions}.`);
+  const cfg = toRunConfig(settings, config, { frozen });
   const evalEvery = a.num('eval-every');
   if (evalEvery < 0) throw new UsageError('train: --eval-every must be ≥ 0 (0 evaluates only at the end).');
   if (evalEvery > 0 && !a.has('eval-data')) throw new UsageError('train: --eval-every needs --eval-data <file> (the held-out data to evaluate on).');

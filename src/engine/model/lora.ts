@@ -49,11 +49,7 @@ export interface LoraConfig {
   rslora: boolean;
 }
 
-/**
- * PEFT's defaults (LoraConfig: r 8, lora_alpha 8, lora_dropout 0) and its default target for
- * GPT-2 (TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING['gpt2'] = ['c_attn']).
- */
-export const DEFAULT_LORA: LoraConfig = { r: 8, alpha: 8, dropout: 0, targets: ['c_attn'], rslora: false };
+// LoRA's defaults (PEFT's) are in train/run-settings.ts with the other run defaults.
 
 /** The Conv1D modules of a GPT-2 block, in the order of their dropout-site index. */
 export const LORA_MODULES = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'] as const;

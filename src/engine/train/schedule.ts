@@ -31,19 +31,8 @@ export interface ScheduleConfig {
   ratio: number;
 }
 
-export const DEFAULT_SCHEDULE: ScheduleConfig = {
-  // Linear decay is HF Trainer's default lr_scheduler_type.
-  kind: 'linear',
-  // HF Trainer defaults to no warmup; fine-tuning a pretrained model does not need one to stay
-  // stable at the small rates it uses, and a user can add it.
-  warmup: 0,
-  // HF's linear and cosine schedules decay to 0.
-  minLrRatio: 0,
-  // ULMFiT's values: a short climb over the first 10 % of steps, then a long decay, with the
-  // lowest rate 1/32 of the peak.
-  cutFrac: 0.1,
-  ratio: 32,
-};
+// The default schedule (HF Trainer's linear decay, no warmup) is in run-settings.ts with the
+// other run defaults.
 
 function checkConfig(s: ScheduleConfig): void {
   if (!Number.isFinite(s.warmup) || s.warmup < 0 || (s.warmup >= 1 && !Number.isInteger(s.warmup))) {

@@ -4,7 +4,8 @@
 // LoRA. Equality with real allocations is test/gpu/memory.test.ts.
 import { describe, expect, it } from 'vitest';
 import { GPT2_SMALL } from '../../../src/engine/model/config.ts';
-import { DEFAULT_LORA, countLoraParams } from '../../../src/engine/model/lora.ts';
+import { countLoraParams } from '../../../src/engine/model/lora.ts';
+import { DEFAULT_LORA } from '../../../src/engine/train/run-settings.ts';
 import { DEFAULT_MEMORY_LIMITS, describeMemory, estimateMemory } from '../../../src/engine/model/memory.ts';
 import { countParams, paramSpecs } from '../../../src/engine/model/params.ts';
 

@@ -1,14 +1,8 @@
 // Learning-rate multipliers against values worked out by hand from Hugging Face's formulas
 // (optimization.py) and ULMFiT's slanted triangular rate (Howard & Ruder 2018, eq. 3).
 import { describe, expect, it } from 'vitest';
-import {
-  DEFAULT_SCHEDULE,
-  lrMultiplier,
-  ScheduleConfigError,
-  scheduleCurve,
-  warmupSteps,
-  type ScheduleConfig,
-} from '../../../src/engine/train/schedule.ts';
+import { lrMultiplier, ScheduleConfigError, scheduleCurve, warmupSteps, type ScheduleConfig } from '../../../src/engine/train/schedule.ts';
+import { DEFAULT_SCHEDULE } from '../../../src/engine/train/run-settings.ts';
 
 const cfg = (o: Partial<ScheduleConfig>): ScheduleConfig => ({ ...DEFAULT_SCHEDULE, ...o });
 
