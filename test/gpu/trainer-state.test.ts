@@ -14,7 +14,7 @@ import { initLoraParams, LoraWeights, type LoraConfig } from '../../src/engine/m
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { runTraining, type RunSnapshot, type TrainRunConfig, type StepLog } from '../../src/engine/train/loop.ts';
-import { DEFAULT_SCHEDULE } from '../../src/engine/train/schedule.ts';
+import { DEFAULT_SCHEDULE } from '../../src/engine/train/run-settings.ts';
 import { Trainer, TrainerStateError, type MicroBatch, type TrainerState } from '../../src/engine/train/trainer.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 import { gpuContext } from '../helpers/gpu.ts';
