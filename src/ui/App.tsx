@@ -14,6 +14,8 @@ import { ModelPanel } from './ModelPanel.tsx';
 import { Notices } from './Notices.tsx';
 import { RunPanel } from './RunPanel.tsx';
 import { SamplesPanel } from './SamplesPanel.tsx';
+import { SavedRunsPanel } from './SavedRunsPanel.tsx';
+import { useLeaveGuard } from './durability.ts';
 import { SettingsPanel } from './SettingsPanel.tsx';
 import { useStudio } from './store.ts';
 
@@ -58,6 +60,7 @@ export function App() {
     return () => disconnectEngine();
   }, [apply]);
   useFirstRunDefaults();
+  useLeaveGuard();
 
   return (
     <div className="app">
@@ -84,6 +87,7 @@ export function App() {
           <LayersPanel />
           <EvalPanel />
           <ExportPanel />
+          <SavedRunsPanel />
           <AdapterPanel />
         </div>
       </main>

@@ -2,7 +2,7 @@
 // arrive as events folded into the store (src/ui/store.ts).
 import { EngineClient } from '../worker/client.ts';
 import type { WorkerRequest } from '../worker/protocol.ts';
-import { saveExport } from './download.ts';
+import { saveExport, saveFile } from './download.ts';
 import { useStudio } from './store.ts';
 
 let client: EngineClient | null = null;
@@ -11,6 +11,7 @@ export function connectEngine(): EngineClient {
   client ??= new EngineClient((ev) => {
     useStudio.getState().apply(ev);
     if (ev.type === 'exported') saveExport(ev);
+    if (ev.type === 'runZip') saveFile(ev.blob, ev.fileName);
   });
   return client;
 }

@@ -17,6 +17,7 @@ import {
   type RequestType,
   type RunState,
   type SampleSettings,
+  type SavedRunInfo,
   type TrainSettings,
   type WorkerEvent,
 } from '../worker/protocol.ts';
@@ -144,7 +145,19 @@ export interface SettingsSlice {
   compareBase: boolean;
 }
 
-export type StudioData = ModelSlice & CorpusSlice & RunSlice & ResultsSlice & StatusSlice & SettingsSlice;
+export interface SavedSlice {
+  saved: {
+    /** false when the browser gives no storage for runs; null until asked */
+    available: boolean | null;
+    runs: SavedRunInfo[];
+    /** the current run's latest save in the browser */
+    last: { id: string; step: number; at: number; bytes: number; seconds: number } | null;
+    /** a run being zipped for download */
+    downloading: string | null;
+  };
+}
+
+export type StudioData = SavedSlice & ModelSlice & CorpusSlice & RunSlice & ResultsSlice & StatusSlice & SettingsSlice;
 
 export interface StudioActions {
   apply(ev: WorkerEvent): void;
@@ -194,7 +207,15 @@ export function initialData(): StudioData {
     edited: [],
     frozen: [],
     compareBase: true,
+    saved: { available: null, runs: [], last: null, downloading: null },
   };
+}
+
+/** Steps the current run has taken since its last save in the browser (what a reload would lose). */
+export function unsavedSteps(s: StudioData): number {
+  const r = s.run;
+  if (r.state === 'idle' || r.state === 'failed' || s.deviceLost) return 0;
+  return Math.max(0, r.step - (s.saved.last?.step ?? 0));
 }
 
 /** Keeps series readable and the page light on very long runs: at most this many points. */
@@ -265,7 +286,7 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
         ...(ev.state === 'running' ? { deviceLost: null } : {}),
         // Steps of a run that ended with its device lost were lost with it.
         ...(done && !s.deviceLost ? { model: { ...s.model, trainedSteps: s.model.trainedSteps + ev.step } } : {}),
-        ...(starting ? { memory: { ...s.memory, actual: null } } : {}),
+        ...(starting ? { memory: { ...s.memory, actual: null }, saved: { ...s.saved, last: null } } : {}),
       };
     }
     case 'step':
@@ -307,6 +328,12 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       return { exports: { pending: null, last: s.exports.last }, progress: withoutProgress(s.progress, 'export') };
     case 'cache':
       return { cache: { persistent: ev.persistent, models: ev.models } };
+    case 'runs':
+      return { saved: { ...s.saved, available: ev.available, runs: ev.runs } };
+    case 'saved':
+      return { saved: { ...s.saved, last: { id: ev.id, step: ev.step, at: ev.at, bytes: ev.bytes, seconds: ev.seconds } } };
+    case 'runZip':
+      return { saved: { ...s.saved, downloading: null } };
     case 'deviceLost':
       return {
         deviceLost: ev.message,
@@ -343,6 +370,9 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
           break;
         case 'evaluate':
           patch.progress = withoutProgress(s.progress, 'evaluate');
+          break;
+        case 'runDownload':
+          patch.saved = { ...s.saved, downloading: null };
           break;
         case 'train':
           if (s.run.state === 'starting') patch.run = { ...s.run, state: 'failed', message: ev.message };

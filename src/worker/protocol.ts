@@ -105,6 +105,21 @@ export interface EvalResult {
   windows: number;
 }
 
+/** A run saved in the browser (OPFS): its latest checkpoint and what the page needs to resume it. */
+export interface SavedRunInfo {
+  id: string;
+  model: string;
+  corpus: string;
+  /** optimizer steps completed at the save, of totalSteps */
+  step: number;
+  totalSteps: number;
+  /** the run's state when saved: 'finished' runs are listed, not offered for resuming */
+  state: RunState | 'lost';
+  /** when it was saved (ms since the epoch) */
+  saved: number;
+  bytes: number;
+}
+
 export type RunState = 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'finished' | 'stopped' | 'failed';
 
 export type ExportFormat = 'hf-zip' | 'safetensors' | 'lora';
@@ -132,6 +147,11 @@ export type WorkerRequest =
   | { type: 'cacheClear'; model?: { endpoint: string; repo: string; revision: string } }
   /** puts the fine-tuned weights back to the loaded model's */
   | { type: 'resetWeights' }
+  /** the runs saved in the browser (answered by `runs`) */
+  | { type: 'runsList' }
+  | { type: 'runDelete'; id: string }
+  /** the saved run as a .zip: checkpoint-<step>/ (loads with from_pretrained, resumes in the CLI) and studio/ (the page's extras) */
+  | { type: 'runDownload'; id: string }
   /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */
   | { type: 'loseDevice' };
 
@@ -170,6 +190,10 @@ export type WorkerEvent =
   /** the download cache: one entry per model repository and revision */
   | { type: 'cache'; persistent: boolean; models: Array<{ endpoint: string; repo: string; revision: string; files: number; bytes: number; complete: boolean }> }
   | { type: 'deviceLost'; message: string }
+  | { type: 'runs'; runs: SavedRunInfo[]; available: boolean }
+  /** a checkpoint of the current run reached the browser's storage */
+  | { type: 'saved'; id: string; step: number; at: number; bytes: number; seconds: number }
+  | { type: 'runZip'; id: string; fileName: string; blob: Blob }
   | { type: 'error'; name: string; message: string; request: RequestType };
 
 export function describeError(e: unknown): { name: string; message: string } {

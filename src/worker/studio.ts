@@ -43,6 +43,7 @@ import {
   type WorkerRequest,
 } from './protocol.ts';
 import { RunControl } from './run-control.ts';
+import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
 import { blobSource } from '../io/bytes.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
 
@@ -175,6 +176,8 @@ export class Studio {
   private task: string | null = null;
   /** the base model's validation metrics, for the split and length they were measured at */
   private evalBefore: { key: string; result: EvalResult } | null = null;
+  /** the saving of the current (or last) run into the browser's storage */
+  private autosave: { runId: string } | null = null;
 
   constructor(post: (ev: WorkerEvent) => void, gpu: GPU | undefined) {
     this.post = post;
@@ -226,6 +229,17 @@ export class Studio {
           await cache.clear(req.model);
           return await this.postCache();
         }
+        case 'runsList':
+          return await this.postRuns();
+        case 'runDelete':
+          if (this.control && this.autosave?.runId === req.id) throw new StudioBusyError('This run is training now: stop it before deleting its save.');
+          await (await requireRunStore()).delete(req.id);
+          return await this.postRuns();
+        case 'runDownload':
+          return await this.oneTask('download', async () => {
+            const z = await runZip(await requireRunStore(), req.id);
+            this.post({ type: 'runZip', id: req.id, ...z });
+          });
         case 'loseDevice':
           (await this.context()).device.destroy();
           return;
@@ -346,6 +360,11 @@ export class Studio {
       byModel.set(k, m);
     }
     this.post({ type: 'cache', persistent, models: [...byModel.values()] });
+  }
+
+  private async postRuns(): Promise<void> {
+    const store = await browserRunStore();
+    this.post({ type: 'runs', available: store !== null, runs: store ? (await store.list()).map(runInfo) : [] });
   }
 
   // ---- model and corpus ----------------------------------------------------------------------

@@ -1,0 +1,71 @@
+// Saved runs: every run the page saved in the browser (its latest checkpoint, with the corpus
+// token ids and what the page needs to show it again), with its size; each can be downloaded as a
+// .zip (a checkpoint folder the command line resumes from and transformers loads) or deleted.
+// Also the browser storage used and allowed, and whether it is persistent.
+import { useEffect } from 'react';
+import { send } from './engine.ts';
+import { useStorageState } from './durability.ts';
+import { bytes } from './format.ts';
+import { useStudio } from './store.ts';
+
+function when(ms: number): string {
+  const d = new Date(ms);
+  return `${d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' })} ${d.toTimeString().slice(0, 5)}`;
+}
+
+export function SavedRunsPanel() {
+  const saved = useStudio((s) => s.saved);
+  const adapterReady = useStudio((s) => s.adapter.status === 'ready');
+  const runState = useStudio((s) => s.run.state);
+  const storage = useStorageState(`${saved.last?.at ?? 0}:${saved.runs.length}`);
+  useEffect(() => {
+    if (adapterReady) send({ type: 'runsList' });
+  }, [adapterReady, saved.last?.at]);
+  const training = runState === 'running' || runState === 'paused' || runState === 'starting' || runState === 'stopping';
+
+  return (
+    <section className="panel" aria-labelledby="saved-title" data-testid="saved-runs">
+      <h2 id="saved-title">Saved runs</h2>
+      {saved.available === false && <p className="muted">This browser gives the page no storage for runs (a private window?): a reload loses the run.</p>}
+      {saved.last && (
+        <p className="muted" data-testid="last-save">
+          Saved at step {saved.last.step} ({new Date(saved.last.at).toTimeString().slice(0, 8)}, {bytes(saved.last.bytes)}, {saved.last.seconds.toFixed(1)} s).
+        </p>
+      )}
+      {saved.runs.length === 0 ? (
+        <p className="muted">No saved runs yet. A run is saved every few minutes, and when it pauses, stops or finishes.</p>
+      ) : (
+        <ul className="saved-runs">
+          {saved.runs.map((r) => {
+            const current = saved.last?.id === r.id && training;
+            return (
+              <li key={r.id} data-testid="saved-run">
+                <span>
+                  <strong>{r.model}</strong> on {r.corpus}: step {r.step} of {r.totalSteps} ({r.state === 'finished' ? 'finished' : r.state === 'lost' ? 'device lost' : r.state}, saved {when(r.saved)}) · {bytes(r.bytes)}
+                </span>
+                <button type="button" disabled={saved.downloading !== null} data-testid="saved-run-download"
+                  onClick={() => {
+                    useStudio.setState((s) => ({ saved: { ...s.saved, downloading: r.id } }));
+                    send({ type: 'runDownload', id: r.id });
+                  }}>
+                  {saved.downloading === r.id ? 'Zipping…' : 'Download .zip'}
+                </button>
+                <button type="button" disabled={current} title={current ? 'This run is training: stop it first.' : undefined} data-testid="saved-run-delete"
+                  onClick={() => {
+                    if (window.confirm(`Delete the saved run of ${r.model} on ${r.corpus} (step ${r.step}, ${bytes(r.bytes)})? This cannot be undone.`)) send({ type: 'runDelete', id: r.id });
+                  }}>
+                  Delete
+                </button>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+      {storage && (
+        <p className="muted" data-testid="storage">
+          Browser storage: {bytes(storage.usage)} used of {bytes(storage.quota)} allowed{storage.persisted ? ' (persistent: the browser will not evict it)' : ' (not persistent: the browser may evict it when the disk fills)'}.
+        </p>
+      )}
+    </section>
+  );
+}
