@@ -3,6 +3,7 @@
 #   - Mesa lavapipe from bookworm-backports (Mesa 25; bookworm's Mesa 22 is too old for Dawn)
 #   - Debian's chromium (browser tier; its SwiftShader is the fallback Vulkan driver)
 #   - python3 (tests read exported files back with Python's standard library)
+#   - python3-torch (tests run the PyTorch continuation, train.py, on the CPU)
 #   - with WITH_PYTHON=1: python3-torch and python3-nltk (only to regenerate golden files;
 #     never at run time, never in CI)
 # Run as root. Without root it prints the exact commands to run instead.
@@ -14,6 +15,8 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Some tests read our files back with an independent Python (standard library only).
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+# The exported PyTorch project's train.py is tested with Debian's PyTorch (CPU, gloo).
+/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || need+=(torch)
 if [ "$want_python" = 1 ]; then
   /usr/bin/python3 -c 'import torch, nltk' >/dev/null 2>&1 || need+=(python)
 fi
@@ -26,7 +29,7 @@ Missing system packages: ${need[*]}. Run as root:
   printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $backports
   apt-get update
   apt-get install -y -t bookworm-backports mesa-vulkan-drivers
-  apt-get install -y chromium python3
+  apt-get install -y chromium python3 python3-torch python3-numpy
 MSG
   exit 1
 fi
@@ -48,6 +51,7 @@ for n in "${need[@]}"; do
     lavapipe) apt-get install -y -q -t bookworm-backports mesa-vulkan-drivers ;;
     chromium) pkgs+=(chromium) ;;
     python3) pkgs+=(python3) ;;
+    torch) pkgs+=(python3-torch python3-numpy) ;;
     python) pkgs+=(python3-torch python3-nltk python3-numpy) ;;
   esac
 done
