@@ -17,6 +17,16 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroup: GPUBindGroup;
   workgroups: [number, number, number];
+  /** floating-point operations of one run, where the kernel wrapper counts them (the profiler's GFLOP/s) */
+  flops?: number;
+}
+
+/** Bytes bound by each bind group made through bindGroup(): the profiler's traffic estimate. */
+const bound = new WeakMap<GPUBindGroup, number>();
+
+/** Bytes of the buffer ranges bound by `group` (0 for a group not made by bindGroup()). */
+export function boundBytes(group: GPUBindGroup): number {
+  return bound.get(group) ?? 0;
 }
 
 export function whole(buffer: GPUBuffer, bytes = buffer.size): BufferRange {
@@ -29,7 +39,9 @@ export function bindGroup(ctx: GpuContext, pipeline: GPUComputePipeline, label: 
   let i = 0;
   if (uniform) entries.push({ binding: i++, resource: { buffer: uniform } });
   for (const r of ranges) entries.push({ binding: i++, resource: { buffer: r.buffer, offset: r.offset, size: r.size } });
-  return ctx.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+  const group = ctx.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+  bound.set(group, (uniform?.size ?? 0) + ranges.reduce((a, r) => a + r.size, 0));
+  return group;
 }
 
 /** Uniform of u32/f32 words, written once. */

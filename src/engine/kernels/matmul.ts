@@ -75,6 +75,7 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
       workgroupCount(ctx, Math.ceil(M / MATMUL_TILE), args.label),
       1,
     ],
+    flops: 2 * M * N * K,
   };
 }
 
@@ -98,5 +99,6 @@ export async function biasGrad(ctx: GpuContext, args: BiasGradArgs): Promise<Dis
     pipeline,
     bindGroup: bindGroup(ctx, pipeline, args.label, dims, [args.dout, args.dbias]),
     workgroups: [workgroupCount(ctx, Math.ceil(args.N / 256), args.label), 1, 1],
+    flops: args.M * args.N,
   };
 }

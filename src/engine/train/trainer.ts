@@ -11,6 +11,7 @@
 import { NonFiniteLossError, ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { profileDispatches, type ProfileMethod, type ProfileResult } from '../gpu/profile.ts';
 import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
 import { createRngUniform, writeRng, MAX_MICRO_BATCHES } from '../kernels/dropout.ts';
 import { tokenBucketWords, writeTokenBuckets } from '../kernels/embedding.ts';
@@ -111,6 +112,18 @@ interface Plan {
   trainable: ParamSpec[];
   dispatches: Dispatch[];
   norm: GradNorm | null;
+}
+
+/** How a step is submitted. */
+export interface SubmitOptions {
+  /** time this step's kernels (gpu/profile.ts): 'auto' uses timestamp-query where the device has it */
+  profile?: ProfileMethod | 'auto';
+}
+
+export interface SubmittedStep {
+  metrics: Promise<StepMetrics>;
+  /** with SubmitOptions.profile: time per kernel family of this step */
+  profile?: ProfileResult;
 }
 
 const RING = 4;
@@ -334,9 +347,10 @@ export class Trainer {
    * gives the learning rate of each depth group for this step (schedule × discriminative factor).
    * Resolves once the step's command buffer is queued (waiting only when RING steps are already
    * in flight), with a promise of the step's metrics, so callers can queue the next step before
-   * reading this one's loss.
+   * reading this one's loss. With `options.profile` the step runs kernel by kernel under the
+   * profiler (gpu/profile.ts) and resolves after it has run, with the time per kernel family.
    */
-  async submit(micro: readonly MicroBatch[], groupLr: (group: number) => number): Promise<{ metrics: Promise<StepMetrics> }> {
+  async submit(micro: readonly MicroBatch[], groupLr: (group: number) => number, options: SubmitOptions = {}): Promise<SubmittedStep> {
     const { ctx, opts } = this;
     const N = opts.batch * opts.seq;
     if (micro.length !== opts.gradAccum) throw new ShapeError(`expected ${opts.gradAccum} micro-batches, got ${micro.length}.`);
@@ -373,14 +387,25 @@ export class Trainer {
 
     this.stepIndex++;
     const stepNo = this.stepIndex;
-    const enc = ctx.device.createCommandEncoder({ label: `step${stepNo}` });
-    this.plan.grads?.clear(enc);
-    const pass = enc.beginComputePass();
-    encode(pass, this.plan.dispatches);
-    pass.end();
-    enc.copyBufferToBuffer(this.metrics, 0, slot.buffer, 0, 4);
-    enc.copyBufferToBuffer(this.normBuf, 0, slot.buffer, 16, NORM_WORDS * 4);
-    ctx.device.queue.submit([enc.finish()]);
+    const clear = (enc: GPUCommandEncoder) => this.plan.grads?.clear(enc);
+    const copyMetrics = (enc: GPUCommandEncoder) => {
+      enc.copyBufferToBuffer(this.metrics, 0, slot.buffer, 0, 4);
+      enc.copyBufferToBuffer(this.normBuf, 0, slot.buffer, 16, NORM_WORDS * 4);
+    };
+    let profile: ProfileResult | undefined;
+    if (options.profile) {
+      // The same dispatches in the same order, timed one by one: the step's results are unchanged.
+      await this.drain();
+      profile = await profileDispatches(ctx, this.plan.dispatches, { method: options.profile, before: clear, after: copyMetrics });
+    } else {
+      const enc = ctx.device.createCommandEncoder({ label: `step${stepNo}` });
+      clear(enc);
+      const pass = enc.beginComputePass();
+      encode(pass, this.plan.dispatches);
+      pass.end();
+      copyMetrics(enc);
+      ctx.device.queue.submit([enc.finish()]);
+    }
 
     const hasNorm = this.plan.trainable.length > 0;
     const metrics = (async () => {
@@ -398,7 +423,7 @@ export class Trainer {
       return m;
     })();
     slot.pending = metrics.then(() => undefined, () => undefined);
-    return { metrics };
+    return { metrics, profile };
   }
 
   /**

@@ -1,0 +1,431 @@
+// The side-by-side benchmark: the studio's engine against TensorFlow.js's WebGPU backend (a GPT-2
+// written in tfjs ops, bench/peer/gpt2-tfjs.ts) in one process, on one adapter, on the same
+// weights (one safetensors file written here and read by both) and the same tokens.
+//
+// For each shape: training tokens/s (Adam: weight decay and clipping off in the engine, so both
+// do the same update), forward-only tokens/s, generation tokens/s (greedy, KV cache, decode steps
+// after the first token), peak GPU memory, and the per-step overhead of one training step
+// (passes, dispatches, submits, pipeline and bind-group switches, CPU milliseconds to record and
+// submit it; bench/counters.ts). Before anything is timed the peer's step-1 loss must equal the
+// engine's within 1e-4: otherwise the two would not be doing the same work and the shape is
+// reported as a mismatch. Once per run: matmul GFLOP/s of the engine's kernel against
+// tf.matMul at GPT-2 124M's training shapes (B·T = 128 rows), results compared element-wise.
+//
+//   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
+//                      [--no-matmul] [--no-log] [--json FILE]
+// Prints a table and the JSON of every number; appends the table, dated, with the commit and
+// the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
+// kernel family for one training step of each shape (src/engine/gpu/profile.ts).
+import { execFileSync } from 'node:child_process';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { nodeGpu } from '../src/cli/webgpu-node.ts';
+import { GpuContext } from '../src/engine/gpu/context.ts';
+import { run, whole } from '../src/engine/gpu/dispatch.ts';
+import { profileTable } from '../src/engine/gpu/profile.ts';
+import { Evaluator } from '../src/engine/eval/evaluate.ts';
+import { Generator } from '../src/engine/generate/generator.ts';
+import { matmul } from '../src/engine/kernels/matmul.ts';
+import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
+import { formatBytes, withTotal } from '../src/engine/model/memory.ts';
+import { GpuWeights } from '../src/engine/model/weights.ts';
+import { Trainer } from '../src/engine/train/trainer.ts';
+import { loadModelDir, saveModelDir } from '../src/io/node-model.ts';
+import { readSafetensors } from '../src/io/safetensors.ts';
+import { randomGpt2Params, randomTokens } from '../scripts/make-random-model.ts';
+import { countDevice, type OverheadCounts } from './counters.ts';
+import { TfGpt2 } from './peer/gpt2-tfjs.ts';
+import { tf, tfjsGpuBytes, tfjsOnDawn, tfjsSync } from './peer/tfjs.ts';
+
+interface Shape {
+  name: string;
+  config: GPT2Config;
+  B: number;
+  T: number;
+  /** new tokens generated after an 8-token prompt */
+  generate: number;
+}
+
+const NO_DROPOUT = { embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
+const shapeConfig = (V: number, C: number, NH: number, L: number, P: number): GPT2Config => ({
+  ...GPT2_SMALL, vocabSize: V, nEmbd: C, nHead: NH, nLayer: L, nInner: 4 * C, nPositions: P, bosTokenId: V - 1, eosTokenId: V - 1, ...NO_DROPOUT,
+});
+
+// The shapes of the issue that asked for this harness: (V, C, heads, layers, T, B).
+const SHAPES: Shape[] = [
+  { name: 'tiny', config: shapeConfig(311, 48, 3, 3, 64), B: 2, T: 37, generate: 48 },
+  { name: 'gpt2-vocab', config: shapeConfig(50257, 128, 4, 4, 1024), B: 4, T: 64, generate: 32 },
+  { name: 'gpt2-124M', config: { ...GPT2_SMALL, ...NO_DROPOUT }, B: 1, T: 128, generate: 8 },
+];
+
+const LR = 1e-4;
+const LOSS_TOLERANCE = 1e-4;
+const PROMPT = 8;
+
+interface Side {
+  trainTokensPerSecond: number | null;
+  forwardTokensPerSecond: number | null;
+  generateTokensPerSecond: number | null;
+  peakGpuBytes: number | null;
+  overhead: (OverheadCounts & { cpuMs: number }) | null;
+  step1Loss: number | null;
+  step2Loss: number | null;
+  error?: string;
+}
+
+interface ShapeResult {
+  shape: string;
+  V: number; C: number; heads: number; layers: number; T: number; B: number;
+  ours: Side;
+  peer: Side;
+  step1LossDiff: number | null;
+  step2LossDiff: number | null;
+  sameGeneratedTokens: boolean | null;
+  loadAverage: number[];
+  profile?: string;
+}
+
+function parseArgs(argv: string[]) {
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '' };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--only') out.only = argv[++i].split(',');
+    else if (a === '--steps') out.steps = Number(argv[++i]);
+    else if (a === '--profile') out.profile = true;
+    else if (a === '--no-matmul') out.matmul = false;
+    else if (a === '--no-log') out.log = false;
+    else if (a === '--json') out.json = argv[++i];
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --no-log --json FILE`);
+  }
+  if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
+  if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
+  return out;
+}
+
+function isSoftware(ctx: GpuContext): boolean {
+  const a = ctx.adapter;
+  return a.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.vendor} ${a.architecture} ${a.description}`);
+}
+
+const emptySide = (): Side => ({
+  trainTokensPerSecond: null, forwardTokensPerSecond: null, generateTokensPerSecond: null, peakGpuBytes: null, overhead: null, step1Loss: null, step2Loss: null,
+});
+
+/** Runs `f` under validation and out-of-memory error scopes of `device`: a WebGPU error becomes an exception. */
+async function scoped<T>(device: GPUDevice, f: () => Promise<T>): Promise<T> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let value: T | undefined;
+  let thrown: unknown = null;
+  try {
+    value = await f();
+  } catch (e) {
+    thrown = e;
+  }
+  const validation = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  const gpuError = validation ?? oom;
+  if (gpuError) throw new Error(`WebGPU ${validation ? 'validation' : 'out-of-memory'} error: ${gpuError.message.split('\n')[0]}`);
+  if (thrown) throw thrown;
+  return value as T;
+}
+
+async function benchShape(ctx: GpuContext, gpu: GPU, peerDevice: GPUDevice, s: Shape, steps: number, profile: boolean): Promise<ShapeResult> {
+  const c = s.config;
+  const { B, T } = s;
+  const N = B * T;
+  const ours = emptySide();
+  const peer = emptySide();
+  const result: ShapeResult = {
+    shape: s.name, V: c.vocabSize, C: c.nEmbd, heads: c.nHead, layers: c.nLayer, T, B, ours, peer,
+    step1LossDiff: null, step2LossDiff: null, sameGeneratedTokens: null, loadAverage: [],
+  };
+  // Both sides read the same file.
+  const dir = await mkdtemp(join(tmpdir(), `bench-peer-${s.name}-`));
+  try {
+    await saveModelDir(dir, c, randomGpt2Params(c, 1234));
+    const stream = randomTokens(N * (steps + 3) + 1, c.vocabSize, 7);
+    const batch = (k: number) => {
+      const o = k * N;
+      return { inputs: Uint32Array.from(stream.subarray(o, o + N)), targets: Uint32Array.from(stream.subarray(o + 1, o + 1 + N)) };
+    };
+    const prompt = Array.from(stream.subarray(0, PROMPT));
+
+    // ---- the engine --------------------------------------------------------------------------
+    const loaded = await loadModelDir(dir);
+    const weights = new GpuWeights(ctx, loaded.config, loaded.params);
+    loaded.params.clear();
+    const trainer = await Trainer.create(ctx, weights, {
+      batch: B, seq: T, gradAccum: 1, frozen: new Set(), dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1,
+      beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0,
+    });
+    const lr = () => LR;
+    ours.step1Loss = (await trainer.step([batch(0)], lr)).loss;
+    ours.step2Loss = (await trainer.step([batch(1)], lr)).loss;
+    let t0 = performance.now();
+    const pending = [];
+    for (let k = 0; k < steps; k++) pending.push((await trainer.submit([batch(2 + k)], lr)).metrics);
+    await Promise.all(pending);
+    ours.trainTokensPerSecond = (steps * N) / ((performance.now() - t0) / 1000);
+    ours.peakGpuBytes = withTotal(trainer.memory()).total;
+    const counter = countDevice(ctx.device);
+    counter.reset();
+    t0 = performance.now();
+    const sub = await trainer.submit([batch(2)], lr);
+    const cpuMs = performance.now() - t0;
+    await sub.metrics;
+    ours.overhead = { ...counter.counts, cpuMs };
+    if (profile) {
+      const step = await trainer.submit([batch(3)], lr, { profile: 'auto' });
+      await step.metrics;
+      const p = step.profile!;
+      result.profile = `engine, one training step of ${s.name} (${p.method}), time per kernel family:\n\n${profileTable(p.rows, 10)}`;
+      console.log(result.profile);
+    }
+    trainer.destroy();
+    // Forward only: the evaluator's loss pass (forward, chunked LM head, cross-entropy) over `steps` batches.
+    const evaluator = await Evaluator.create(ctx, weights, { batch: B, seq: T });
+    const evalTokens = stream.subarray(0, N * steps + 1);
+    await evaluator.evaluate(stream.subarray(0, N + 1)); // warm-up
+    const ev = await evaluator.evaluate(evalTokens);
+    ours.forwardTokensPerSecond = ev.tokensPerSecond;
+    evaluator.destroy();
+    const generator = await Generator.create(ctx, weights);
+    await generator.generate(prompt, { maxNewTokens: 2, eosTokenId: null }); // warm-up
+    const gen = await generator.generate(prompt, { maxNewTokens: s.generate, eosTokenId: null });
+    ours.generateTokensPerSecond = ((s.generate - 1) * 1000) / gen.decodeMs;
+    generator.destroy();
+    weights.destroy();
+    console.log(`${s.name} engine: step-1 loss ${ours.step1Loss.toFixed(6)}, ${ours.trainTokensPerSecond.toFixed(1)} training tokens/s`);
+
+    // ---- the peer ----------------------------------------------------------------------------
+    const file = readSafetensors(new Uint8Array(await readFile(join(dir, 'model.safetensors'))));
+    const params = new Map<string, Float32Array>();
+    const shapes = new Map<string, number[]>();
+    for (const [name, t] of file) {
+      const n = name.replace(/^transformer\./, '');
+      params.set(n, t.data);
+      shapes.set(n, t.shape);
+    }
+    let model: TfGpt2 | null = null;
+    try {
+      const i32 = (a: Uint32Array) => Int32Array.from(a);
+      const step = async (k: number) => {
+        const b = batch(k);
+        const l = model!.trainStep(i32(b.inputs), i32(b.targets), B, T, LR);
+        const v = (await l.data())[0];
+        l.dispose();
+        return v;
+      };
+      await scoped(peerDevice, async () => {
+        model = new TfGpt2(c, params, shapes);
+        peer.step1Loss = await step(0);
+      });
+      params.clear();
+      const diff = Math.abs(peer.step1Loss! - ours.step1Loss);
+      result.step1LossDiff = diff;
+      if (!(diff <= LOSS_TOLERANCE)) throw new Error(`step-1 loss ${peer.step1Loss} differs from the engine's ${ours.step1Loss} by ${diff} (> ${LOSS_TOLERANCE}): not the same computation, not timed`);
+      peer.step2Loss = await step(1);
+      result.step2LossDiff = Math.abs(peer.step2Loss - ours.step2Loss);
+      t0 = performance.now();
+      const losses: tf.Scalar[] = [];
+      for (let k = 0; k < steps; k++) {
+        const b = batch(2 + k);
+        losses.push(model!.trainStep(i32(b.inputs), i32(b.targets), B, T, LR));
+      }
+      for (const l of losses) await l.data();
+      await tfjsSync();
+      peer.trainTokensPerSecond = (steps * N) / ((performance.now() - t0) / 1000);
+      for (const l of losses) l.dispose();
+      const pc = countDevice(peerDevice);
+      pc.reset();
+      t0 = performance.now();
+      const b2 = batch(2);
+      const l2 = model!.trainStep(i32(b2.inputs), i32(b2.targets), B, T, LR);
+      const peerCpu = performance.now() - t0;
+      await l2.data();
+      await tfjsSync();
+      l2.dispose();
+      peer.overhead = { ...pc.counts, cpuMs: peerCpu };
+      peer.peakGpuBytes = tfjsGpuBytes();
+      // forward only
+      const fwd = (k: number) => {
+        const b = batch(k);
+        return model!.forwardLoss(i32(b.inputs), i32(b.targets), B, T);
+      };
+      const w = fwd(0);
+      await w.data();
+      w.dispose();
+      t0 = performance.now();
+      const fl: tf.Scalar[] = [];
+      for (let k = 0; k < steps; k++) fl.push(fwd(k));
+      for (const l of fl) await l.data();
+      peer.forwardTokensPerSecond = (steps * N) / ((performance.now() - t0) / 1000);
+      for (const l of fl) l.dispose();
+      await model!.generate(prompt, 2); // warm-up
+      const pg = await model!.generate(prompt, s.generate);
+      peer.generateTokensPerSecond = ((s.generate - 1) * 1000) / pg.decodeMs;
+      result.sameGeneratedTokens = pg.tokens.length === gen.tokens.length && pg.tokens.every((t, i) => t === gen.tokens[i]);
+      peer.peakGpuBytes = Math.max(peer.peakGpuBytes, tfjsGpuBytes());
+    } catch (e) {
+      peer.error = (e as Error).message;
+      console.log(`${s.name} peer failed: ${peer.error}`);
+    } finally {
+      (model as TfGpt2 | null)?.dispose();
+      tf.disposeVariables();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  result.loadAverage = loadavg().map((x) => Number(x.toFixed(2)));
+  return result;
+}
+
+interface MatmulRow {
+  what: string;
+  M: number; N: number; K: number;
+  transA: boolean; transB: boolean;
+  oursGflops: number;
+  peerGflops: number;
+  relativeDifference: number;
+}
+
+// GPT-2 124M's training shapes for B·T = 128 rows (as bench/matmul.ts).
+const MATMUL_SHAPES = [
+  { what: 'c_attn forward x·W', M: 128, N: 2304, K: 768 },
+  { what: 'c_fc forward x·W', M: 128, N: 3072, K: 768 },
+  { what: 'mlp c_proj forward x·W', M: 128, N: 768, K: 3072 },
+  { what: 'c_fc dx = dy·Wᵀ', M: 128, N: 768, K: 3072, transB: true },
+  { what: 'c_fc dW = xᵀ·dy', M: 768, N: 3072, K: 128, transA: true },
+  { what: 'LM head logits x·wteᵀ', M: 128, N: 32768, K: 768, transB: true },
+  { what: 'LM head dwte = dlogitsᵀ·x', M: 32768, N: 768, K: 128, transA: true },
+];
+
+async function benchMatmul(ctx: GpuContext, reps: number): Promise<MatmulRow[]> {
+  const rows: MatmulRow[] = [];
+  for (const s of MATMUL_SHAPES) {
+    const transA = !!s.transA;
+    const transB = !!s.transB;
+    const fill = (n: number, salt: number) => Float32Array.from({ length: n }, (_, i) => (((i + salt) * 2654435761) % 1000) / 1000 - 0.5);
+    const a = fill(s.M * s.K, 1);
+    const b = fill(s.K * s.N, 2);
+    const flop = 2 * s.M * s.N * s.K;
+    const A = ctx.createBuffer(a.byteLength, 'A', a);
+    const Bf = ctx.createBuffer(b.byteLength, 'B', b);
+    const C = ctx.createBuffer(s.M * s.N * 4, 'C');
+    const d = await matmul(ctx, { label: s.what, M: s.M, N: s.N, K: s.K, a: whole(A), b: whole(Bf), out: whole(C), transA, transB });
+    await run(ctx, [d]);
+    let t0 = performance.now();
+    await run(ctx, Array(reps).fill(d));
+    const ours = flop / ((performance.now() - t0) / 1000 / reps) / 1e9;
+    const oursC = await ctx.readF32(C, 0, s.M * s.N);
+    for (const x of [A, Bf, C]) x.destroy();
+    const ta = tf.tensor2d(a, transA ? [s.K, s.M] : [s.M, s.K]);
+    const tb = tf.tensor2d(b, transB ? [s.N, s.K] : [s.K, s.N]);
+    const warm = tf.matMul(ta, tb, transA, transB);
+    const peerC = await warm.data();
+    warm.dispose();
+    t0 = performance.now();
+    const outs = Array.from({ length: reps }, () => tf.matMul(ta, tb, transA, transB));
+    await tfjsSync();
+    const peer = flop / ((performance.now() - t0) / 1000 / reps) / 1e9;
+    for (const o of [...outs, ta, tb]) o.dispose();
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < oursC.length; i++) {
+      num += (oursC[i] - peerC[i]) ** 2;
+      den += peerC[i] ** 2;
+    }
+    rows.push({ what: s.what, M: s.M, N: s.N, K: s.K, transA, transB, oursGflops: ours, peerGflops: peer, relativeDifference: Math.sqrt(num / den) });
+    console.log(`matmul ${s.what}: engine ${ours.toFixed(2)} GFLOP/s, tf.matMul ${peer.toFixed(2)} GFLOP/s`);
+  }
+  return rows;
+}
+
+const fmt = (x: number | null, digits = 1) => (x === null ? '—' : x >= 100 ? x.toFixed(0) : x.toFixed(digits));
+const ratio = (a: number | null, b: number | null) => (a === null || b === null ? '—' : `${(a / b).toFixed(2)}×`);
+const bytes = (b: number | null) => (b === null ? '—' : formatBytes(b));
+
+function tables(results: ShapeResult[], mm: MatmulRow[]): string {
+  const out: string[] = [];
+  out.push('| shape (V, C, heads, layers, T, B) | training tok/s ours | peer | ratio | forward tok/s ours | peer | ratio | generation tok/s ours | peer | ratio | GPU memory ours | peer | step-1 loss Δ | step-2 loss Δ | same tokens | load avg |');
+  out.push(`|${Array(16).fill('---').join('|')}|`);
+  for (const r of results) {
+    const p = r.peer;
+    const failed = p.error ? `fails: ${p.error}` : null;
+    out.push(`| ${[
+      `${r.shape} (${r.V}, ${r.C}, ${r.heads}, ${r.layers}, ${r.T}, ${r.B})`,
+      fmt(r.ours.trainTokensPerSecond, 2), failed ?? fmt(p.trainTokensPerSecond, 2), ratio(r.ours.trainTokensPerSecond, p.trainTokensPerSecond),
+      fmt(r.ours.forwardTokensPerSecond), fmt(p.forwardTokensPerSecond), ratio(r.ours.forwardTokensPerSecond, p.forwardTokensPerSecond),
+      fmt(r.ours.generateTokensPerSecond, 2), fmt(p.generateTokensPerSecond, 2), ratio(r.ours.generateTokensPerSecond, p.generateTokensPerSecond),
+      bytes(r.ours.peakGpuBytes), bytes(p.peakGpuBytes),
+      r.step1LossDiff === null ? '—' : r.step1LossDiff.toExponential(1), r.step2LossDiff === null ? '—' : r.step2LossDiff.toExponential(1),
+      r.sameGeneratedTokens === null ? '—' : r.sameGeneratedTokens ? 'yes' : 'no', r.loadAverage.map((x) => x.toFixed(1)).join(', '),
+    ].join(' | ')} |`);
+  }
+  out.push('');
+  out.push('Overhead of one training step (CPU ms: recording and submitting it):');
+  out.push('');
+  out.push('| shape | side | passes | dispatches | submits | command buffers | queue writes | pipeline switches | bind-group switches | CPU ms |');
+  out.push(`|${Array(10).fill('---').join('|')}|`);
+  for (const r of results) {
+    for (const [side, v] of [['engine', r.ours], ['TF.js', r.peer]] as const) {
+      const o = v.overhead;
+      if (!o) continue;
+      out.push(`| ${r.shape} | ${side} | ${o.passes} | ${o.dispatches} | ${o.submits} | ${o.commandBuffers} | ${o.writes} | ${o.pipelineSwitches} | ${o.bindGroupSwitches} | ${o.cpuMs.toFixed(1)} |`);
+    }
+  }
+  if (mm.length) {
+    out.push('');
+    out.push('| matmul at GPT-2 124M training shapes (M, N, K) | engine GFLOP/s | tf.matMul GFLOP/s | ratio | ‖Δ‖/‖C‖ |');
+    out.push('|---|---|---|---|---|');
+    for (const m of mm) {
+      out.push(`| ${m.what} (${m.M}, ${m.N}, ${m.K}) | ${m.oursGflops.toFixed(2)} | ${m.peerGflops.toFixed(2)} | ${(m.oursGflops / m.peerGflops).toFixed(2)}× | ${m.relativeDifference.toExponential(1)} |`);
+    }
+    const geo = (f: (m: MatmulRow) => number) => Math.exp(mm.reduce((a, m) => a + Math.log(f(m)), 0) / mm.length);
+    out.push(`| geometric mean | ${geo((m) => m.oursGflops).toFixed(2)} | ${geo((m) => m.peerGflops).toFixed(2)} | ${(geo((m) => m.oursGflops) / geo((m) => m.peerGflops)).toFixed(2)}× | |`);
+  }
+  return out.join('\n');
+}
+
+const args = parseArgs(process.argv.slice(2));
+const gpu = await nodeGpu();
+const ctx = await GpuContext.create(gpu);
+const peerDevice = await tfjsOnDawn(gpu);
+const software = isSoftware(ctx);
+const a = ctx.adapter;
+const adapter = `${a.vendor} ${a.architecture} ${a.description}`.replace(/\s+/g, ' ').trim();
+const steps = args.steps || (software ? 3 : 20);
+console.log(`adapter: ${adapter}${software ? ' (software adapter)' : ''}; engine and TensorFlow.js ${tf.version_core} (webgpu) on it; ${steps} timed steps`);
+const results: ShapeResult[] = [];
+for (const s of SHAPES) {
+  if (args.only && !args.only.includes(s.name)) continue;
+  // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
+  results.push(await benchShape(ctx, gpu, peerDevice, s, s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps, args.profile));
+}
+const mm = args.matmul ? await benchMatmul(ctx, software ? 3 : 20) : [];
+const table = tables(results, mm);
+const when = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+let commit = 'unknown commit';
+try {
+  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+} catch {
+  // not a git checkout
+}
+const json = { when, commit, adapter, software, steps, loadAverage: loadavg(), shapes: results, matmul: mm };
+console.log(`\n${table}\n`);
+console.log(JSON.stringify(json, null, 1));
+if (args.json) await writeFile(args.json, `${JSON.stringify(json, null, 1)}\n`);
+if (args.log) {
+  const notes = [
+    `commit ${commit}; load average ${loadavg().map((x) => x.toFixed(1)).join(', ')} (1, 5, 15 min) at the end, per shape in the table: other work on the same CPU slows a software adapter`,
+    `adapter: ${adapter}${software ? ' (a software adapter)' : ''}; TensorFlow.js ${tf.version_core} WebGPU backend on the same adapter`,
+    `${steps} timed training steps after two untimed ones (GPT-2 124M on a software adapter: 1); Adam lr ${LR}, no weight decay, no clipping, dropout 0; random HF-initialized weights from one safetensors file, uniform random tokens`,
+  ];
+  const profiles = results.filter((r) => r.profile).map((r) => `\n${r.profile}\n`).join('');
+  await appendFile(new URL('./README.md', import.meta.url), `\n### ${when} — engine vs TensorFlow.js (bench:peer)\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\n${table}\n${profiles}`);
+  console.log('\nappended to bench/README.md');
+}
+tf.engine().reset();
+ctx.destroy();
