@@ -3,6 +3,7 @@
 // adapter folder and/or merged weights). Flags and defaults follow DESIGN.md's training semantics.
 import { appendFile, writeFile } from 'node:fs/promises';
 import { GpuContext } from '../../engine/gpu/context.ts';
+import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
 import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
 import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, withTotal } from '../../engine/model/memory.ts';
@@ -34,6 +35,11 @@ export const trainSpec: CommandSpec = {
     { name: 'eval-data', kind: 'list', optional: true, meta: 'file…', help: 'held-out data (as --data): evaluated over every window (loss, perplexity, top-1 accuracy) at the end of training' },
     { name: 'eval-every', kind: 'int', default: RUN_DEFAULTS.evalEvery, help: 'with --eval-data: also evaluate every N optimizer steps (0 = only at the end)' },
     ...LORA_OPTIONS,
+    {
+      name: 'profile', kind: 'flag',
+      help: 'print the time per kernel family of one optimizer step (the 2nd, after pipelines are compiled; the 1st with --steps 1), with GFLOP/s and GB/s, ' +
+        'from timestamp-query where the adapter has it, else timing kernels one at a time; that step computes the same result',
+    },
   ],
 };
 
@@ -90,6 +96,10 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
       if (logFile) lines.push(JSON.stringify(log));
       out(`eval after step ${log.step}: loss ${log.eval_loss.toFixed(4)}  ppl ${log.eval_ppl.toFixed(2)}  accuracy ${(100 * log.eval_acc).toFixed(2)}% (${r.correct}/${r.tokens} targets, ${r.windows} windows)`);
     },
+    profile: a.flag('profile') ? {
+      step: 1,
+      onProfile: (r, step) => out(`profile of step ${step} (${r.method}), time per kernel family, slowest first:\n${profileTable(r.rows, 10)}`),
+    } : undefined,
     onStep: (log) => {
       if (logFile) lines.push(JSON.stringify(log));
       if (log.step === 1 || log.step % 10 === 0 || log.step === cfg.steps) {

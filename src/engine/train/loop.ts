@@ -4,6 +4,7 @@
 import { ShapeError } from '../errors.ts';
 import { Evaluator, type EvalResult } from '../eval/evaluate.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import type { ProfileMethod, ProfileResult } from '../gpu/profile.ts';
 import type { LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
 import { NotEnoughTokensError, WindowSampler, windowCount } from './data.ts';
@@ -93,6 +94,12 @@ export interface TrainHooks {
   signal?: AbortSignal;
   /** called once the trainer exists (its memory() and trainableParams are then known) */
   onTrainer?(trainer: Trainer): void;
+  /**
+   * Profiles one optimizer step (gpu/profile.ts): the `step`-th (0-based) this call runs, or its
+   * last when fewer run. That step runs kernel by kernel with the same results, and onProfile gets
+   * its time per kernel family and its 1-based number.
+   */
+  profile?: { step: number; method?: ProfileMethod | 'auto'; onProfile(result: ProfileResult, step: number): void };
   /**
    * Awaited before each optimizer step with its 0-based index: a host pauses the run by not
    * resolving yet, and may resolve with the groups the user froze from this step on (changes
@@ -234,7 +241,9 @@ export async function runTraining(
         micro.push({ inputs: b.inputs.slice(), targets: b.targets.slice() });
       }
       const lrTop = cfg.lr * mult * factors[L + 1];
-      const handle = await trainer.submit(micro, (g) => cfg.lr * mult * factors[g]);
+      const profiled = hooks.profile !== undefined && s === start + Math.min(hooks.profile.step, cfg.steps - start - 1);
+      const handle = await trainer.submit(micro, (g) => cfg.lr * mult * factors[g], profiled ? { profile: hooks.profile!.method ?? 'auto' } : {});
+      if (handle.profile) hooks.profile!.onProfile(handle.profile, s + 1);
       inFlight.push({ metrics: handle.metrics, lr: lrTop });
       // Two steps in flight: the GPU never waits for the CPU to read a loss.
       while (inFlight.length > 2) await settle();
