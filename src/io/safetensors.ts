@@ -306,20 +306,32 @@ export function readSafetensors(bytes: Uint8Array, file = 'memory'): Map<string,
 
 // ---- writer --------------------------------------------------------------------------------
 
+/** The dtypes the writer produces: F32, and I64 for integer tensors such as AdamW step counts. */
+export type WriteDtype = 'F32' | 'I64';
+/** Tensor data: Float32Array for F32, BigInt64Array for I64. */
+export type WriteData = Float32Array | BigInt64Array;
+
 export interface WriteTensor {
   /** name written to the file, e.g. 'transformer.wte.weight' */
   name: string;
   shape: number[];
   /** row-major float32 data, numel(shape) elements */
   data: Float32Array;
+  dtype?: 'F32';
+}
+
+/** An int64 tensor (e.g. a scalar step count: shape []). */
+export interface I64Tensor {
+  name: string;
+  shape: number[];
+  data: BigInt64Array;
+  dtype: 'I64';
 }
 
 /** A tensor for the streaming writer: its data may be produced only when its turn comes. */
-export interface StreamTensor {
-  name: string;
-  shape: number[];
-  data: Float32Array | (() => Float32Array | Promise<Float32Array>);
-}
+export type StreamTensor =
+  | { name: string; shape: number[]; data: Float32Array | (() => Float32Array | Promise<Float32Array>); dtype?: 'F32' }
+  | I64Tensor;
 
 export interface SafetensorsStream extends AsyncIterable<Uint8Array> {
   /** the size of the whole file */
@@ -345,7 +357,7 @@ function numelOf(t: { name: string; shape: number[] }): number {
 }
 
 /** Builds the padded header for F32 tensors packed in the given order. */
-function layout(tensors: ReadonlyArray<{ name: string; shape: number[] }>, metadata: Record<string, string>): Layout {
+function layout(tensors: ReadonlyArray<{ name: string; shape: number[]; dtype?: WriteDtype }>, metadata: Record<string, string>): Layout {
   const seen = new Set<string>();
   // The JSON is assembled by hand so key order follows the data order even for integer-like names
   // (a JS object would move those first).
@@ -364,9 +376,11 @@ function layout(tensors: ReadonlyArray<{ name: string; shape: number[] }>, metad
     }
     if (seen.has(t.name)) throw new SafetensorsWriteError(`Tensor '${t.name}' appears twice; each name may be written once.`);
     seen.add(t.name);
-    const bytes = numelOf(t) * 4;
+    const dtype = t.dtype ?? 'F32';
+    if (dtype !== 'F32' && dtype !== 'I64') throw new SafetensorsWriteError(`Cannot write tensor '${t.name}' as ${describe(dtype)}: the writer produces F32 and I64.`);
+    const bytes = numelOf(t) * DTYPE_BYTES[dtype];
     offsets.push(cursor);
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"F32","shape":${JSON.stringify(t.shape)},"data_offsets":[${cursor},${cursor + bytes}]}`);
+    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${dtype}","shape":${JSON.stringify(t.shape)},"data_offsets":[${cursor},${cursor + bytes}]}`);
     cursor += bytes;
   }
   const json = new TextEncoder().encode(`{${parts.join(',')}}`);
@@ -378,11 +392,34 @@ function layout(tensors: ReadonlyArray<{ name: string; shape: number[] }>, metad
   return { header, offsets, totalBytes: header.byteLength + cursor };
 }
 
-function checkLength(t: { name: string; shape: number[] }, data: Float32Array): void {
+function checkLength(t: { name: string; shape: number[]; dtype?: WriteDtype }, data: WriteData): void {
   const numel = numelOf(t);
-  if (!(data instanceof Float32Array) || data.length !== numel) {
-    throw new ShapeError(`Cannot write tensor '${t.name}': shape [${t.shape.join(', ')}] needs ${numel} float32 values but the data has ${data?.length}.`);
+  const i64 = (t.dtype ?? 'F32') === 'I64';
+  if (!(i64 ? data instanceof BigInt64Array : data instanceof Float32Array) || data.length !== numel) {
+    throw new ShapeError(`Cannot write tensor '${t.name}': shape [${t.shape.join(', ')}] needs ${numel} ${i64 ? 'int64 (BigInt64Array)' : 'float32'} values but the data has ${data?.length}.`);
   }
+}
+
+/** The little-endian bytes of tensor data of either dtype. */
+function leBytes(data: WriteData): Uint8Array {
+  if (data instanceof Float32Array) return f32LeBytes(data);
+  if (HOST_LITTLE_ENDIAN) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const out = new Uint8Array(data.byteLength);
+  const dv = new DataView(out.buffer);
+  for (let i = 0; i < data.length; i++) dv.setBigInt64(8 * i, data[i], true);
+  return out;
+}
+
+/** Reads an I64 tensor (e.g. a step count) as a BigInt64Array, reading only its bytes. */
+export async function readTensorI64(src: ByteSource, header: SafetensorsHeader, name: string): Promise<BigInt64Array> {
+  const info = header.tensors.get(name);
+  if (!info) throw new TensorNotFoundError(`${header.file} holds no tensor named '${name}'.`);
+  if (info.dtype !== 'I64') throw new UnsupportedDtypeError(`${header.file}: tensor '${name}' is stored as ${info.dtype}; an I64 tensor is expected here.`);
+  const bytes = await src.read(header.dataStart + info.begin, info.end - info.begin);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new BigInt64Array(info.numel);
+  for (let i = 0; i < out.length; i++) out[i] = dv.getBigInt64(8 * i, true);
+  return out;
 }
 
 /** The little-endian bytes of `data`: a view on little-endian hosts, a converted copy otherwise. */
@@ -395,13 +432,13 @@ export function f32LeBytes(data: Float32Array, littleEndianHost = HOST_LITTLE_EN
   return out;
 }
 
-/** Writes F32 tensors, packed in the given order, into one new file image. */
-export function writeSafetensors(tensors: WriteTensor[], metadata: Record<string, string> = {}): Uint8Array<ArrayBuffer> {
+/** Writes F32 (and I64) tensors, packed in the given order, into one new file image. */
+export function writeSafetensors(tensors: Array<WriteTensor | I64Tensor>, metadata: Record<string, string> = {}): Uint8Array<ArrayBuffer> {
   const { header, offsets, totalBytes } = layout(tensors, metadata);
   tensors.forEach((t) => checkLength(t, t.data));
   const out = new Uint8Array(totalBytes);
   out.set(header, 0);
-  tensors.forEach((t, i) => out.set(f32LeBytes(t.data), header.byteLength + offsets[i]));
+  tensors.forEach((t, i) => out.set(leBytes(t.data), header.byteLength + offsets[i]));
   return out;
 }
 
@@ -420,7 +457,7 @@ export function safetensorsStream(tensors: StreamTensor[], metadata: Record<stri
       for (const t of tensors) {
         const data = typeof t.data === 'function' ? await t.data() : t.data;
         checkLength(t, data);
-        const bytes = f32LeBytes(data);
+        const bytes = leBytes(data);
         for (let o = 0; o < bytes.byteLength; o += CHUNK_BYTES) yield bytes.subarray(o, Math.min(o + CHUNK_BYTES, bytes.byteLength));
       }
     },
