@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { GPT2_SMALL, type GPT2Config } from '../../../src/engine/model/config.ts';
 import { initLoraParams, loraSpecs, type LoraConfig } from '../../../src/engine/model/lora.ts';
 import { paramSpecs, type HostParams } from '../../../src/engine/model/params.ts';
-import { DEFAULT_SCHEDULE } from '../../../src/engine/train/schedule.ts';
+import { DEFAULT_SCHEDULE } from '../../../src/engine/train/run-settings.ts';
 import type { TrainerState } from '../../../src/engine/train/trainer.ts';
 import type { TrainRunConfig } from '../../../src/engine/train/loop.ts';
 import { nodeDirFiles } from '../../../src/io/node-model.ts';
