@@ -12,7 +12,7 @@
 // tf.matMul at GPT-2 124M's training shapes (B·T = 128 rows), results compared element-wise.
 //
 //   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
-//                      [--no-matmul] [--no-log] [--json FILE]
+//                      [--no-matmul] [--engine-only] [--no-log] [--json FILE]
 // Prints a table and the JSON of every number; appends the table, dated, with the commit and
 // the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
 // kernel family for one training step of each shape (src/engine/gpu/profile.ts).
@@ -87,16 +87,17 @@ interface ShapeResult {
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '' };
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
     else if (a === '--steps') out.steps = Number(argv[++i]);
     else if (a === '--profile') out.profile = true;
     else if (a === '--no-matmul') out.matmul = false;
+    else if (a === '--engine-only') out.peer = false;
     else if (a === '--no-log') out.log = false;
     else if (a === '--json') out.json = argv[++i];
-    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --no-log --json FILE`);
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE`);
   }
   if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
   if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
@@ -131,7 +132,7 @@ async function scoped<T>(device: GPUDevice, f: () => Promise<T>): Promise<T> {
   return value as T;
 }
 
-async function benchShape(ctx: GpuContext, gpu: GPU, peerDevice: GPUDevice, s: Shape, steps: number, profile: boolean): Promise<ShapeResult> {
+async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, steps: number, profile: boolean, withPeer: boolean): Promise<ShapeResult> {
   const c = s.config;
   const { B, T } = s;
   const N = B * T;
@@ -200,6 +201,11 @@ async function benchShape(ctx: GpuContext, gpu: GPU, peerDevice: GPUDevice, s: S
     console.log(`${s.name} engine: step-1 loss ${ours.step1Loss.toFixed(6)}, ${ours.trainTokensPerSecond.toFixed(1)} training tokens/s`);
 
     // ---- the peer ----------------------------------------------------------------------------
+    if (!withPeer) {
+      peer.error = 'not run (--engine-only)';
+      result.loadAverage = loadavg().map((x) => Number(x.toFixed(2)));
+      return result;
+    }
     const file = readSafetensors(new Uint8Array(await readFile(join(dir, 'model.safetensors'))));
     const params = new Map<string, Float32Array>();
     const shapes = new Map<string, number[]>();
@@ -402,7 +408,7 @@ const results: ShapeResult[] = [];
 for (const s of SHAPES) {
   if (args.only && !args.only.includes(s.name)) continue;
   // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
-  results.push(await benchShape(ctx, gpu, peerDevice, s, s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps, args.profile));
+  results.push(await benchShape(ctx, peerDevice, s, s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps, args.profile, args.peer));
 }
 const mm = args.matmul ? await benchMatmul(ctx, software ? 3 : 20) : [];
 const table = tables(results, mm);

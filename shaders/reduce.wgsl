@@ -6,8 +6,10 @@
 //
 // Entry points (all 256 threads per workgroup):
 //   sum_squares    partials[slot + w] = Σ x[i]² over the elements i that workgroup w visits,
-//                  i = w·256 + t, then in steps of 256·numWorkgroups.  grid (PARTIALS, 1, 1)
-//                  One dispatch per gradient range; each range owns PARTIALS consecutive slots.
+//                  i = w·256 + t, then in steps of 256·numWorkgroups.
+//                  grid (min(PARTIALS, ⌈n/256⌉), 1, 1): element i goes to workgroup ⌊i/256⌋ mod
+//                  the grid either way. One dispatch per gradient range; each range owns PARTIALS
+//                  consecutive slots, and those of workgroups not launched stay 0.
 //   norm_finalize  one workgroup: s = Σ_k partials[k] over k < n in a fixed order, then
 //                  norm[0] = sqrt(s)                                  (total norm, before clipping)
 //                  norm[1] = min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm ≤ 0 (clipping off)

@@ -39,7 +39,10 @@ export interface SumSquaresArgs {
   /** (n) input: one gradient range, n = x.size / 4 unless given */
   x: BufferRange;
   n?: number;
-  /** Output buffer of partial sums, bound whole; this dispatch writes floats slot .. slot + NORM_PARTIALS_PER_RANGE − 1. */
+  /**
+   * Output buffer of partial sums, bound whole; this dispatch owns floats slot .. slot + NORM_PARTIALS_PER_RANGE − 1
+   * and writes the first ⌈n/256⌉ of them: the others must hold 0 (a fresh buffer does).
+   */
   partials: GPUBuffer;
   slot: number;
 }
@@ -54,7 +57,11 @@ export async function sumSquares(ctx: GpuContext, args: SumSquaresArgs): Promise
     label: args.label,
     pipeline,
     bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.x, out]),
-    workgroups: [NORM_PARTIALS_PER_RANGE, 1, 1],
+    // No more workgroups than the range has 256-element blocks: element i goes to workgroup
+    // ⌊i/256⌋ mod the count either way, so the partials are the same as with all of them, and the
+    // slots of workgroups not launched keep the zeros the buffer was created with. A small
+    // tensor (a bias, a LayerNorm) then costs one workgroup instead of 256.
+    workgroups: [Math.min(NORM_PARTIALS_PER_RANGE, Math.max(1, Math.ceil(n / 256))), 1, 1],
   };
 }
 
