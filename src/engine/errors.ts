@@ -8,6 +8,12 @@ export class StudioError extends Error {
   }
 }
 
+/** The name and message of anything thrown, as the page shows it (a non-Error becomes its string). */
+export function describeError(e: unknown): { name: string; message: string } {
+  if (e instanceof Error) return { name: e.name, message: e.message };
+  return { name: 'Error', message: String(e) };
+}
+
 /** Where WebGPU works today (browser release notes, mid 2025), for messages that explain its absence. */
 export const NO_WEBGPU_HELP =
   'WebGPU is needed. It is on by default in Chrome and Edge 113+ (Windows, macOS, ChromeOS, Android 121+), ' +

@@ -51,6 +51,28 @@ export interface CacheEntry extends HubFileKey {
   storedAt: number;
 }
 
+/** One model repository at a revision in the cache, summed over its files (what the page lists). */
+export interface CachedModelSummary extends HubRepoKey {
+  files: number;
+  bytes: number;
+  /** every file finished downloading */
+  complete: boolean;
+}
+
+/** The cache's entries grouped per endpoint, repository and revision, in first-seen order. */
+export function summarizeCache(entries: readonly CacheEntry[]): CachedModelSummary[] {
+  const byModel = new Map<string, CachedModelSummary>();
+  for (const e of entries) {
+    const k = JSON.stringify([e.endpoint, e.repo, e.revision]);
+    const m = byModel.get(k) ?? { endpoint: e.endpoint, repo: e.repo, revision: e.revision, files: 0, bytes: 0, complete: true };
+    m.files++;
+    m.bytes += e.size;
+    m.complete &&= e.complete;
+    byModel.set(k, m);
+  }
+  return [...byModel.values()];
+}
+
 /**
  * What a repository at a revision was found to hold, so a second load needs no request: the
  * files downloaded for it, and the optional files the server said it does not have (404).

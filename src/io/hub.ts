@@ -135,6 +135,33 @@ export function hubFileUrl(endpoint: string, repo: string, revision: string, fil
   return `${normalizeEndpoint(endpoint)}/${repo}/resolve/${encodeURIComponent(revision)}/${path}`;
 }
 
+/** Whether a Hub endpoint answers for a repository, and a sentence saying so. */
+export interface HubReachability {
+  endpoint: string;
+  reachable: boolean;
+  detail: string;
+}
+
+/**
+ * Asks `endpoint` for `repo`'s config.json with a HEAD request (no download, no token): the page
+ * calls it only when the user chooses the Hub, so nothing leaves the origin before that.
+ */
+export async function checkHub(endpoint: string, repo: string, opts: { fetch?: typeof fetch; timeoutMs?: number } = {}): Promise<HubReachability> {
+  const fetchFn = opts.fetch ?? globalThis.fetch;
+  let url: string;
+  try {
+    url = hubFileUrl(endpoint, repo, DEFAULT_REVISION, 'config.json');
+  } catch (e) {
+    return { endpoint, reachable: false, detail: e instanceof Error ? e.message : String(e) };
+  }
+  try {
+    const res = await fetchFn(url, { method: 'HEAD', signal: AbortSignal.timeout(opts.timeoutMs ?? 5000) });
+    return { endpoint, reachable: res.ok, detail: res.ok ? `${endpoint} is reachable` : `${url} answered HTTP ${res.status}` };
+  } catch (e) {
+    return { endpoint, reachable: false, detail: `${endpoint} is not reachable (${e instanceof Error ? e.message : String(e)})` };
+  }
+}
+
 export interface DownloadProgress {
   repo: string;
   revision: string;

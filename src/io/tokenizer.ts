@@ -38,6 +38,18 @@ export interface Tokenizer {
   readonly addedTokens: readonly string[];
 }
 
+/** A short text whose ids tell two tokenizers apart: punctuation, the special token, accents, CJK, digits, runs of spaces. */
+const TOKENIZER_PROBE = 'Hello, world! <|endoftext|> naïve 東京 1234  \n\tend';
+
+/** Whether two tokenizers give the same ids (a corpus tokenized by one can be used by the other). */
+export function sameTokenizer(a: Tokenizer, b: Tokenizer): boolean {
+  if (a === b) return true;
+  if (a.vocabSize !== b.vocabSize || a.eosId !== b.eosId) return false;
+  const x = a.encode(TOKENIZER_PROBE);
+  const y = b.encode(TOKENIZER_PROBE);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
+}
+
 /** The two Hugging Face files that define a tokenizer, as parsed JSON. */
 export interface TokenizerFiles {
   tokenizerJson: Record<string, unknown>;

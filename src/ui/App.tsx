@@ -2,7 +2,8 @@
 // requests. A good first run needs no reading: offline, the built-in model and the sample corpus
 // load by themselves; with the Hub reachable, GPT-2 124M is the suggested model.
 import { useEffect } from 'react';
-import { DEFAULT_HUB_ENDPOINT, NO_WEBGPU_HELP } from '../worker/protocol.ts';
+import { NO_WEBGPU_HELP } from '../engine/errors.ts';
+import { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT } from '../io/hub.ts';
 import { AdapterPanel } from './AdapterPanel.tsx';
 import { ChartsPanel } from './ChartsPanel.tsx';
 import { DataPanel } from './DataPanel.tsx';

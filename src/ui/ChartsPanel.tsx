@@ -4,25 +4,9 @@
 // drawn as a dot, so a short run is readable.
 import { useMemo, useState } from 'react';
 import { CartesianGrid, Line, LineChart, Tooltip, XAxis, YAxis } from 'recharts';
+import { emaSmooth } from '../engine/eval/metrics.ts';
 import { metric } from './format.ts';
 import { useStudio, type EvalPoint, type StepPoint } from './store.ts';
-
-/** Debiased EMA (as TensorBoard's scalar smoothing): s_t = w·s_{t−1} + (1−w)·x_t, divided by 1 − w^t. */
-export function smooth(values: readonly number[], weight: number): number[] {
-  const out: number[] = [];
-  let last = 0;
-  let n = 0;
-  for (const v of values) {
-    if (!Number.isFinite(v)) {
-      out.push(v);
-      continue;
-    }
-    last = last * weight + (1 - weight) * v;
-    n++;
-    out.push(weight > 0 ? last / (1 - weight ** n) : v);
-  }
-  return out;
-}
 
 /** At most `max` points, evenly spaced, always keeping the last. */
 export function thin<T>(points: readonly T[], max: number): T[] {
@@ -111,9 +95,10 @@ function Chart({ title, rows, series, log, format, testId, latest }: {
 }
 
 function merge(series: StepPoint[], evals: EvalPoint[], smoothing: number, maxPoints: number) {
-  const loss = smooth(series.map((p) => p.loss), smoothing);
-  const norm = smooth(series.map((p) => p.gradNorm), smoothing);
-  const tps = smooth(series.map((p) => p.tokensPerSec), smoothing);
+  // TensorBoard's debiased EMA, the engine's one implementation (engine/eval/metrics.ts).
+  const loss = emaSmooth(series.map((p) => p.loss), smoothing);
+  const norm = emaSmooth(series.map((p) => p.gradNorm), smoothing);
+  const tps = emaSmooth(series.map((p) => p.tokensPerSec), smoothing);
   const byStep = new Map<number, Row>();
   thin(series.map((p, i) => ({ p, i })), maxPoints).forEach(({ p, i }) => {
     byStep.set(p.step, {

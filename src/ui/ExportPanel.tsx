@@ -1,5 +1,5 @@
 // Export: the fine-tuned model as a Hugging Face folder (.zip), model.safetensors alone, or the
-// LoRA adapter when LoRA trained. The worker builds the file; the page saves it.
+// LoRA weights (PEFT's folder) when LoRA trained. The worker builds the file; the page saves it.
 import { useEffect } from 'react';
 import type { ExportFormat } from '../worker/protocol.ts';
 import { send } from './engine.ts';
@@ -10,7 +10,7 @@ import { useStudio } from './store.ts';
 const FORMATS: Array<{ format: ExportFormat; label: string; hint: string }> = [
   { format: 'hf-zip', label: 'Hugging Face folder (.zip)', hint: 'config, weights, tokenizer and a model card: loads with from_pretrained.' },
   { format: 'safetensors', label: 'model.safetensors', hint: 'The weights alone, in Hugging Face names.' },
-  { format: 'lora', label: 'LoRA adapter', hint: 'adapter_config.json + adapter_model.safetensors (PEFT).' },
+  { format: 'lora', label: 'LoRA weights (PEFT folder)', hint: 'adapter_config.json + adapter_model.safetensors (PEFT).' },
 ];
 
 export function ExportPanel() {
@@ -42,7 +42,7 @@ export function ExportPanel() {
               }}>
               {exports.pending === f.format ? 'Preparing…' : f.label}
             </button>
-            <span className="hint">{f.format === 'lora' && !lora ? 'Turn LoRA on in the settings to train an adapter.' : f.hint}</span>
+            <span className="hint">{f.format === 'lora' && !lora ? 'Turn LoRA on in the settings to train LoRA weights.' : f.hint}</span>
           </li>
         ))}
       </ul>

@@ -3,7 +3,8 @@
 // the gradual-unfreezing plan, the trainable-parameter count and the engine's GPU memory
 // estimate, updated as switches change. Changes made while a run is paused apply on resume.
 import { useEffect, useMemo, useState } from 'react';
-import { groupLrFactors, unfreezeSchedule, type MemoryBreakdown } from '../worker/protocol.ts';
+import { groupLrFactors, unfreezeSchedule } from '../engine/train/groups.ts';
+import type { MemoryBreakdown } from '../worker/protocol.ts';
 import { send } from './engine.ts';
 import { bytes, count, lr as fmtLr } from './format.ts';
 import { useStudio } from './store.ts';

@@ -2,7 +2,12 @@
 // configurable endpoint; downloads are cached by the browser and listed here), or local files
 // (dropped, picked, or a whole folder).
 import { useEffect, useRef, useState, type DragEvent } from 'react';
-import { countParams, describeError, GPT2_SMALL, HUB_PRESETS, localFilesFromDrop, localFilesFromInput, type LocalFile, type ModelSource } from '../worker/protocol.ts';
+import { describeError } from '../engine/errors.ts';
+import { GPT2_SMALL } from '../engine/model/config.ts';
+import { countParams } from '../engine/model/params.ts';
+import { HUB_PRESETS } from '../io/hub.ts';
+import { localFilesFromDrop, localFilesFromInput, type LocalFile } from '../io/local-files.ts';
+import type { ModelSource } from '../worker/protocol.ts';
 import { send } from './engine.ts';
 import { Progress, TextField } from './fields.tsx';
 import { bytes, count } from './format.ts';

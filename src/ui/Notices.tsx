@@ -1,6 +1,6 @@
 // Page-wide notices: no WebGPU (why, and where it works), a lost GPU device (and that a run can
 // start again), and every error the worker reports, each saying what to do.
-import { NO_WEBGPU_HELP } from '../worker/protocol.ts';
+import { NO_WEBGPU_HELP } from '../engine/errors.ts';
 import { useStudio } from './store.ts';
 
 export function Notices() {

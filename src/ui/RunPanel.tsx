@@ -1,6 +1,6 @@
 // Run controls: start, pause, resume, stop; step and total, elapsed and remaining time, tokens/s.
 // The engine runs in the worker, so the page stays responsive throughout.
-import { hasErrors, runSteps, validateSample, validateTrain } from '../worker/protocol.ts';
+import { hasErrors, runSteps, validateSample, validateTrain } from '../worker/settings.ts';
 import { send } from './engine.ts';
 import { duration, rate } from './format.ts';
 import { useStudio } from './store.ts';

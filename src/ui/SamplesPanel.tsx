@@ -1,6 +1,6 @@
 // Samples: the prompt and sampling settings, samples generated every N steps listed with their
 // step, and the base model next to the fine-tuned one on the same prompt and seed.
-import { validateSample } from '../worker/protocol.ts';
+import { validateSample } from '../worker/settings.ts';
 import { send } from './engine.ts';
 import { CheckField, NumberField, TextField } from './fields.tsx';
 import { rate } from './format.ts';

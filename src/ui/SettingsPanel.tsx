@@ -2,7 +2,8 @@
 // loaded model and corpus (a sequence length above n_positions, say) with the same checks the
 // worker applies before a run.
 import { useMemo } from 'react';
-import { LORA_TARGETS, runSteps, scheduleCurve, validateTrain, type LoraTarget, type ScheduleKind, type TrainSettings } from '../worker/protocol.ts';
+import { scheduleCurve } from '../engine/train/schedule.ts';
+import { LORA_TARGETS, runSteps, validateTrain, type LoraTarget, type ScheduleKind, type TrainSettings } from '../worker/settings.ts';
 import { CheckField, NumberField, SelectField } from './fields.tsx';
 import { lr as fmtLr } from './format.ts';
 import { useStudio } from './store.ts';
@@ -124,7 +125,7 @@ export function SettingsPanel() {
 
       <fieldset>
         <legend>LoRA</legend>
-        <CheckField label="Train LoRA adapters instead of the weights" checked={s.lora.enabled} onChange={(enabled) => set({ lora: { ...s.lora, enabled } })}
+        <CheckField label="Train LoRA weights instead of the model's" checked={s.lora.enabled} onChange={(enabled) => set({ lora: { ...s.lora, enabled } })}
           hint="PEFT's method: the base stays frozen; small A, B matrices train." {...common} />
         {s.lora.enabled && (
           <>

@@ -28,8 +28,3 @@ export function send(req: WorkerRequest): void {
   }
   client.send(req);
 }
-
-/** Replaces a broken worker with a fresh one (a new GPU device; nothing loaded). */
-export function restartEngine(): void {
-  client?.restart();
-}

@@ -2,24 +2,22 @@
 // a WorkerEvent and is folded in by `reduce` (a pure function, so the projection is testable
 // without a browser); the rest is what the user is editing (settings, frozen layers, sources).
 import { create } from 'zustand';
-import {
-  DEFAULT_HUB_ENDPOINT,
-  DEFAULT_SAMPLE,
-  DEFAULT_TRAIN,
-  suggestedLr,
-  type AdapterReport,
-  type CorpusInfo,
-  type EvalResult,
-  type ExportFormat,
-  type MemoryBreakdown,
-  type ModelInfo,
-  type ProgressTask,
-  type RequestType,
-  type RunState,
-  type SampleSettings,
-  type SavedRunInfo,
-  type TrainSettings,
-  type WorkerEvent,
+import { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT } from '../io/hub.ts';
+import { DEFAULT_SAMPLE, DEFAULT_TRAIN, suggestedLr } from '../worker/settings.ts';
+import type {
+  AdapterReport,
+  CorpusInfo,
+  EvalResult,
+  ExportFormat,
+  MemoryBreakdown,
+  ModelInfo,
+  ProgressTask,
+  RequestType,
+  RunState,
+  SampleSettings,
+  SavedRunInfo,
+  TrainSettings,
+  WorkerEvent,
 } from '../worker/protocol.ts';
 
 export type AdapterState =

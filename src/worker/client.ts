@@ -1,5 +1,5 @@
 // The page's handle on the engine worker: sends WorkerRequests, delivers WorkerEvents. A worker
-// that fails to start or crashes is reported as an error event, and `restart` replaces it.
+// that fails to start or crashes is reported as an error event.
 import type { RequestType, WorkerEvent, WorkerRequest } from './protocol.ts';
 
 export class EngineClient {
@@ -31,12 +31,6 @@ export class EngineClient {
   send(req: WorkerRequest): void {
     this.lastRequest = req.type;
     this.worker.postMessage(req);
-  }
-
-  /** Replaces the worker with a fresh one (its device, model and corpus are gone). */
-  restart(): void {
-    this.worker.terminate();
-    this.worker = this.spawn();
   }
 
   terminate(): void {

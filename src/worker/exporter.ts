@@ -1,24 +1,27 @@
 // Downloads for the page, built on io/export.ts and io/peft.ts: the Hugging Face folder as a
 // .zip (config, weights, tokenizer, generation config, model card), model.safetensors alone, or
-// a LoRA adapter folder (PEFT's adapter_config.json + adapter_model.safetensors) as a .zip.
-// Full weights are read from the GPU one tensor at a time as the file is written.
+// the LoRA weights as PEFT's folder ( adapter_config.json + adapter_model.safetensors) as a .zip.
+// Full weights are read from the GPU one tensor at a time, range by range (GpuWeights.read), as
+// the file is written, so a tensor larger than one binding (GPT-2's wte) exports like any other.
 import { StudioError } from '../engine/errors.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
+import type { LoraConfig, LoraWeights } from '../engine/model/lora.ts';
 import type { HostParams } from '../engine/model/params.ts';
+import type { GpuWeights } from '../engine/model/weights.ts';
+import type { TrainRunConfig } from '../engine/train/loop.ts';
 import { hfExportZipBlob, hfFolderFiles, safeFolderName, type ExportInput, type ParamReader } from '../io/export.ts';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles } from '../io/peft.ts';
-import type { LoraConfig } from '../engine/model/lora.ts';
+import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, mergeLora } from '../io/peft.ts';
 import { zipReadableStream, zipSize, type ZipEntry } from '../io/zip.ts';
 import type { ExportFormat } from './protocol.ts';
 
-/** An export that cannot be made (a LoRA adapter without LoRA, …). */
+/** An export that cannot be made (LoRA weights when LoRA did not train, …). */
 export class StudioExportError extends StudioError {}
 
 export interface ExportRequest {
   config: GPT2Config;
   /** the fine-tuned weights: host tensors (LoRA merged) or a reader of the GPU copy */
   params: HostParams | ParamReader;
-  /** the trained adapter, when LoRA trained */
+  /** the trained LoRA weights, when LoRA trained */
   lora: { config: LoraConfig; params: () => Promise<HostParams> } | null;
   card: ExportInput['card'];
   tokenizer: ExportInput['tokenizer'];
@@ -62,7 +65,7 @@ export async function exportFile(format: ExportFormat, req: ExportRequest): Prom
     }
     case 'lora': {
       if (!req.lora) {
-        throw new StudioExportError('There is no LoRA adapter to export: the last run fine-tuned the full weights. Turn LoRA on in the settings and train to get an adapter.');
+        throw new StudioExportError('There are no LoRA weights to export: the last run fine-tuned the full weights. Turn LoRA on in the settings and train to get a PEFT LoRA folder.');
       }
       const files = adapterFiles(req.config, req.lora.config, await req.lora.params(), req.card?.baseModel ?? 'gpt2');
       const folder = `${name}-lora`;
@@ -74,4 +77,55 @@ export async function exportFile(format: ExportFormat, req: ExportRequest): Prom
       return { fileName: `${folder}.zip`, blob: await collect(zipReadableStream(entries), zipSize(entries), req.onProgress) };
     }
   }
+}
+
+/** The last run's settings and results, for the model card. */
+export interface RunSummary {
+  cfg: TrainRunConfig;
+  trainLoss: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  seconds: number;
+  tokens: number;
+}
+
+/** The model card's training and metrics sections for `run` (nothing when the model was not trained). */
+export function runCard(run: RunSummary | null, trainedSteps: number): Pick<NonNullable<ExportInput['card']>, 'training' | 'metrics'> {
+  if (!run) return {};
+  return {
+    training: run.cfg,
+    metrics: {
+      steps: trainedSteps, trainLoss: run.trainLoss, valLoss: run.valLoss, tokensSeen: run.tokens, seconds: run.seconds,
+      ...(run.valAccuracy !== undefined ? { extra: { 'val next-token accuracy': run.valAccuracy } } : {}),
+    },
+  };
+}
+
+export interface GpuExportSource {
+  weights: GpuWeights;
+  /** the LoRA weights training on top of `weights`, if any */
+  lora: { config: LoraConfig; weights: LoraWeights } | null;
+  card: ExportInput['card'];
+  tokenizer: ExportInput['tokenizer'];
+  onProgress?(done: number, total: number): void;
+}
+
+/**
+ * The download of weights on the GPU. With LoRA, the full-weight formats hold the merged model
+ * (W + (B·A)ᵀ·α/r, as PEFT's merge_and_unload) and 'lora' the LoRA weights alone.
+ */
+export async function exportFromGpu(format: ExportFormat, src: GpuExportSource): Promise<{ fileName: string; blob: Blob }> {
+  const config = src.weights.config;
+  const lora = src.lora;
+  const params: HostParams | ParamReader = lora && format !== 'lora'
+    ? mergeLora(config, await src.weights.download(), lora.config, await lora.weights.download())
+    : (name: string) => src.weights.read(name);
+  return exportFile(format, {
+    config,
+    params,
+    lora: lora ? { config: lora.config, params: () => lora.weights.download() } : null,
+    tokenizer: src.tokenizer,
+    card: src.card,
+    onProgress: src.onProgress,
+  });
 }

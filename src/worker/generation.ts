@@ -1,6 +1,6 @@
 // Text from a model for the page: samples (a prompt continued with the sampling settings) and
 // the greedy continuations BLEU scores, with the engine's KV-cache generator. One generator per
-// weights copy (and LoRA adapter) is kept between calls: its pipelines and cache are built once.
+// weights copy (and LoRA weights) is kept between calls: its pipelines and cache are built once.
 import { Generator } from '../engine/generate/generator.ts';
 import type { GpuContext } from '../engine/gpu/context.ts';
 import type { LoraWeights } from '../engine/model/lora.ts';
@@ -38,7 +38,7 @@ export class Generators {
     return m.gen;
   }
 
-  /** Drops the generators of `lora` (an adapter that is being replaced). */
+  /** Drops the generators of `lora` (LoRA weights that are being replaced). */
   forget(lora: LoraWeights): void {
     for (const [k, m] of this.made) {
       if (m.lora === lora) {

@@ -2,15 +2,17 @@
 // Hugging Face Hub repository (io/hub.ts: a mirror or a local server in the Hub's URL layout works
 // too; downloads are cached in the browser's origin private file system), or files the user
 // dropped (io/local-files.ts). Files are read back in slices; nothing is held twice.
-import { StudioError } from '../engine/errors.ts';
+import { describeError, StudioError } from '../engine/errors.ts';
 import { type GPT2Config, parseConfig } from '../engine/model/config.ts';
+import { paramSpecs } from '../engine/model/params.ts';
+import { groupLabel } from '../engine/train/groups.ts';
 import { blobSource, type ByteSource } from '../io/bytes.ts';
 import { openBrowserCache, type ModelCache } from '../io/cache.ts';
 import { filesFromSources, MissingModelFileError, type ModelFiles } from '../io/checkpoint.ts';
 import { loadHubModel, type DownloadProgress } from '../io/hub.ts';
 import { openLocalModel } from '../io/local-files.ts';
 import { type HfTokenizer, tokenizerFromModelFiles } from '../io/tokenizer.ts';
-import { describeError, type ModelSource } from './protocol.ts';
+import type { ModelInfo, ModelSource } from './protocol.ts';
 
 /** The built-in model's files could not be fetched from this site. */
 export class BuiltinModelError extends StudioError {}
@@ -115,4 +117,30 @@ export async function openModelSource(source: ModelSource, onProgress: BytesProg
       return withTokenizer({ name: m.name, baseModel: m.name, pretrained: true, config: m.config, files: m.files }, m.tokenizerFiles);
     }
   }
+}
+
+/** What the page shows of a loaded model: its shape, parameter counts per depth group, and where it came from. */
+export function describeModel(folder: ModelFolder, source: ModelSource['kind']): ModelInfo {
+  const c = folder.config;
+  const specs = paramSpecs(c);
+  return {
+    name: folder.name,
+    source,
+    vocabSize: c.vocabSize,
+    nPositions: c.nPositions,
+    nEmbd: c.nEmbd,
+    nLayer: c.nLayer,
+    nHead: c.nHead,
+    nInner: c.nInner,
+    activation: c.activation,
+    dropout: c.residPdrop,
+    params: specs.reduce((a, s) => a + s.numel, 0),
+    groups: Array.from({ length: c.nLayer + 2 }, (_, g) => ({
+      index: g,
+      label: groupLabel(c.nLayer, g),
+      params: specs.filter((s) => s.group === g).reduce((a, s) => a + s.numel, 0),
+    })),
+    tokenizer: folder.tokenizerSource,
+    pretrained: folder.pretrained,
+  };
 }

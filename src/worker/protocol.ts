@@ -1,23 +1,20 @@
 // The one seam between the page and the engine: every message is a member of a discriminated
 // union, so both sides switch on `type` with no casts. Messages hold plain data (and browser
-// File/Blob objects, which structured cloning carries); GPU objects never cross.
-// This module (with the pure helpers it re-exports) is the only one both the UI and the worker import.
+// File/Blob objects, which structured cloning carries); GPU objects never cross. Types only:
+// where a message carries what an engine or io module computes, its type is derived from that
+// module's, and helpers are imported from the modules that own them.
+import type { EvalResult as EngineEvalResult } from '../engine/eval/evaluate.ts';
 import type { AdapterReport } from '../engine/gpu/context.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
+import type { MemoryBreakdown as EngineMemory } from '../engine/model/memory.ts';
+import type { CachedModelSummary } from '../io/cache.ts';
+import type { CorpusOptions as IoCorpusOptions, CorpusSplit, CorpusStats } from '../io/corpus.ts';
+import type { HubReachability } from '../io/hub.ts';
 import type { LocalFile } from '../io/local-files.ts';
+import type { SelftestReport, SelftestShape } from './selftest.ts';
 import type { SampleSettings, TrainSettings } from './settings.ts';
 
-export type { AdapterReport };
-export { NO_WEBGPU_HELP } from '../engine/errors.ts';
-export * from './settings.ts';
-// Pure helpers the page shows before a run (rates per group, the unfreezing plan, the schedule).
-export { groupLabel, groupLrFactors, unfreezeSchedule } from '../engine/train/groups.ts';
-export { scheduleCurve } from '../engine/train/schedule.ts';
-export { countParams } from '../engine/model/params.ts';
-export { GPT2_SMALL } from '../engine/model/config.ts';
-// The Hub's presets and address, and the page-side collectors of dropped model files.
-export { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT, HUB_PRESETS } from '../io/hub.ts';
-export { localFilesFromDrop, localFilesFromInput } from '../io/local-files.ts';
-export type { LocalFile };
+export type { AdapterReport, LocalFile, SampleSettings, TrainSettings };
 
 export type ModelSource =
   | { kind: 'builtin' }
@@ -27,12 +24,8 @@ export type ModelSource =
 
 export type CorpusSource = { kind: 'sample' } | { kind: 'files'; files: File[] };
 
-export interface CorpusOptions {
-  /** .jsonl: the string field holding a document */
-  jsonlField: string;
-  /** .csv: the column holding a document */
-  csvColumn: string;
-}
+/** How documents are found in .jsonl and .csv files (the page's subset of io/corpus.ts's options). */
+export type CorpusOptions = Required<Pick<IoCorpusOptions, 'jsonlField'>> & { csvColumn: string };
 
 export interface DepthGroup {
   /** 0 embeddings, i + 1 block i, L + 1 ln_f */
@@ -41,17 +34,11 @@ export interface DepthGroup {
   params: number;
 }
 
-export interface ModelInfo {
+export interface ModelInfo extends Pick<GPT2Config, 'vocabSize' | 'nPositions' | 'nEmbd' | 'nLayer' | 'nHead' | 'nInner' | 'activation'> {
   /** what the user sees: a repo id, a folder name, 'Built-in demo' */
   name: string;
   source: ModelSource['kind'];
-  vocabSize: number;
-  nPositions: number;
-  nEmbd: number;
-  nLayer: number;
-  nHead: number;
-  nInner: number;
-  activation: string;
+  /** the config's residual dropout (the page's one dropout setting starts at it) */
   dropout: number;
   params: number;
   /** bottom (embeddings) first */
@@ -62,47 +49,31 @@ export interface ModelInfo {
   pretrained: boolean;
 }
 
-export interface CorpusInfo {
+export interface CorpusInfo
+  extends Pick<CorpusStats, 'files' | 'documents' | 'characters' | 'bytes' | 'tokens'>,
+    Pick<CorpusSplit, 'trainDocuments' | 'valDocuments' | 'trainWindows' | 'valWindows'> {
   name: string;
-  files: number;
-  documents: number;
-  characters: number;
-  bytes: number;
-  tokens: number;
   trainTokens: number;
   valTokens: number;
-  trainDocuments: number;
-  valDocuments: number;
   /** the split's context length (windows are counted at it) */
   contextLength: number;
-  trainWindows: number;
-  valWindows: number;
   valFraction: number;
   /** how a single document was split, when it was */
   splitMessage?: string;
 }
 
-export interface MemoryBreakdown {
-  parameters: number;
-  gradients: number;
-  optimizer: number;
-  activations: number;
-  scratch: number;
+/** The engine's memory categories, plus the base-model copy the studio keeps. */
+export interface MemoryBreakdown extends EngineMemory {
   /** a second copy of the weights kept for base-vs-fine-tuned samples and evaluation */
   baseCopy: number;
-  total: number;
 }
 
-export interface EvalResult {
-  loss: number;
-  perplexity: number;
+/** An evaluation as the page shows it: the engine's numbers, with BLEU beside them. */
+export interface EvalResult extends Pick<EngineEvalResult, 'loss' | 'perplexity' | 'tokens' | 'windows'> {
   /** next-token top-1 accuracy in [0, 1]; null when not measured */
   accuracy: number | null;
   /** BLEU-4, 0–100; null when not measured */
   bleu: number | null;
-  /** targets scored */
-  tokens: number;
-  windows: number;
 }
 
 /** A run saved in the browser (OPFS): its latest checkpoint and what the page needs to resume it. */
@@ -127,7 +98,8 @@ export type ExportFormat = 'hf-zip' | 'safetensors' | 'lora';
 /** Page → worker. */
 export type WorkerRequest =
   | { type: 'probe' }
-  | { type: 'selftest'; M: number; N: number; K: number; seed: number }
+  | ({ type: 'selftest' } & SelftestShape)
+  /** asked only when the user chooses the Hub: nothing leaves the page's origin before */
   | { type: 'hubCheck'; endpoint: string; repo: string }
   | { type: 'loadModel'; source: ModelSource }
   | { type: 'loadCorpus'; source: CorpusSource; options: CorpusOptions; valFraction: number; seed: number; contextLength: number }
@@ -162,8 +134,8 @@ export type ProgressTask = 'model' | 'corpus' | 'evaluate' | 'export' | 'generat
 /** Worker → page. */
 export type WorkerEvent =
   | { type: 'adapter'; report: AdapterReport }
-  | { type: 'selftest'; M: number; N: number; K: number; maxAbsError: number; ms: number; sample: number[] }
-  | { type: 'hub'; endpoint: string; reachable: boolean; detail: string }
+  | ({ type: 'selftest' } & SelftestReport)
+  | ({ type: 'hub' } & HubReachability)
   | { type: 'progress'; task: ProgressTask; label: string; done: number; total: number; unit: 'bytes' | 'items' }
   | { type: 'modelLoaded'; model: ModelInfo }
   | { type: 'corpusLoaded'; corpus: CorpusInfo }
@@ -188,15 +160,10 @@ export type WorkerEvent =
   | { type: 'info'; message: string }
   | { type: 'exported'; format: ExportFormat; fileName: string; blob: Blob }
   /** the download cache: one entry per model repository and revision */
-  | { type: 'cache'; persistent: boolean; models: Array<{ endpoint: string; repo: string; revision: string; files: number; bytes: number; complete: boolean }> }
+  | { type: 'cache'; persistent: boolean; models: CachedModelSummary[] }
   | { type: 'deviceLost'; message: string }
   | { type: 'runs'; runs: SavedRunInfo[]; available: boolean }
   /** a checkpoint of the current run reached the browser's storage */
   | { type: 'saved'; id: string; step: number; at: number; bytes: number; seconds: number }
   | { type: 'runZip'; id: string; fileName: string; blob: Blob }
   | { type: 'error'; name: string; message: string; request: RequestType };
-
-export function describeError(e: unknown): { name: string; message: string } {
-  if (e instanceof Error) return { name: e.name, message: e.message };
-  return { name: 'Error', message: String(e) };
-}

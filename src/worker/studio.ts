@@ -1,50 +1,37 @@
-// The engine session behind the page, living in the Web Worker: it owns the GPU device, the
-// loaded model (the copy that trains, and the base copy kept for side-by-side samples and
-// before/after evaluation), the LoRA adapter when one trains, the tokenized corpus and the one
-// training run, and answers every WorkerRequest with WorkerEvents. Nothing here touches the DOM.
-import { OutOfMemoryError, StudioError } from '../engine/errors.ts';
-import { bleuEval, DEFAULT_BLEU_EVAL, type BleuEvalOptions } from '../engine/eval/bleu-eval.ts';
-import { evaluate, type EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
+// The engine session behind the page, living in the Web Worker: it keeps the session's state (the
+// GPU device, the loaded model — the copy that trains and the base copy kept for side-by-side
+// samples and before/after evaluation —, the LoRA weights when LoRA trains, the tokenized corpus
+// and the one training run) and routes every WorkerRequest to the module of its concept, answering
+// with WorkerEvents: the self-test (selftest.ts), models (model-source.ts), corpora (corpus.ts),
+// evaluation (evaluation.ts), samples (generation.ts), exports (exporter.ts), the Hub check and
+// the download cache (io/hub.ts, io/cache.ts). Nothing here touches the DOM.
+import { describeError, OutOfMemoryError, StudioError } from '../engine/errors.ts';
+import type { EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
+import { ThroughputMeter } from '../engine/eval/metrics.ts';
 import { GpuContext } from '../engine/gpu/context.ts';
-import { run } from '../engine/gpu/dispatch.ts';
-import { matmul } from '../engine/kernels/matmul.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import { initLoraParams, LoraWeights, type LoraConfig } from '../engine/model/lora.ts';
 import { describeMemory, formatBytes, memoryLimitsOf } from '../engine/model/memory.ts';
-import { paramSpecs, type HostParams } from '../engine/model/params.ts';
 import { GpuWeights } from '../engine/model/weights.ts';
 import { groupLabel } from '../engine/train/groups.ts';
 import { runTraining, type TrainRunConfig } from '../engine/train/loop.ts';
 import { RunSettingsError, toRunConfig } from '../engine/train/run-settings.ts';
 import type { Trainer } from '../engine/train/trainer.ts';
+import { summarizeCache } from '../io/cache.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
-import { splitCorpus, tokenizeCorpus, type CorpusSplit, type TokenizedCorpus } from '../io/corpus.ts';
+import type { CorpusSplit } from '../io/corpus.ts';
+import { checkHub } from '../io/hub.ts';
 import { mergeLora } from '../io/peft.ts';
-import { loadDefaultTokenizer, type Tokenizer } from '../io/tokenizer.ts';
-import type { NamedFile } from '../io/utf8.ts';
+import { loadDefaultTokenizer, sameTokenizer, type Tokenizer } from '../io/tokenizer.ts';
+import { corpusCard, corpusInfo, loadCorpus, resplit, type Corpus } from './corpus.ts';
 import { estimateRun, loraConfigOf } from './estimate.ts';
-import { exportFile } from './exporter.ts';
-import { Generators } from './generation.ts';
-import { browserCache, fetchSiteFile, openModelSource, siteBase, type ModelFolder } from './model-source.ts';
-import {
-  describeError,
-  type CorpusInfo,
-  type CorpusOptions,
-  type CorpusSource,
-  type EvalResult,
-  type ExportFormat,
-  type MemoryBreakdown,
-  type ModelInfo,
-  type ModelSource,
-  type RunState,
-  type SampleSettings,
-  type TrainSettings,
-  type WorkerEvent,
-  type WorkerRequest,
-} from './protocol.ts';
+import { Evaluator, pageEval, type EvalTarget } from './evaluation.ts';
+import { exportFromGpu, runCard, type RunSummary } from './exporter.ts';
+import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
+import type { CorpusOptions, CorpusSource, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
-import { blobSource } from '../io/bytes.ts';
+import { matmulSelftest } from './selftest.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
 
 /** A request that cannot run now (a run in progress, nothing loaded yet); says what to do first. */
@@ -53,24 +40,19 @@ export class StudioBusyError extends StudioError {}
 /** The run's settings do not validate; the message lists each problem. */
 export class SettingsError extends StudioError {}
 
-/** The sample corpus shipped with the page, a public-domain excerpt (public/samples/). */
-export const SAMPLE_CORPUS = { file: 'samples/tiny-shakespeare.txt', name: 'Tiny Shakespeare (excerpt, public domain)' };
-
-/** BLEU on the page: fewer prompts than the CLI's default, so before/after stays quick. */
-export const PAGE_BLEU: BleuEvalOptions = { ...DEFAULT_BLEU_EVAL, prompts: 20 };
-
-interface Adapter {
+/** LoRA weights training on top of the fine-tuned copy, with their settings. */
+interface LoraSession {
   config: LoraConfig;
   weights: LoraWeights;
 }
 
 interface GpuModel {
   ctx: GpuContext;
-  /** the weights that train (with LoRA: the frozen base the adapter sits on) */
+  /** the weights that train (with LoRA: the frozen base the LoRA weights sit on) */
   tuned: GpuWeights;
   /** the loaded weights, unchanged, for base-vs-fine-tuned comparisons */
   base: GpuWeights;
-  lora: Adapter | null;
+  lora: LoraSession | null;
 }
 
 interface Model {
@@ -81,82 +63,16 @@ interface Model {
   /** optimizer steps applied since the model was loaded or reset */
   trainedSteps: number;
   /** the last run's settings and results, for the model card */
-  lastRun: { cfg: TrainRunConfig; trainLoss: number; valLoss?: number; valAccuracy?: number; seconds: number; tokens: number } | null;
-}
-
-interface Corpus {
-  source: CorpusSource;
-  options: CorpusOptions;
-  name: string;
-  names: string[];
-  tokenized: TokenizedCorpus;
-  /** the tokenizer that made the ids */
-  tokenizer: Tokenizer;
-  split: CorpusSplit;
-  valFraction: number;
-  seed: number;
-  contextLength: number;
-  /** changes whenever the split does (cached evaluations are keyed by it) */
-  version: number;
-}
-
-/** A short text whose ids tell two tokenizers apart (a corpus is tokenized again when they differ). */
-const TOKENIZER_PROBE = 'Hello, world! <|endoftext|> naïve 東京 1234  \n\tend';
-
-function sameTokenizer(a: Tokenizer, b: Tokenizer): boolean {
-  if (a === b) return true;
-  if (a.vocabSize !== b.vocabSize || a.eosId !== b.eosId) return false;
-  const x = a.encode(TOKENIZER_PROBE);
-  const y = b.encode(TOKENIZER_PROBE);
-  return x.length === y.length && x.every((v, i) => v === y[i]);
-}
-
-function describeModel(folder: ModelFolder, source: ModelSource['kind']): ModelInfo {
-  const c = folder.config;
-  const specs = paramSpecs(c);
-  return {
-    name: folder.name,
-    source,
-    vocabSize: c.vocabSize,
-    nPositions: c.nPositions,
-    nEmbd: c.nEmbd,
-    nLayer: c.nLayer,
-    nHead: c.nHead,
-    nInner: c.nInner,
-    activation: c.activation,
-    dropout: c.residPdrop,
-    params: specs.reduce((a, s) => a + s.numel, 0),
-    groups: Array.from({ length: c.nLayer + 2 }, (_, g) => ({
-      index: g,
-      label: groupLabel(c.nLayer, g),
-      params: specs.filter((s) => s.group === g).reduce((a, s) => a + s.numel, 0),
-    })),
-    tokenizer: folder.tokenizerSource,
-    pretrained: folder.pretrained,
-  };
+  lastRun: RunSummary | null;
 }
 
 function sameLora(a: LoraConfig, b: LoraConfig): boolean {
   return a.r === b.r && a.alpha === b.alpha && a.dropout === b.dropout && a.rslora === b.rslora && a.targets.join() === b.targets.join();
 }
 
-function toPage(r: EngineEval, bleu: number | null): EvalResult {
-  return { loss: r.loss, perplexity: r.perplexity, accuracy: r.accuracy, bleu, tokens: r.tokens, windows: r.windows };
-}
-
-function copyWeights(ctx: GpuContext, from: GpuWeights, to: GpuWeights): void {
-  const enc = ctx.device.createCommandEncoder({ label: 'weights.copy' });
-  from.arena.buffers.forEach((b, i) => enc.copyBufferToBuffer(b, 0, to.arena.buffers[i], 0, b.size));
-  ctx.device.queue.submit([enc.finish()]);
-}
-
-async function readParams(ctx: GpuContext, w: GpuWeights): Promise<HostParams> {
-  const out: HostParams = new Map();
-  for (const s of w.specs) {
-    const r = w.range(s.name);
-    out.set(s.name, await ctx.readF32(r.buffer, r.offset, s.numel));
-  }
-  return out;
+/** Options for tests: the device the session asks for (a lowered binding limit exercises range binding). */
+export interface StudioOptions {
+  maxStorageBufferBindingSize?: number;
 }
 
 export class Studio {
@@ -169,19 +85,24 @@ export class Studio {
   private control: RunControl | null = null;
   private runStep = 0;
   private runTotal = 0;
-  private generators = new Generators();
+  private readonly options: StudioOptions;
+  private evaluator: Evaluator;
   /** a model or corpus load in progress */
   private loading: string | null = null;
   /** a generate, evaluate or export in progress (one at a time) */
   private task: string | null = null;
-  /** the base model's validation metrics, for the split and length they were measured at */
-  private evalBefore: { key: string; result: EvalResult } | null = null;
   /** the saving of the current (or last) run into the browser's storage */
   private autosave: { runId: string } | null = null;
 
-  constructor(post: (ev: WorkerEvent) => void, gpu: GPU | undefined) {
+  constructor(post: (ev: WorkerEvent) => void, gpu: GPU | undefined, options: StudioOptions = {}) {
     this.post = post;
     this.gpu = gpu;
+    this.options = options;
+    this.evaluator = this.newEvaluator();
+  }
+
+  private newEvaluator(): Evaluator {
+    return new Evaluator((label, done, total) => this.post({ type: 'progress', task: 'evaluate', label, done, total, unit: 'items' }));
   }
 
   async handle(req: WorkerRequest): Promise<void> {
@@ -191,13 +112,15 @@ export class Studio {
           this.post({ type: 'adapter', report: (await this.context()).adapter });
           return;
         case 'selftest':
-          return await this.selftest(req);
+          this.post({ type: 'selftest', ...(await matmulSelftest(await this.context(), req)) });
+          return;
         case 'hubCheck':
-          return await this.hubCheck(req.endpoint, req.repo);
+          this.post({ type: 'hub', ...(await checkHub(req.endpoint, req.repo)) });
+          return;
         case 'loadModel':
           return await this.exclusive('model', () => this.loadModel(req.source));
         case 'loadCorpus':
-          return await this.exclusive('corpus', () => this.loadCorpus(req.source, req.options, req.valFraction, req.seed, req.contextLength));
+          return await this.exclusive('corpus', () => this.loadCorpus(req.source, req.options, { valFraction: req.valFraction, seed: req.seed, contextLength: req.contextLength }));
         case 'estimate':
           return this.estimate(req.settings, req.frozen, req.id);
         case 'train':
@@ -253,7 +176,7 @@ export class Studio {
 
   private context(): Promise<GpuContext> {
     if (this.ctx && !this.ctx.lost) return Promise.resolve(this.ctx);
-    this.ctxPromise ??= GpuContext.create(this.gpu).then(
+    this.ctxPromise ??= GpuContext.create(this.gpu, 'high-performance', this.options).then(
       (ctx) => {
         this.ctx = ctx;
         ctx.onUncapturedError = (e) => this.post({ type: 'error', ...describeError(e), request: 'train' });
@@ -272,7 +195,7 @@ export class Studio {
     if (ctx !== this.ctx) return;
     this.ctx = null;
     this.ctxPromise = null;
-    this.generators = new Generators(); // their buffers died with the device
+    this.evaluator = this.newEvaluator(); // its generators' buffers died with the device
     const trained = (this.model?.trainedSteps ?? 0) > 0 || this.control !== null;
     if (this.model) {
       this.model.gpu = null;
@@ -311,55 +234,9 @@ export class Studio {
     return m.gpu;
   }
 
-  private async selftest(req: Extract<WorkerRequest, { type: 'selftest' }>): Promise<void> {
-    const ctx = await this.context();
-    const { M, N, K } = req;
-    let s = req.seed >>> 0;
-    const rand = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
-    const a = Float32Array.from({ length: M * K }, rand);
-    const b = Float32Array.from({ length: K * N }, rand);
-    const t0 = performance.now();
-    const ra = { buffer: ctx.createBuffer(a.byteLength, 'a', a), offset: 0, size: a.byteLength };
-    const rb = { buffer: ctx.createBuffer(b.byteLength, 'b', b), offset: 0, size: b.byteLength };
-    const rc = { buffer: ctx.createBuffer(M * N * 4, 'c', new Float32Array(M * N).fill(NaN)), offset: 0, size: M * N * 4 };
-    await run(ctx, [await matmul(ctx, { label: 'selftest', M, N, K, a: ra, b: rb, out: rc })]);
-    const c = await ctx.readF32(rc.buffer, 0, M * N);
-    const ms = performance.now() - t0;
-    let maxAbsError = 0;
-    for (let m = 0; m < M; m++) {
-      for (let n = 0; n < N; n++) {
-        let ref = 0;
-        for (let k = 0; k < K; k++) ref += a[m * K + k] * b[k * N + n];
-        const d = Math.abs(c[m * N + n] - ref);
-        maxAbsError = Number.isNaN(d) ? Infinity : Math.max(maxAbsError, d);
-      }
-    }
-    for (const r of [ra, rb, rc]) r.buffer.destroy();
-    this.post({ type: 'selftest', M, N, K, maxAbsError, ms, sample: Array.from(c.slice(0, 4)) });
-  }
-
-  private async hubCheck(endpoint: string, repo: string): Promise<void> {
-    const url = `${endpoint.replace(/\/+$/, '')}/${repo}/resolve/main/config.json`;
-    try {
-      const res = await fetch(url, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
-      this.post({ type: 'hub', endpoint, reachable: res.ok, detail: res.ok ? `${endpoint} is reachable` : `${url} answered HTTP ${res.status}` });
-    } catch (e) {
-      this.post({ type: 'hub', endpoint, reachable: false, detail: `${endpoint} is not reachable (${describeError(e).message})` });
-    }
-  }
-
   private async postCache(): Promise<void> {
     const { cache, persistent } = await browserCache();
-    const byModel = new Map<string, { endpoint: string; repo: string; revision: string; files: number; bytes: number; complete: boolean }>();
-    for (const e of await cache.list()) {
-      const k = `${e.endpoint} ${e.repo} ${e.revision}`;
-      const m = byModel.get(k) ?? { endpoint: e.endpoint, repo: e.repo, revision: e.revision, files: 0, bytes: 0, complete: true };
-      m.files++;
-      m.bytes += e.size;
-      m.complete &&= e.complete;
-      byModel.set(k, m);
-    }
-    this.post({ type: 'cache', persistent, models: [...byModel.values()] });
+    this.post({ type: 'cache', persistent, models: summarizeCache(await cache.list()) });
   }
 
   private async postRuns(): Promise<void> {
@@ -399,7 +276,7 @@ export class Studio {
     );
     this.dropModel();
     this.model = { folder, info: describeModel(folder, source.kind), gpu: null, trainedSteps: 0, lastRun: null };
-    this.evalBefore = null;
+    this.evaluator.forgetBase();
     try {
       await this.gpuModel();
     } catch (e) {
@@ -411,14 +288,14 @@ export class Studio {
     const c = this.corpus;
     if (c && !sameTokenizer(c.tokenizer, folder.tokenizer)) {
       this.post({ type: 'info', message: `${folder.name} has its own tokenizer: tokenizing ${c.name} again.` });
-      await this.loadCorpus(c.source, c.options, c.valFraction, c.seed, Math.min(c.contextLength, folder.config.nPositions));
+      await this.loadCorpus(c.source, c.options, { valFraction: c.valFraction, seed: c.seed, contextLength: Math.min(c.contextLength, folder.config.nPositions) });
     }
   }
 
   private dropModel(): void {
     const gm = this.model?.gpu;
-    this.generators.destroy();
-    this.generators = new Generators();
+    this.evaluator.generators.destroy();
+    this.evaluator = this.newEvaluator();
     if (gm) {
       gm.tuned.destroy();
       gm.base.destroy();
@@ -431,50 +308,19 @@ export class Studio {
     return this.model?.folder.tokenizer ?? (await loadDefaultTokenizer());
   }
 
-  private async corpusFiles(source: CorpusSource): Promise<{ files: NamedFile[]; name: string; names: string[] }> {
-    if (source.kind === 'files') {
-      if (source.files.length === 0) throw new StudioBusyError('No corpus files were given. Drop .txt, .md, .jsonl or .csv files.');
-      const names = source.files.map((f) => f.name);
-      // Read in slices, so a corpus of hundreds of MB is never held whole (tokenizeCorpus streams it).
-      return { files: source.files.map((f) => blobSource(f, f.name)), name: names.length === 1 ? names[0] : `${names.length} files`, names };
-    }
-    const file = SAMPLE_CORPUS.file.split('/').pop()!;
-    const blob = await fetchSiteFile(siteBase() + SAMPLE_CORPUS.file, 'the sample corpus', () => {});
-    return { files: [blobSource(blob, file)], name: SAMPLE_CORPUS.name, names: [file] };
-  }
-
-  private async loadCorpus(source: CorpusSource, options: CorpusOptions, valFraction: number, seed: number, contextLength: number): Promise<void> {
+  private async loadCorpus(source: CorpusSource, options: CorpusOptions, split: { valFraction: number; seed: number; contextLength: number }): Promise<void> {
     const tokenizer = await this.tokenizer();
-    const { files, name, names } = await this.corpusFiles(source);
-    const tokenized = await tokenizeCorpus(files, tokenizer, { jsonlField: options.jsonlField || 'text', csvColumn: options.csvColumn || 'text', contextLength }, (done, total) =>
-      this.post({ type: 'progress', task: 'corpus', label: `Tokenizing ${name}`, done, total, unit: 'bytes' }),
+    this.corpus = await loadCorpus(source, options, tokenizer, split, (this.corpus?.version ?? 0) + 1, (label, done, total) =>
+      this.post({ type: 'progress', task: 'corpus', label, done, total, unit: 'bytes' }),
     );
-    const split = splitCorpus(tokenized, { valFraction, seed, contextLength });
-    this.corpus = { source, options, name, names, tokenized, tokenizer, split, valFraction, seed, contextLength, version: (this.corpus?.version ?? 0) + 1 };
-    this.post({ type: 'corpusLoaded', corpus: this.corpusInfo() });
+    this.post({ type: 'corpusLoaded', corpus: corpusInfo(this.corpus) });
   }
 
   /** The split for a run: the one loaded, or a new one when the fraction, seed or T changed. */
-  private splitFor(valFraction: number, seed: number, T: number): CorpusSplit {
+  private splitFor(valFraction: number, seed: number, contextLength: number): CorpusSplit {
     const c = this.corpus!;
-    if (c.valFraction !== valFraction || c.seed !== seed || c.contextLength !== T) {
-      c.split = splitCorpus(c.tokenized, { valFraction, seed, contextLength: T });
-      Object.assign(c, { valFraction, seed, contextLength: T, version: c.version + 1 });
-      this.post({ type: 'corpusLoaded', corpus: this.corpusInfo() });
-    }
+    if (resplit(c, { valFraction, seed, contextLength })) this.post({ type: 'corpusLoaded', corpus: corpusInfo(c) });
     return c.split;
-  }
-
-  private corpusInfo(): CorpusInfo {
-    const c = this.corpus!;
-    const s = c.tokenized.stats;
-    return {
-      name: c.name, files: s.files, documents: s.documents, characters: s.characters, bytes: s.bytes, tokens: s.tokens,
-      trainTokens: c.split.train.length, valTokens: c.split.val.length,
-      trainDocuments: c.split.trainDocuments, valDocuments: c.split.valDocuments,
-      contextLength: c.contextLength, trainWindows: c.split.trainWindows, valWindows: c.split.valWindows, valFraction: c.valFraction,
-      ...(c.split.message ? { splitMessage: c.split.message } : {}),
-    };
   }
 
   // ---- estimate ------------------------------------------------------------------------------
@@ -516,19 +362,19 @@ export class Studio {
     let finalEval: EngineEval | null = null;
     try {
       const gm = await this.gpuModel();
-      const adapter = await this.prepareAdapter(gm, settings);
-      const tokenizer = m.folder.tokenizer;
+      const lora = await this.prepareLora(gm, settings);
+      const target: EvalTarget = { ctx: gm.ctx, weights: gm.tuned, lora: lora?.weights ?? null, tokenizer: m.folder.tokenizer };
 
       if (hasVal) {
-        const before = await this.baseEval(gm, split.val, settings);
+        const before = await this.evaluator.base(this.baseTarget(gm), split.val, settings, this.corpus.version);
         this.post({ type: 'eval', phase: 'before', step: 0, tuned: before, base: null });
       }
       await this.postSample(gm, sample, 0, m.trainedSteps > 0);
 
       const tokensPerStep = settings.batch * settings.seq * settings.gradAccum;
-      let clock = performance.now(); // start of the current timed stretch (restarted after pauses, evaluations, samples)
-      let timedSteps = 0;
-      let timedMs = 0;
+      // Speed and time left count training only: the clock restarts after pauses, evaluations and samples.
+      const meter = new ThroughputMeter();
+      let clock = performance.now();
       let trainer: Trainer | null = null;
       /** the frozen set changed: report the trainer's memory once it has rebuilt (at the next step) */
       let memoryChanged = false;
@@ -542,8 +388,7 @@ export class Studio {
         },
         onStep: (log) => {
           const now = performance.now();
-          timedMs += now - clock;
-          timedSteps++;
+          meter.add(tokensPerStep, now - clock);
           clock = now;
           this.runStep = log.step;
           lastLoss = log.loss;
@@ -551,15 +396,14 @@ export class Studio {
             memoryChanged = false;
             this.postMemory(trainer, gm);
           }
-          const msPerStep = timedMs / Math.max(1, timedSteps);
           this.post({
             type: 'step', step: log.step, totalSteps: this.runTotal, loss: log.loss, lr: log.lr, gradNorm: log.grad_norm,
-            tokensPerSec: (tokensPerStep * 1000) / Math.max(msPerStep, 1e-3), elapsedMs: timedMs, etaMs: msPerStep * (this.runTotal - log.step),
+            tokensPerSec: meter.recent, elapsedMs: meter.elapsedMs, etaMs: meter.etaMs((this.runTotal - log.step) * tokensPerStep),
           });
         },
         onEval: (log, result) => {
           if (log.step === this.runTotal) finalEval = result;
-          else this.post({ type: 'eval', phase: 'during', step: log.step, tuned: toPage(result, null), base: null });
+          else this.post({ type: 'eval', phase: 'during', step: log.step, tuned: pageEval(result, null), base: null });
           clock = performance.now();
         },
         beforeStep: async (s, settle) => {
@@ -578,7 +422,7 @@ export class Studio {
           }
           return changed;
         },
-      }, adapter?.weights);
+      }, lora?.weights);
       m.trainedSteps += this.runStep;
       m.lastRun = { cfg, trainLoss: lastLoss, seconds: (performance.now() - t0) / 1000, tokens: this.runStep * tokensPerStep };
       if (control.stopped) {
@@ -587,9 +431,9 @@ export class Studio {
       }
       if (hasVal && finalEval) {
         const fe: EngineEval = finalEval;
-        const bleu = await this.bleu(gm, gm.tuned, adapter?.weights ?? null, split.val, tokenizer, 'Scoring BLEU of the fine-tuned model');
+        const bleu = await this.evaluator.bleu(target, split.val, 'Scoring BLEU of the fine-tuned model');
         m.lastRun = { ...m.lastRun, valLoss: fe.loss, valAccuracy: fe.accuracy };
-        this.post({ type: 'eval', phase: 'after', step: this.runStep, tuned: toPage(fe, bleu), base: this.evalBefore?.result ?? null });
+        this.post({ type: 'eval', phase: 'after', step: this.runStep, tuned: pageEval(fe, bleu), base: this.evaluator.baseResult });
       }
       await this.postSample(gm, sample, this.runStep, true);
       this.setState('finished', `Finished ${this.runTotal} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
@@ -621,20 +465,20 @@ export class Studio {
     return new OutOfMemoryError(parts.filter(Boolean).join(' '), e.what);
   }
 
-  /** The LoRA adapter the run trains (kept when its settings did not change), or null for full fine-tuning. */
-  private async prepareAdapter(gm: GpuModel, s: TrainSettings): Promise<Adapter | null> {
+  /** The LoRA weights the run trains (kept when the LoRA settings did not change), or null for full fine-tuning. */
+  private async prepareLora(gm: GpuModel, s: TrainSettings): Promise<LoraSession | null> {
     const want = loraConfigOf(s);
     const have = gm.lora;
     if (want && have && sameLora(want, have.config)) return have;
     if (have) {
-      // Continue from what the adapter learned: merge it into the weights, then drop it.
+      // Continue from what LoRA learned: merge it into the weights, then drop it.
       const cfg = have.config;
-      const merged = mergeLora(gm.tuned.config, await readParams(gm.ctx, gm.tuned), cfg, await have.weights.download());
+      const merged = mergeLora(gm.tuned.config, await gm.tuned.download(), cfg, await have.weights.download());
       for (const [name, t] of merged) gm.tuned.upload(name, t);
-      this.generators.forget(have.weights);
+      this.evaluator.generators.forget(have.weights);
       have.weights.destroy();
       gm.lora = null;
-      this.post({ type: 'info', message: `The previous LoRA adapter (r = ${cfg.r}) was merged into the weights before this run.` });
+      this.post({ type: 'info', message: `The previous LoRA weights (r = ${cfg.r}) were merged into the model before this run.` });
     }
     if (!want) return null;
     gm.lora = { config: want, weights: new LoraWeights(gm.ctx, gm.tuned.config, want, initLoraParams(gm.tuned.config, want, s.seed)) };
@@ -653,43 +497,27 @@ export class Studio {
 
   private postMemory(t: Trainer, gm: GpuModel): void {
     const m = t.memory();
-    const memory: MemoryBreakdown = { ...m, baseCopy: gm.base.bytes, total: 0 };
-    memory.total = m.parameters + m.gradients + m.optimizer + m.activations + m.scratch + memory.baseCopy;
+    const baseCopy = gm.base.bytes;
+    const memory: MemoryBreakdown = { ...m, baseCopy, total: m.parameters + m.gradients + m.optimizer + m.activations + m.scratch + baseCopy };
     this.post({ type: 'memory', memory, trainableParams: t.trainableParams });
   }
 
   // ---- evaluation and samples ----------------------------------------------------------------
 
-  private progress(task: 'evaluate' | 'generate', label: string) {
-    return (done: number, total: number) => this.post({ type: 'progress', task, label, done, total, unit: 'items' });
+  private baseTarget(gm: GpuModel): EvalTarget {
+    return { ctx: gm.ctx, weights: gm.base, lora: null, tokenizer: this.model!.folder.tokenizer };
   }
 
-  /** BLEU-4 of greedy continuations of validation prompts, or null when the split is too short for one. */
-  private async bleu(gm: GpuModel, w: GpuWeights, lora: LoraWeights | null, val: ArrayLike<number>, tokenizer: Tokenizer, label: string): Promise<number | null> {
-    const half = Math.floor(w.config.nPositions / 2);
-    const opts = { ...PAGE_BLEU, promptTokens: Math.min(PAGE_BLEU.promptTokens, half), continuationTokens: Math.min(PAGE_BLEU.continuationTokens, half) };
-    if (val.length < opts.promptTokens + opts.continuationTokens) return null;
-    const gen = await this.generators.get(gm.ctx, w, lora);
-    const r = await bleuEval(gen, val, (ids) => tokenizer.decode(ids), opts, { onProgress: this.progress('evaluate', label) });
-    return r.score;
-  }
-
-  /** The base model's metrics on the validation split at the settings' length (measured once per split and length). */
-  private async baseEval(gm: GpuModel, val: ArrayLike<number>, s: Pick<TrainSettings, 'seq' | 'batch'>): Promise<EvalResult> {
-    const key = `${this.corpus?.version}:${s.seq}`;
-    if (this.evalBefore?.key === key) return this.evalBefore.result;
-    const r = await evaluate(gm.ctx, gm.base, val, { batch: s.batch, seq: s.seq, onProgress: (p) => this.progress('evaluate', 'Evaluating the base model')(p.windowsDone, p.windows) });
-    const bleu = await this.bleu(gm, gm.base, null, val, this.model!.folder.tokenizer, 'Scoring BLEU of the base model');
-    this.evalBefore = { key, result: toPage(r, bleu) };
-    return this.evalBefore.result;
+  private tunedTarget(gm: GpuModel): EvalTarget {
+    return { ctx: gm.ctx, weights: gm.tuned, lora: gm.lora?.weights ?? null, tokenizer: this.model!.folder.tokenizer };
   }
 
   private async postSample(gm: GpuModel, s: SampleSettings, step: number, compare: boolean): Promise<void> {
-    const tokenizer = this.model!.folder.tokenizer;
-    const lora = gm.lora?.weights ?? null;
-    const tuned = await this.generators.sample(gm.ctx, gm.tuned, lora, tokenizer, s);
-    const base = compare ? (await this.generators.sample(gm.ctx, gm.base, null, tokenizer, s)).text : null;
-    this.post({ type: 'sample', step, prompt: s.prompt, seed: s.seed, tuned: tuned.text, base, tokensPerSec: tuned.tokensPerSec });
+    const gens = this.evaluator.generators;
+    const tuned = this.tunedTarget(gm);
+    const t = await gens.sample(gm.ctx, tuned.weights, tuned.lora, tuned.tokenizer, s);
+    const base = compare ? (await gens.sample(gm.ctx, gm.base, null, tuned.tokenizer, s)).text : null;
+    this.post({ type: 'sample', step, prompt: s.prompt, seed: s.seed, tuned: t.text, base, tokensPerSec: t.tokensPerSec });
   }
 
   private async generate(sample: SampleSettings, compare: boolean): Promise<void> {
@@ -699,28 +527,26 @@ export class Studio {
     if (hasErrors(errors)) throw new SettingsError(`Fix the sample settings: ${Object.values(errors).join(' ')}`);
     const gm = await this.gpuModel();
     const step = m.trainedSteps + (this.control ? this.runStep : 0);
-    this.progress('generate', 'Generating')(0, 1);
+    this.post({ type: 'progress', task: 'generate', label: 'Generating', done: 0, total: 1, unit: 'items' });
     await this.postSample(gm, sample, step, compare && step > 0);
   }
 
   private async evaluateNow(settings: TrainSettings): Promise<void> {
     const m = this.model;
-    if (!m || !this.corpus) throw new StudioBusyError('Load a model and a corpus before evaluating.');
+    const c = this.corpus;
+    if (!m || !c) throw new StudioBusyError('Load a model and a corpus before evaluating.');
     const gm = await this.gpuModel();
     const seq = Math.min(settings.seq, m.folder.config.nPositions);
     const split = this.splitFor(settings.valFraction, settings.seed, seq);
     if (split.valWindows < 1) throw new StudioBusyError('The validation split is empty: raise the validation fraction in the Data panel (or add text) and evaluate again.');
     const s = { seq, batch: settings.batch };
-    const before = await this.baseEval(gm, split.val, s);
+    const before = await this.evaluator.base(this.baseTarget(gm), split.val, s, c.version);
     const steps = m.trainedSteps + (this.control ? this.runStep : 0);
     if (steps === 0) {
       this.post({ type: 'eval', phase: 'before', step: 0, tuned: before, base: null });
       return;
     }
-    const lora = gm.lora?.weights;
-    const r = await evaluate(gm.ctx, gm.tuned, split.val, { ...s, lora, onProgress: (p) => this.progress('evaluate', 'Evaluating the fine-tuned model')(p.windowsDone, p.windows) });
-    const bleu = await this.bleu(gm, gm.tuned, lora ?? null, split.val, m.folder.tokenizer, 'Scoring BLEU of the fine-tuned model');
-    this.post({ type: 'eval', phase: 'after', step: steps, tuned: toPage(r, bleu), base: before });
+    this.post({ type: 'eval', phase: 'after', step: steps, tuned: await this.evaluator.tuned(this.tunedTarget(gm), split.val, s), base: before });
   }
 
   // ---- export and reset ----------------------------------------------------------------------
@@ -729,29 +555,17 @@ export class Studio {
     const m = this.model;
     if (!m) throw new StudioBusyError('Load a model (and fine-tune it) before exporting.');
     const gm = await this.gpuModel();
-    const config = m.folder.config;
-    const lora = gm.lora;
-    // With an adapter, the full-weight exports hold the merged model (W + (B·A)ᵀ·α/r), as PEFT's merge_and_unload.
-    const params = lora && format !== 'lora'
-      ? mergeLora(config, await readParams(gm.ctx, gm.tuned), lora.config, await lora.weights.download())
-      : (name: string) => {
-          const r = gm.tuned.range(name);
-          return gm.ctx.readF32(r.buffer, r.offset, r.size / 4);
-        };
-    const c = this.corpus;
     // Only weights that trained are labelled fine-tuned, and only their own run's metrics are reported.
     const tuned = m.trainedSteps > 0;
-    const run = tuned ? m.lastRun : null;
-    const out = await exportFile(format, {
-      config,
-      params,
-      lora: lora ? { config: lora.config, params: () => lora.weights.download() } : null,
+    const out = await exportFromGpu(format, {
+      weights: gm.tuned,
+      lora: gm.lora,
       tokenizer: m.folder.tokenizer.files,
       card: {
         name: `${m.folder.name.split('/').pop()}${tuned ? '-finetuned' : ''}`,
         baseModel: m.folder.baseModel,
-        ...(c && tuned ? { corpus: { ...c.tokenized.stats, names: c.names, trainTokens: c.split.train.length, valTokens: c.split.val.length, trainDocuments: c.split.trainDocuments, valDocuments: c.split.valDocuments } } : {}),
-        ...(run ? { training: run.cfg, metrics: { steps: m.trainedSteps, trainLoss: run.trainLoss, valLoss: run.valLoss, tokensSeen: run.tokens, seconds: run.seconds, ...(run.valAccuracy !== undefined ? { extra: { 'val next-token accuracy': run.valAccuracy } } : {}) } } : {}),
+        ...(this.corpus && tuned ? { corpus: corpusCard(this.corpus) } : {}),
+        ...runCard(tuned ? m.lastRun : null, m.trainedSteps),
       },
       onProgress: (done, total) => this.post({ type: 'progress', task: 'export', label: 'Writing the download', done, total, unit: 'bytes' }),
     });
@@ -763,9 +577,9 @@ export class Studio {
     const m = this.model;
     if (!m) return;
     const gm = await this.gpuModel();
-    copyWeights(gm.ctx, gm.base, gm.tuned);
+    gm.tuned.copyFrom(gm.base);
     if (gm.lora) {
-      this.generators.forget(gm.lora.weights);
+      this.evaluator.generators.forget(gm.lora.weights);
       gm.lora.weights.destroy();
       gm.lora = null;
     }

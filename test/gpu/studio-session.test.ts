@@ -6,7 +6,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { paramSpecs } from '../../src/engine/model/params.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
-import { DEFAULT_SAMPLE, DEFAULT_TRAIN, type TrainSettings, type WorkerEvent, type WorkerRequest } from '../../src/worker/protocol.ts';
+import type { WorkerEvent, WorkerRequest } from '../../src/worker/protocol.ts';
+import { DEFAULT_SAMPLE, DEFAULT_TRAIN, type TrainSettings } from '../../src/worker/settings.ts';
 import { Studio } from '../../src/worker/studio.ts';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { tinyModel } from '../e2e/tiny-model.ts';
@@ -106,7 +107,7 @@ describe('the studio session behind the page', () => {
     expect(zip.fileName).toBe('tiny-finetuned.zip');
     expect(new TextDecoder().decode(new Uint8Array(await zip.blob.slice(0, 2).arrayBuffer()))).toBe('PK');
     await send({ type: 'export', format: 'lora' });
-    expect(of('error').at(-1)).toMatchObject({ name: 'StudioExportError', request: 'export', message: expect.stringMatching(/no LoRA adapter/) });
+    expect(of('error').at(-1)).toMatchObject({ name: 'StudioExportError', request: 'export', message: expect.stringMatching(/no LoRA weights/) });
   });
 
   it('samples base and fine-tuned side by side on demand, and evaluates before and after', async () => {

@@ -170,6 +170,17 @@ export class ThroughputMeter {
     return tokensPerSecond(this.totalTokens, this.totalMs);
   }
 
+  /** Milliseconds of all recorded steps (the run's timed time, without pauses). */
+  get elapsedMs(): number {
+    return this.totalMs;
+  }
+
+  /** Time `tokens` more would take at the recent rate; 0 before any step was timed. */
+  etaMs(tokens: number): number {
+    const rate = this.recent;
+    return rate > 0 ? (tokens * 1000) / rate : 0;
+  }
+
   reset(): void {
     this.tokens = [];
     this.ms = [];

@@ -11,7 +11,7 @@
 //
 // arenaLayout is the pure packing rule; the Arena allocates exactly what it computes, and
 // model/memory.ts estimates with the same function before anything is allocated.
-import { AdapterLimitError } from '../errors.ts';
+import { AdapterLimitError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';
 
@@ -117,6 +117,7 @@ export function arenaLayout(label: string, items: readonly ArenaItem[], limits: 
 export class Arena {
   readonly label: string;
   readonly buffers: GPUBuffer[] = [];
+  private readonly ctx: GpuContext;
   private readonly whole = new Map<string, BufferRange>();
   private readonly pieces = new Map<string, TensorRange[]>();
   private readonly maxBinding: number;
@@ -125,6 +126,7 @@ export class Arena {
 
   constructor(ctx: GpuContext, label: string, items: readonly ArenaItem[]) {
     this.label = label;
+    this.ctx = ctx;
     this.maxBinding = ctx.maxBinding;
     const layout = arenaLayout(label, items, limitsOf(ctx));
     let total = 0;
@@ -168,6 +170,36 @@ export class Arena {
       );
     }
     return r;
+  }
+
+  /**
+   * Writes a host tensor into its slot, range by range. Every upload of parameters goes through
+   * here and every download through `read`, so a tensor larger than one binding (GPT-2's wte)
+   * moves the same way as the small ones.
+   */
+  write(name: string, data: Float32Array): void {
+    const whole = this.range(name);
+    if (data.byteLength !== whole.size) throw new ShapeError(`${this.label}: tensor ${name} holds ${whole.size / 4} floats; got ${data.length}.`);
+    const base = this.pieces.get(name)![0].offset;
+    for (const p of this.ranges(name)) {
+      this.ctx.device.queue.writeBuffer(p.buffer, p.offset, data.buffer, data.byteOffset + (p.offset - base), p.size);
+    }
+  }
+
+  /** Copies a tensor back to the CPU range by range: no staging buffer exceeds one binding. */
+  async read(name: string): Promise<Float32Array> {
+    const whole = this.range(name);
+    const out = new Float32Array(whole.size / 4);
+    for (const p of this.ranges(name)) out.set(await this.ctx.readF32(p.buffer, p.offset, p.size / 4), (p.offset - whole.offset) / 4);
+    return out;
+  }
+
+  /** Copies every buffer of `from`, an arena of the same layout, into this one (a recorded command). */
+  copyFrom(encoder: GPUCommandEncoder, from: Arena): void {
+    if (from.buffers.length !== this.buffers.length || from.buffers.some((b, i) => b.size !== this.buffers[i].size)) {
+      throw new ShapeError(`${this.label}: cannot copy from ${from.label}, whose layout differs.`);
+    }
+    from.buffers.forEach((b, i) => encoder.copyBufferToBuffer(b, 0, this.buffers[i], 0, b.size));
   }
 
   names(): string[] {

@@ -235,17 +235,13 @@ export class LoraWeights {
   }
 
   upload(name: string, data: Float32Array): void {
-    const r = this.arena.range(name);
-    this.ctx.device.queue.writeBuffer(r.buffer, r.offset, data.buffer, data.byteOffset, data.byteLength);
+    this.arena.write(name, data);
   }
 
-  /** Copies every A and B back to the CPU. */
+  /** Copies every A and B back to the CPU (Arena.read, the one download path). */
   async download(): Promise<HostParams> {
     const out: HostParams = new Map();
-    for (const s of this.specs) {
-      const r = this.arena.range(s.name);
-      out.set(s.name, await this.ctx.readF32(r.buffer, r.offset, s.numel));
-    }
+    for (const s of this.specs) out.set(s.name, await this.arena.read(s.name));
     return out;
   }
 

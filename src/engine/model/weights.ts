@@ -37,19 +37,28 @@ export class GpuWeights {
     return this.arena.ranges(name);
   }
 
+  /** Replaces one parameter with a host tensor (range by range: Arena.write). */
   upload(name: string, data: Float32Array): void {
-    const r = this.arena.range(name);
-    this.ctx.device.queue.writeBuffer(r.buffer, r.offset, data.buffer, data.byteOffset, data.byteLength);
+    this.arena.write(name, data);
   }
 
-  /** Copies every parameter back to the CPU (tensor by tensor, so peak extra memory is one tensor's staging). */
+  /** One parameter on the CPU (range by range: Arena.read). */
+  read(name: string): Promise<Float32Array> {
+    return this.arena.read(name);
+  }
+
+  /** Copies every parameter back to the CPU (tensor by tensor, range by range, so staging stays within one binding). */
   async download(): Promise<HostParams> {
     const out: HostParams = new Map();
-    for (const s of this.specs) {
-      const r = this.arena.range(s.name);
-      out.set(s.name, await this.ctx.readF32(r.buffer, r.offset, s.numel));
-    }
+    for (const s of this.specs) out.set(s.name, await this.read(s.name));
     return out;
+  }
+
+  /** Makes these weights equal to `from` (same config) on the GPU, with no trip through the CPU. */
+  copyFrom(from: GpuWeights): void {
+    const enc = this.ctx.device.createCommandEncoder({ label: 'weights.copy' });
+    this.arena.copyFrom(enc, from.arena);
+    this.ctx.device.queue.submit([enc.finish()]);
   }
 
   get bytes(): number {

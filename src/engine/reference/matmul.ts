@@ -1,5 +1,5 @@
 // Float64 reference of shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C0].
-// A test oracle only; the engine never calls it.
+// A test oracle (also the page's GPU self-test, src/worker/selftest.ts); the engine never calls it.
 
 export interface RefMatmulArgs {
   M: number;

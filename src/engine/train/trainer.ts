@@ -512,8 +512,7 @@ export class Trainer {
     await this.drain();
     const g = this.plan.grads;
     if (!g?.has(name)) return null;
-    const r = g.range(name);
-    return this.ctx.readF32(r.buffer, r.offset, r.size / 4);
+    return g.read(name);
   }
 
   /** Parameters holding AdamW state right now (for tests: frozen ones must hold none). */

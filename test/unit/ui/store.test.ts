@@ -2,7 +2,8 @@
 // data, so what the page shows is checked here without a browser.
 import { describe, expect, it } from 'vitest';
 import { initialData, MAX_POINTS, reduce, type StudioData } from '../../../src/ui/store.ts';
-import { DEFAULT_HUB_ENDPOINT, type EvalResult, type MemoryBreakdown, type ModelInfo, type WorkerEvent } from '../../../src/worker/protocol.ts';
+import { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT } from '../../../src/io/hub.ts';
+import type { EvalResult, MemoryBreakdown, ModelInfo, WorkerEvent } from '../../../src/worker/protocol.ts';
 
 function apply(s: StudioData, ...events: WorkerEvent[]): StudioData {
   for (const ev of events) s = { ...s, ...reduce(s, ev) };
