@@ -288,7 +288,8 @@ export class Studio {
     const c = this.corpus;
     if (c && !sameTokenizer(c.tokenizer, folder.tokenizer)) {
       this.post({ type: 'info', message: `${folder.name} has its own tokenizer: tokenizing ${c.name} again.` });
-      await this.loadCorpus(c.source, c.options, { valFraction: c.valFraction, seed: c.seed, contextLength: Math.min(c.contextLength, folder.config.nPositions) });
+      const contextLength = Math.min(c.contextLength, folder.config.nPositions);
+      await this.loadCorpus(c.source, c.options, { valFraction: c.valFraction, seed: c.seed, contextLength });
     }
   }
 
@@ -347,7 +348,10 @@ export class Studio {
     if (!this.corpus) throw new StudioBusyError('No corpus is loaded. Use the sample corpus or drop text files first.');
     const config = m.folder.config;
     const split = this.splitFor(settings.valFraction, settings.seed, settings.seq);
-    const errors = { ...validateTrain(settings, { nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length }), ...validateSample(sample, { nPositions: config.nPositions }) };
+    const errors = {
+      ...validateTrain(settings, { nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length }),
+      ...validateSample(sample, { nPositions: config.nPositions }),
+    };
     if (hasErrors(errors)) throw new SettingsError(`Fix the settings first: ${Object.values(errors).join(' ')}`);
 
     const control = new RunControl();
@@ -355,7 +359,10 @@ export class Studio {
     this.runStep = 0;
     this.runTotal = runSteps(settings, split.train.length);
     const hasVal = split.valWindows > 0;
-    const cfg: TrainRunConfig = { ...this.runConfig(settings, config, frozen, this.runTotal), evaluation: hasVal ? { every: settings.evalEvery, tokens: split.val } : null };
+    const cfg: TrainRunConfig = {
+      ...this.runConfig(settings, config, frozen, this.runTotal),
+      evaluation: hasVal ? { every: settings.evalEvery, tokens: split.val } : null,
+    };
     this.setState('starting');
     const t0 = performance.now();
     let lastLoss = NaN;
