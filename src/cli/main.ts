@@ -7,6 +7,7 @@ import { runTrain, trainSpec } from './commands/train.ts';
 import { prepareSpec, runPrepare } from './commands/prepare.ts';
 import { evalSpec, runEval } from './commands/eval.ts';
 import { generateSpec, runGenerate } from './commands/generate.ts';
+import { exportSpec, runExport } from './commands/export.ts';
 
 interface Command {
   spec: CommandSpec;
@@ -18,6 +19,7 @@ const COMMANDS: Command[] = [
   { spec: prepareSpec, run: runPrepare },
   { spec: generateSpec, run: runGenerate },
   { spec: evalSpec, run: runEval },
+  { spec: exportSpec, run: runExport },
 ];
 
 function usage(): string {

@@ -33,7 +33,7 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json'
 const GPT2_VOCAB = 50257;
 
 /** The model's tokenizer files to ship with it, or undefined when it has none that fits. */
-async function tokenizerFor(modelDir: string, config: GPT2Config, log: (line: string) => void): Promise<TokenizerFiles | undefined> {
+export async function tokenizerFor(modelDir: string, config: GPT2Config, log: (line: string) => void): Promise<TokenizerFiles | undefined> {
   const files = await nodeDirFiles(modelDir);
   const own = TOKENIZER_FILES.map((n) => files.get(n)).filter((s): s is ByteSource => s !== undefined);
   if (own.length === 0 && config.vocabSize < GPT2_VOCAB) {

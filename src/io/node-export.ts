@@ -2,8 +2,8 @@
 // streamed to a temporary name and renamed when complete, so an interrupted export never leaves a
 // half-written model.safetensors that looks whole.
 import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { hfFolderFiles, ExportError, type ExportInput } from './export.ts';
+import { dirname, join } from 'node:path';
+import { hfFolderFiles, ExportError, type ExportFile, type ExportInput } from './export.ts';
 
 export interface FolderExportOptions {
   signal?: AbortSignal;
@@ -13,7 +13,11 @@ export interface FolderExportOptions {
 
 /** Writes config.json, generation_config.json, tokenizer files, README.md and model.safetensors into `dir`. */
 export async function writeHfFolder(dir: string, input: ExportInput, opts: FolderExportOptions = {}): Promise<string[]> {
-  const files = hfFolderFiles(input);
+  return writeExportFiles(dir, hfFolderFiles(input), opts);
+}
+
+/** Writes export files into `dir`; names may have '/'-separated subfolders (e.g. 'onnx/model.onnx'). */
+export async function writeExportFiles(dir: string, files: ExportFile[], opts: FolderExportOptions = {}): Promise<string[]> {
   const total = files.reduce((a, f) => a + f.size, 0);
   try {
     await mkdir(dir, { recursive: true });
@@ -24,6 +28,7 @@ export async function writeHfFolder(dir: string, input: ExportInput, opts: Folde
   for (const f of files) {
     opts.signal?.throwIfAborted();
     const path = join(dir, f.name);
+    if (f.name.includes('/')) await mkdir(dirname(path), { recursive: true });
     const tmp = `${path}.partial`;
     const fh = await open(tmp, 'w');
     let written = 0;

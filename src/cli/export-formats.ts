@@ -1,0 +1,60 @@
+// The formats of `export --format`: one entry per format, so a new one is a new row. Each writes
+// a loaded model (merged LoRA weights included) into a fresh folder that the command then moves
+// into place; a format that is listed but not built yet refuses before anything is read.
+import { basename } from 'node:path';
+import { StudioError } from '../engine/errors.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
+import type { HostParams } from '../engine/model/params.ts';
+import { onnxFolderFiles } from '../io/onnx-export.ts';
+import { writeExportFiles, writeHfFolder } from '../io/node-export.ts';
+import type { TokenizerFiles } from '../io/tokenizer.ts';
+
+/** A format that is named but cannot be written by this build. */
+export class ExportFormatUnavailableError extends StudioError {}
+
+/** What every format receives: the model as it will be exported. */
+export interface ExportModel {
+  config: GPT2Config;
+  /** the weights to export: with a LoRA adapter, already merged (W + (B·A)ᵀ·s) */
+  params: HostParams;
+  /** the tokenizer's files when the model has one that fits its vocabulary */
+  tokenizer?: TokenizerFiles;
+  /** --model as given, and the folder it resolved to */
+  modelArg: string;
+  modelDir: string;
+  /** a description of the LoRA adapter merged in, if any */
+  lora?: string;
+}
+
+export interface ExportOptions {
+  /** also the 8-bit ONNX file (onnx only; default true) */
+  quantized: boolean;
+}
+
+export interface ExportFormat {
+  summary: string;
+  /** unset: the format is listed but not available; the text says why */
+  unavailable?: string;
+  /** writes the export into `dir` (fresh and empty) and returns the file names written */
+  write?(dir: string, m: ExportModel, opts: ExportOptions, log: (line: string) => void): Promise<string[]>;
+}
+
+export const EXPORT_FORMATS: Record<string, ExportFormat> = {
+  hf: {
+    summary: 'Hugging Face folder: config.json, model.safetensors (F32, tied head), generation_config.json, tokenizer, model card',
+    write: (dir, m) => writeHfFolder(dir, {
+      config: m.config,
+      params: m.params,
+      tokenizer: m.tokenizer,
+      card: { name: basename(dir), baseModel: m.modelArg + (m.lora ? ` with a merged LoRA adapter (${m.lora})` : '') },
+    }),
+  },
+  onnx: {
+    summary: 'transformers.js / onnxruntime layout: config.json, generation_config.json, tokenizer, onnx/decoder_model_merged.onnx and onnx/decoder_model_merged_quantized.onnx',
+    write: async (dir, m, opts) => writeExportFiles(dir, await onnxFolderFiles({ config: m.config, params: m.params, tokenizer: m.tokenizer, quantized: opts.quantized })),
+  },
+  torch: {
+    summary: 'PyTorch project that continues the run under torchrun (train.py + checkpoint + data)',
+    unavailable: 'export --format torch is not available in this version of the studio yet. Use --format hf (a folder PyTorch transformers loads) or --format onnx.',
+  },
+};

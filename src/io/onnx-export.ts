@@ -1,0 +1,67 @@
+// The ONNX export as a folder transformers.js loads (from the Hub or, with env.localModelPath,
+// from disk): config.json and generation_config.json as the Hugging Face export writes them, the
+// tokenizer files when the model has a tokenizer that fits its vocabulary, and
+// onnx/decoder_model_merged.onnx with its 8-bit variant onnx/decoder_model_merged_quantized.onnx
+// (transformers.js 2.x loads `onnx/<name>_quantized.onnx` unless `quantized: false` is given,
+// models.js constructSession). Listed as ExportFiles, so the CLI writes it to a folder
+// (node-export.ts) and the page into a .zip (zip.ts) from the same description.
+import { configToJson, type GPT2Config } from '../engine/model/config.ts';
+import type { HostParams } from '../engine/model/params.ts';
+import { generationConfigJson, ExportError, type ExportFile, type GenerationDefaults } from './export.ts';
+import { gpt2OnnxFiles, type OnnxFile, type OnnxParamReader } from './onnx.ts';
+import type { TokenizerFiles } from './tokenizer.ts';
+import { zipReadableStream, zipSize, type ZipEntry } from './zip.ts';
+
+export interface OnnxFolderInput {
+  config: GPT2Config;
+  params: HostParams | OnnxParamReader;
+  /** the tokenizer's files (HfTokenizer.files); without them the folder has no tokenizer */
+  tokenizer?: TokenizerFiles;
+  generation?: GenerationDefaults;
+  /** also the 8-bit file (default true) */
+  quantized?: boolean;
+  /** passed to gpt2OnnxFiles: initializer bytes above which weights go to external data */
+  externalDataAbove?: number;
+}
+
+const enc = new TextEncoder();
+const json = (v: unknown) => enc.encode(`${JSON.stringify(v, null, 2)}\n`);
+
+function asExportFile(f: OnnxFile): ExportFile {
+  return {
+    name: `onnx/${f.name}`,
+    size: f.size,
+    async *data() {
+      yield* f.chunks;
+    },
+  };
+}
+
+/** The files of the ONNX folder, small ones first. Builds the ONNX files (the model's size, twice with the 8-bit one). */
+export async function onnxFolderFiles(input: OnnxFolderInput): Promise<ExportFile[]> {
+  const { config } = input;
+  const files: ExportFile[] = [];
+  const add = (name: string, bytes: Uint8Array) => files.push({ name, size: bytes.length, data: bytes });
+  add('config.json', json(configToJson(config)));
+  add('generation_config.json', json(generationConfigJson(config, input.generation)));
+  if (input.tokenizer) {
+    const vocab = (input.tokenizer.tokenizerJson.model as { vocab?: Record<string, number> } | undefined)?.vocab;
+    const maxId = vocab ? Math.max(-1, ...Object.values(vocab)) : -1;
+    if (maxId >= config.vocabSize) {
+      throw new ExportError(`The tokenizer has ids up to ${maxId} but the model's vocabulary has ${config.vocabSize}: they do not belong together. Export with the model's own tokenizer.`);
+    }
+    add('tokenizer.json', json(input.tokenizer.tokenizerJson));
+    add('tokenizer_config.json', json(input.tokenizer.tokenizerConfig));
+  }
+  const opts = { externalDataAbove: input.externalDataAbove };
+  for (const f of await gpt2OnnxFiles(config, input.params, opts)) files.push(asExportFile(f));
+  if (input.quantized !== false) for (const f of await gpt2OnnxFiles(config, input.params, { ...opts, quantize: true })) files.push(asExportFile(f));
+  return files;
+}
+
+/** The ONNX folder as a streamed .zip under `folder/` (the page's download). */
+export async function onnxExportZip(input: OnnxFolderInput, folder: string, opts: { signal?: AbortSignal; modified?: Date } = {}): Promise<{ stream: ReadableStream<Uint8Array>; size: number; filename: string }> {
+  const modified = opts.modified ?? new Date();
+  const entries: ZipEntry[] = (await onnxFolderFiles(input)).map((f) => ({ name: `${folder}/${f.name}`, size: f.size, data: f.data, modified }));
+  return { stream: zipReadableStream(entries, { signal: opts.signal }), size: zipSize(entries), filename: `${folder}.zip` };
+}
