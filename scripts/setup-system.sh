@@ -4,6 +4,7 @@
 #   - Debian's chromium (browser tier; its SwiftShader is the fallback Vulkan driver)
 #   - python3 (tests read exported files back with Python's standard library)
 #   - python3-torch (tests run the PyTorch continuation, train.py, on the CPU)
+#   - python3-onnx (the ONNX export is checked by onnx.checker with /usr/bin/python3)
 #   - with WITH_PYTHON=1: python3-torch and python3-nltk (only to regenerate golden files;
 #     never at run time, never in CI)
 # Run as root. Without root it prints the exact commands to run instead.
@@ -17,6 +18,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 # The exported PyTorch project's train.py is tested with Debian's PyTorch (CPU, gloo).
 /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || need+=(torch)
+/usr/bin/python3 -c 'import onnx' >/dev/null 2>&1 || need+=(python3-onnx)
 if [ "$want_python" = 1 ]; then
   /usr/bin/python3 -c 'import torch, nltk' >/dev/null 2>&1 || need+=(python)
 fi
@@ -29,7 +31,7 @@ Missing system packages: ${need[*]}. Run as root:
   printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > $backports
   apt-get update
   apt-get install -y -t bookworm-backports mesa-vulkan-drivers
-  apt-get install -y chromium python3 python3-torch python3-numpy
+  apt-get install -y chromium python3 python3-torch python3-numpy python3-onnx
 MSG
   exit 1
 fi
@@ -52,6 +54,7 @@ for n in "${need[@]}"; do
     chromium) pkgs+=(chromium) ;;
     python3) pkgs+=(python3) ;;
     torch) pkgs+=(python3-torch python3-numpy) ;;
+    python3-onnx) pkgs+=(python3-onnx) ;;
     python) pkgs+=(python3-torch python3-nltk python3-numpy) ;;
   esac
 done
