@@ -50,8 +50,10 @@ export const EXPORT_FORMATS: Record<string, ExportFormat> = {
     }),
   },
   onnx: {
-    summary: 'transformers.js / onnxruntime layout: config.json, generation_config.json, tokenizer, onnx/decoder_model_merged.onnx and onnx/decoder_model_merged_quantized.onnx',
-    write: async (dir, m, opts) => writeExportFiles(dir, await onnxFolderFiles({ config: m.config, params: m.params, tokenizer: m.tokenizer, quantized: opts.quantized })),
+    summary: 'transformers.js / onnxruntime layout: config.json, generation_config.json, tokenizer, '
+      + 'onnx/decoder_model_merged.onnx and onnx/decoder_model_merged_quantized.onnx',
+    write: async (dir, m, opts) =>
+      writeExportFiles(dir, await onnxFolderFiles({ config: m.config, params: m.params, tokenizer: m.tokenizer, quantized: opts.quantized })),
   },
   torch: {
     summary: 'PyTorch project that continues the run under torchrun (train.py + checkpoint + data)',

@@ -60,7 +60,9 @@ export async function onnxFolderFiles(input: OnnxFolderInput): Promise<ExportFil
 }
 
 /** The ONNX folder as a streamed .zip under `folder/` (the page's download). */
-export async function onnxExportZip(input: OnnxFolderInput, folder: string, opts: { signal?: AbortSignal; modified?: Date } = {}): Promise<{ stream: ReadableStream<Uint8Array>; size: number; filename: string }> {
+export async function onnxExportZip(
+  input: OnnxFolderInput, folder: string, opts: { signal?: AbortSignal; modified?: Date } = {},
+): Promise<{ stream: ReadableStream<Uint8Array>; size: number; filename: string }> {
   const modified = opts.modified ?? new Date();
   const entries: ZipEntry[] = (await onnxFolderFiles(input)).map((f) => ({ name: `${folder}/${f.name}`, size: f.size, data: f.data, modified }));
   return { stream: zipReadableStream(entries, { signal: opts.signal }), size: zipSize(entries), filename: `${folder}.zip` };

@@ -16,7 +16,9 @@ export interface SessionLike {
  * Logits (sequence, V) of every position of `ids`: the first `prompt` ids in one call with no
  * past, then each further id alone with the past returned so far.
  */
-export async function ortLogits(ort: OrtLike, session: SessionLike, config: GPT2Config, ids: number[], prompt: number): Promise<{ logits: Float32Array; pastDims: readonly number[] }> {
+export async function ortLogits(
+  ort: OrtLike, session: SessionLike, config: GPT2Config, ids: number[], prompt: number,
+): Promise<{ logits: Float32Array; pastDims: readonly number[] }> {
   const NH = config.nHead, HS = config.nEmbd / config.nHead, V = config.vocabSize;
   const out = new Float32Array(ids.length * V);
   let past: Record<string, unknown> | null = null;

@@ -64,7 +64,9 @@ async function exists(p: string): Promise<boolean> {
 }
 
 /** The model to export: config checked first, then weights, with a LoRA adapter merged in. */
-async function loadExportModel(modelArg: string, modelDir: string, endpoint: string | undefined, log: (l: string) => void): Promise<{ model: ExportModel; inputs: string[] }> {
+async function loadExportModel(
+  modelArg: string, modelDir: string, endpoint: string | undefined, log: (l: string) => void,
+): Promise<{ model: ExportModel; inputs: string[] }> {
   const inputs = [modelDir];
   const hasConfig = await exists(join(modelDir, 'config.json'));
   const hasAdapter = await exists(join(modelDir, ADAPTER_CONFIG_NAME));
