@@ -97,7 +97,8 @@ describe('a LoRA model exports its merged weights', () => {
     const { logits } = await ortLogits(ortNode as unknown as OrtLike, s, config, seq, 4);
     // the reference applies the adapters unmerged: x·W + s·(x·Aᵀ)·Bᵀ
     const lora = (alpha: number) => ({ config: { ...cfg, alpha }, params: toF64Params(adapters) });
-    const ref = (alpha: number) => refLoraForward(config, toF64Params(params), lora(alpha), Int32Array.from(seq), new Int32Array(seq.length), 1, seq.length).logits;
+    const tokens = Int32Array.from(seq);
+    const ref = (alpha: number) => refLoraForward(config, toF64Params(params), lora(alpha), tokens, new Int32Array(seq.length), 1, seq.length).logits;
     expect(relToLargest(logits, ref(cfg.alpha))).toBeLessThan(1e-4);
     const plain = ref(1e-9);
     expect(relToLargest(logits, plain)).toBeGreaterThan(1e-3); // the adapters mattered
