@@ -55,9 +55,9 @@ sys.argv = ['torchrun'] + sys.argv[1:]
 main()
 `;
 
-/** train.py with one process (`procs` 1) or under torchrun --standalone --nproc_per_node procs. */
-export function trainPy(args: string[], procs = 1, env: Record<string, string> = {}): PyResult {
-  const pre = procs === 1 ? [TRAIN_PY] : ['-c', TORCHRUN, '--standalone', `--nproc_per_node=${procs}`, TRAIN_PY];
+/** train.py (or `script`) with one process (`procs` 1) or under torchrun --standalone --nproc_per_node procs. */
+export function trainPy(args: string[], procs = 1, env: Record<string, string> = {}, script = TRAIN_PY): PyResult {
+  const pre = procs === 1 ? [script] : ['-c', TORCHRUN, '--standalone', `--nproc_per_node=${procs}`, script];
   return py([...pre, ...args], { env });
 }
 
