@@ -8,6 +8,7 @@ import type { HostParams } from '../engine/model/params.ts';
 import { onnxFolderFiles } from '../io/onnx-export.ts';
 import { writeExportFiles, writeHfFolder } from '../io/node-export.ts';
 import type { TokenizerFiles } from '../io/tokenizer.ts';
+import { writeTorchProject } from './torch-export.ts';
 
 /** A format that is named but cannot be written by this build. */
 export class ExportFormatUnavailableError extends StudioError {}
@@ -37,6 +38,11 @@ export interface ExportFormat {
   unavailable?: string;
   /** writes the export into `dir` (fresh and empty) and returns the file names written */
   write?(dir: string, m: ExportModel, opts: ExportOptions, log: (line: string) => void): Promise<string[]>;
+  /**
+   * A format made from a whole training checkpoint (--model checkpoint-<step>) rather than from the
+   * loaded weights: writes into `dir` (fresh and empty) and returns the file names written.
+   */
+  fromCheckpoint?(checkpointDir: string, dir: string, log: (line: string) => void): Promise<string[]>;
 }
 
 export const EXPORT_FORMATS: Record<string, ExportFormat> = {
@@ -56,7 +62,7 @@ export const EXPORT_FORMATS: Record<string, ExportFormat> = {
       writeExportFiles(dir, await onnxFolderFiles({ config: m.config, params: m.params, tokenizer: m.tokenizer, quantized: opts.quantized })),
   },
   torch: {
-    summary: 'PyTorch project that continues the run under torchrun (train.py + checkpoint + data)',
-    unavailable: 'export --format torch is not available in this version of the studio yet. Use --format hf (a folder PyTorch transformers loads) or --format onnx.',
+    summary: 'PyTorch project that continues a checkpoint\'s run under torchrun (train.py + checkpoint + data + README; --model must be a checkpoint-<step> folder)',
+    fromCheckpoint: writeTorchProject,
   },
 };

@@ -51,14 +51,17 @@ async function readJson(path: string, what: string): Promise<unknown> {
   }
 }
 
-/**
- * Writes the PyTorch project of checkpoint `checkpointDir` to `outDir` (which must not exist).
- * Returns the paths written, relative to `outDir`.
- */
-export async function exportTorchProject(checkpointDir: string, outDir: string, log: (line: string) => void): Promise<string[]> {
+interface PreparedProject {
+  ck: string;
+  stateJson: Record<string, unknown>;
+  state: ReturnType<typeof checkTrainerState>;
+  train: TokenArray;
+  evalTokens: TokenArray | null;
+}
+
+/** Reads and checks everything the project needs, before anything is written. */
+async function prepareProject(checkpointDir: string, log: (line: string) => void): Promise<PreparedProject> {
   const ck = resolve(checkpointDir);
-  const out = resolve(outDir);
-  // Everything that can be refused is checked before anything is written.
   const stateJson = (await readJson(join(ck, 'trainer_state.json'),
     'a studio checkpoint folder (checkpoint-<step>/) holds trainer_state.json; a plain model folder cannot be continued. Export a checkpoint.')) as Record<string, unknown>;
   const state = checkTrainerState(stateJson, join(ck, 'trainer_state.json'));
@@ -67,8 +70,6 @@ export async function exportTorchProject(checkpointDir: string, outDir: string, 
   for (const f of ['model.safetensors', 'optimizer.safetensors']) {
     if (!(await exists(join(ck, f)))) throw new TorchExportError(`${join(ck, f)} is missing; the checkpoint is incomplete.`);
   }
-  if (await exists(out)) throw new TorchExportError(`${out} already exists; nothing is written over. Choose a new --out folder.`);
-  if (out === ck || out.startsWith(ck + '/')) throw new TorchExportError(`--out ${out} is inside the checkpoint; choose a folder outside it.`);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(ck, p));
   const readTokens = async (paths: string[], expected: string | undefined, what: string): Promise<TokenArray> => {
     const tokens = await loadTrainingTokens(paths.map(abs), config.vocab_size!, ck, log);
@@ -80,35 +81,63 @@ export async function exportTorchProject(checkpointDir: string, outDir: string, 
   };
   const train = await readTokens(state.data.train, state.fingerprints?.train_tokens, 'training');
   const evalTokens = state.data.eval?.length ? await readTokens(state.data.eval, state.fingerprints?.eval_tokens, 'evaluation') : null;
+  return { ck, stateJson, state, train, evalTokens };
+}
 
-  const tmp = join(dirname(out), `.${basename(out)}.tmp-${Math.random().toString(36).slice(2, 10)}`);
+/** Writes the project into `dir` (an existing empty folder); returns the paths written, relative to it. */
+async function writeProject(p: PreparedProject, dir: string, log: (line: string) => void): Promise<string[]> {
+  const { ck, stateJson, state, train, evalTokens } = p;
   const written: string[] = [];
+  await mkdir(join(dir, 'checkpoint'), { recursive: true });
+  await mkdir(join(dir, 'data'), { recursive: true });
+  for (const name of (await readdir(ck)).sort()) {
+    if (name === 'trainer_state.json' || !(await stat(join(ck, name))).isFile()) continue;
+    await copyFile(join(ck, name), join(dir, 'checkpoint', name));
+    written.push(`checkpoint/${name}`);
+  }
+  await writeFile(join(dir, 'checkpoint', 'trainer_state.json'), JSON.stringify(projectTrainerState(stateJson, !!evalTokens), null, 2) + '\n');
+  written.push('checkpoint/trainer_state.json');
+  await writeFile(join(dir, PROJECT_TRAIN_DATA), writeNanoGptTokens(train));
+  written.push(PROJECT_TRAIN_DATA);
+  if (evalTokens) {
+    await writeFile(join(dir, PROJECT_EVAL_DATA), writeNanoGptTokens(evalTokens));
+    written.push(PROJECT_EVAL_DATA);
+  }
+  await copyFile(TRAIN_PY, join(dir, 'train.py'));
+  written.push('train.py');
+  const model = (stateJson.model as { source?: string } | undefined)?.source ?? 'the model';
+  await writeFile(join(dir, 'README.md'), projectReadme(state, model));
+  written.push('README.md');
+  log(`PyTorch project of ${ck} (step ${state.step} of ${state.total_steps}, ${train.length} training tokens${evalTokens ? `, ${evalTokens.length} held-out` : ''}); see its README.md`);
+  return written;
+}
+
+/**
+ * `export --format torch`: writes the project of checkpoint `checkpointDir` into `dir`, a fresh
+ * empty folder (the export command moves it into place). Everything is read and checked first.
+ */
+export async function writeTorchProject(checkpointDir: string, dir: string, log: (line: string) => void): Promise<string[]> {
+  return writeProject(await prepareProject(checkpointDir, log), dir, log);
+}
+
+/**
+ * Writes the PyTorch project of checkpoint `checkpointDir` to `outDir` (which must not exist),
+ * through a temporary sibling folder. Returns the paths written, relative to `outDir`.
+ */
+export async function exportTorchProject(checkpointDir: string, outDir: string, log: (line: string) => void): Promise<string[]> {
+  const out = resolve(outDir);
+  const ck = resolve(checkpointDir);
+  if (await exists(out)) throw new TorchExportError(`${out} already exists; nothing is written over. Choose a new --out folder.`);
+  if (out === ck || out.startsWith(ck + '/')) throw new TorchExportError(`--out ${out} is inside the checkpoint; choose a folder outside it.`);
+  const p = await prepareProject(ck, log);
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${Math.random().toString(36).slice(2, 10)}`);
   try {
-    await mkdir(join(tmp, 'checkpoint'), { recursive: true });
-    await mkdir(join(tmp, 'data'));
-    for (const name of (await readdir(ck)).sort()) {
-      if (name === 'trainer_state.json' || !(await stat(join(ck, name))).isFile()) continue;
-      await copyFile(join(ck, name), join(tmp, 'checkpoint', name));
-      written.push(`checkpoint/${name}`);
-    }
-    await writeFile(join(tmp, 'checkpoint', 'trainer_state.json'), JSON.stringify(projectTrainerState(stateJson, !!evalTokens), null, 2) + '\n');
-    written.push('checkpoint/trainer_state.json');
-    await writeFile(join(tmp, PROJECT_TRAIN_DATA), writeNanoGptTokens(train));
-    written.push(PROJECT_TRAIN_DATA);
-    if (evalTokens) {
-      await writeFile(join(tmp, PROJECT_EVAL_DATA), writeNanoGptTokens(evalTokens));
-      written.push(PROJECT_EVAL_DATA);
-    }
-    await copyFile(TRAIN_PY, join(tmp, 'train.py'));
-    written.push('train.py');
-    const model = (stateJson.model as { source?: string } | undefined)?.source ?? 'the model';
-    await writeFile(join(tmp, 'README.md'), projectReadme(state, model));
-    written.push('README.md');
+    await mkdir(tmp, { recursive: true });
+    const written = await writeProject(p, tmp, log);
     await rename(tmp, out);
+    return written;
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw e;
   }
-  log(`PyTorch project: ${out} (checkpoint at step ${state.step}, ${train.length} training tokens${evalTokens ? `, ${evalTokens.length} held-out` : ''}); see its README.md`);
-  return written;
 }

@@ -103,9 +103,21 @@ async function loadExportModel(
 
 export async function runExport(a: Args, out: (line: string) => void): Promise<void> {
   const format = EXPORT_FORMATS[a.str('format')];
-  if (format.unavailable || !format.write) throw new ExportFormatUnavailableError(format.unavailable ?? `export --format ${a.str('format')} is not available.`);
+  if (format.unavailable || !(format.write || format.fromCheckpoint)) throw new ExportFormatUnavailableError(format.unavailable ?? `export --format ${a.str('format')} is not available.`);
   const outDir = a.str('out');
   const modelArg = a.str('model');
+  if (format.fromCheckpoint) {
+    // A training checkpoint exported whole (its weights, optimizer state, settings and data).
+    const ckDir = resolve(modelArg);
+    if (!(await exists(join(ckDir, 'trainer_state.json')))) {
+      throw new UsageError(`export --format ${a.str('format')}: --model ${modelArg} is not a training checkpoint (no trainer_state.json). Give a checkpoint-<step> folder written by train --save-every, the page, or train.py.`);
+    }
+    const outExists = await checkOut(outDir, [ckDir]);
+    await moveIntoPlace(outDir, outExists, (tmp) => format.fromCheckpoint!(ckDir, tmp, out), a.str('format'), out);
+    return;
+  }
+  if (!format.write) throw new ExportFormatUnavailableError(`export --format ${a.str('format')} is not available.`);
+  const write = format.write;
   if (await exists(outDir)) await checkOut(outDir, [await resolveModelDirIfLocal(modelArg)]);
   const modelDir = await resolveModelDir(modelArg, { endpoint: a.optStr('endpoint'), weights: true, log: out });
   const { model, inputs } = await loadExportModel(modelArg, modelDir, a.optStr('endpoint'), out);
@@ -124,13 +136,20 @@ export async function runExport(a: Args, out: (line: string) => void): Promise<v
   model.tokenizer = await tokenizerFor(tokDir, model.config, out);
   if (!model.tokenizer) out('note: the export has no tokenizer files (the model has none that fits its vocabulary); transformers.js needs a tokenizer.json beside config.json to encode text.');
 
+  await moveIntoPlace(outDir, outExists, (tmp) => write(tmp, model, { quantized: !a.flag('no-quantized') }, out), a.str('format'), out);
+}
+
+/** Writes an export into a temporary sibling of --out and renames it into place when complete. */
+async function moveIntoPlace(
+  outDir: string, outExists: boolean, fill: (tmp: string) => Promise<string[]>, format: string, out: (line: string) => void,
+): Promise<void> {
   const parent = dirname(resolve(outDir));
   await mkdir(parent, { recursive: true });
   const tmp = join(parent, `.${basename(outDir)}.tmp-${randomBytes(4).toString('hex')}`);
   await mkdir(tmp);
   let files: string[];
   try {
-    files = await format.write(tmp, model, { quantized: !a.flag('no-quantized') }, out);
+    files = await fill(tmp);
     if (outExists) await rmdir(outDir); // empty, checked above
     await rename(tmp, outDir);
   } catch (e) {
@@ -138,7 +157,7 @@ export async function runExport(a: Args, out: (line: string) => void): Promise<v
     throw e;
   }
   const sizes = await Promise.all(files.map(async (f) => `${f} (${((await stat(join(outDir, f))).size / 1e6).toFixed(2)} MB)`));
-  out(`exported ${a.str('format')} to ${outDir}: ${sizes.join(', ')}`);
+  out(`exported ${format} to ${outDir}: ${sizes.join(', ')}`);
 }
 
 /** The local folder --model names, for the early --out check (a Hub id is checked after download). */

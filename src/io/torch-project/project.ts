@@ -40,7 +40,8 @@ export function checkTrainerState(json: unknown, where: string): ExportedState {
     throw new TorchExportError(`${where}: checkpoint format version ${String(s.format_version)}; this studio reads version ${CHECKPOINT_FORMAT_VERSION}. Use the studio version that wrote it.`);
   }
   const st = s as unknown as ExportedState;
-  if (!Number.isInteger(st.step) || !st.settings || !Number.isInteger(st.settings.batch) || !st.data || !Array.isArray(st.data.train) || !st.data.train.length) {
+  const hasData = !!st.data && Array.isArray(st.data.train) && st.data.train.length > 0;
+  if (!Number.isInteger(st.step) || !st.settings || !Number.isInteger(st.settings.batch) || !hasData) {
     throw new TorchExportError(`${where} lacks step, settings.batch or data.train; the checkpoint is incomplete.`);
   }
   return st;

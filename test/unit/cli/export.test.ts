@@ -147,7 +147,7 @@ describe('bad input is refused before anything is written', () => {
   });
 
   it.each([
-    ['--format torch (not available yet)', () => ['--model', tiny, '--format', 'torch', '--out', join(dir, 'torch-out')], /export --format torch is not available/, 1],
+    ['--format torch of a model folder (not a checkpoint)', () => ['--model', tiny, '--format', 'torch', '--out', join(dir, 'torch-out')], /is not a training checkpoint \(no trainer_state\.json\)/, 2],
     ['--out is the model folder', () => ['--model', tiny, '--format', 'onnx', '--out', tiny], /is the model folder itself/, 2],
     ['--out inside the model folder', () => ['--model', tiny, '--format', 'hf', '--out', join(tiny, 'sub')], /inside the model folder/, 2],
     ['--out holds the model folder', () => ['--model', tiny, '--format', 'hf', '--out', dir], /a folder that holds the model/, 2],

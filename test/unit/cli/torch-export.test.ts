@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../../src/cli/main.ts';
 import { exportTorchProject, tokensFingerprint, TorchExportError } from '../../../src/cli/torch-export.ts';
 import { loadTrainingTokens } from '../../../src/cli/data.ts';
 import { readTokenFile } from '../../../src/io/token-files.ts';
@@ -100,6 +101,18 @@ describe('exportTorchProject', () => {
     // sha256 of the 8 bytes 01 00 00 00 02 00 00 00, computed independently by Python's hashlib
     const want = pyJson<string>("import hashlib, struct\nprint(json.dumps('sha256:' + hashlib.sha256(struct.pack('<2I', 1, 2)).hexdigest()))");
     expect(tokensFingerprint([1, 2])).toBe(want);
+  });
+
+  it('is the export command\'s --format torch', async () => {
+    const ck = join(root, 'ck-cli');
+    goldenCheckpoint(ck, 'full');
+    const out = join(root, 'project-cli');
+    const lines: string[] = [];
+    expect(await main(['export', '--model', ck, '--format', 'torch', '--out', out], (l) => lines.push(l))).toBe(0);
+    expect(readFileSync(join(out, 'train.py'), 'utf8')).toBe(readFileSync(TRAIN_PY, 'utf8'));
+    expect(readFileSync(join(out, 'data/train.bin'))).toEqual(readFileSync(GOLD_TOKENS));
+    expect(lines.at(-1)).toMatch(/^exported torch to .*train\.py/);
+    expect(readdirSync(root).filter((n) => n.startsWith('.'))).toEqual([]);
   });
 
   describe('refuses, writing nothing', () => {
