@@ -12,10 +12,12 @@
 // tf.matMul at GPT-2 124M's training shapes (B·T = 128 rows), results compared element-wise.
 //
 //   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
-//                      [--no-matmul] [--engine-only] [--no-log] [--json FILE]
+//                      [--no-matmul] [--engine-only] [--no-log] [--json FILE] [--keep-models DIR]
 // Prints a table and the JSON of every number; appends the table, dated, with the commit and
 // the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
-// kernel family for one training step of each shape (src/engine/gpu/profile.ts).
+// kernel family for one training step of each shape (src/engine/gpu/profile.ts). --keep-models
+// keeps each shape's model folder and token stream (uint16) in DIR/<shape>, for
+// bench/torch_peer.py (PyTorch on the same weights and batches; bench/gpu.sh runs both).
 import { execFileSync } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
@@ -71,12 +73,17 @@ interface Side {
   overhead: (OverheadCounts & { cpuMs: number }) | null;
   step1Loss: number | null;
   step2Loss: number | null;
+  /** batch indices trained on, in order, before generating */
+  trainedBatches?: number[];
+  generatedTokens?: number[];
   error?: string;
 }
 
 interface ShapeResult {
   shape: string;
   V: number; C: number; heads: number; layers: number; T: number; B: number;
+  /** timed training steps */
+  steps: number;
   ours: Side;
   peer: Side;
   step1LossDiff: number | null;
@@ -87,7 +94,7 @@ interface ShapeResult {
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true };
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true, keepModels: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
@@ -97,7 +104,8 @@ function parseArgs(argv: string[]) {
     else if (a === '--engine-only') out.peer = false;
     else if (a === '--no-log') out.log = false;
     else if (a === '--json') out.json = argv[++i];
-    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE`);
+    else if (a === '--keep-models') out.keepModels = argv[++i];
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE --keep-models DIR`);
   }
   if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
   if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
@@ -132,21 +140,31 @@ async function scoped<T>(device: GPUDevice, f: () => Promise<T>): Promise<T> {
   return value as T;
 }
 
-async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, steps: number, profile: boolean, withPeer: boolean): Promise<ShapeResult> {
+interface ShapeOptions {
+  steps: number;
+  profile: boolean;
+  withPeer: boolean;
+  /** keep the model folder and the token stream in keepModels/<shape> (bench/torch_peer.py reads them) */
+  keepModels: string;
+}
+
+async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, o: ShapeOptions): Promise<ShapeResult> {
+  const { steps, profile, withPeer } = o;
   const c = s.config;
   const { B, T } = s;
   const N = B * T;
   const ours = emptySide();
   const peer = emptySide();
   const result: ShapeResult = {
-    shape: s.name, V: c.vocabSize, C: c.nEmbd, heads: c.nHead, layers: c.nLayer, T, B, ours, peer,
+    shape: s.name, V: c.vocabSize, C: c.nEmbd, heads: c.nHead, layers: c.nLayer, T, B, steps, ours, peer,
     step1LossDiff: null, step2LossDiff: null, sameGeneratedTokens: null, loadAverage: [],
   };
   // Both sides read the same file.
-  const dir = await mkdtemp(join(tmpdir(), `bench-peer-${s.name}-`));
+  const dir = o.keepModels ? join(o.keepModels, s.name) : await mkdtemp(join(tmpdir(), `bench-peer-${s.name}-`));
   try {
     await saveModelDir(dir, c, randomGpt2Params(c, 1234));
     const stream = randomTokens(N * (steps + 3) + 1, c.vocabSize, 7);
+    if (o.keepModels) await writeFile(join(dir, 'tokens.bin'), stream);
     const batch = (k: number) => {
       const o = k * N;
       return { inputs: Uint32Array.from(stream.subarray(o, o + N)), targets: Uint32Array.from(stream.subarray(o + 1, o + 1 + N)) };
@@ -162,6 +180,10 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, step
       beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0,
     });
     const lr = () => LR;
+    // The batches trained on, in order: the peer (and bench/torch_peer.py) train on the same ones
+    // before generating, so all sides generate from the same weights.
+    const trained = (ours.trainedBatches = [0, 1, ...Array.from({ length: steps }, (_, k) => 2 + k), 2]);
+    if (profile) trained.push(3);
     ours.step1Loss = (await trainer.step([batch(0)], lr)).loss;
     ours.step2Loss = (await trainer.step([batch(1)], lr)).loss;
     let t0 = performance.now();
@@ -196,6 +218,7 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, step
     await generator.generate(prompt, { maxNewTokens: 2, eosTokenId: null }); // warm-up
     const gen = await generator.generate(prompt, { maxNewTokens: s.generate, eosTokenId: null });
     ours.generateTokensPerSecond = ((s.generate - 1) * 1000) / gen.decodeMs;
+    ours.generatedTokens = gen.tokens;
     generator.destroy();
     weights.destroy();
     console.log(`${s.name} engine: step-1 loss ${ours.step1Loss.toFixed(6)}, ${ours.trainTokensPerSecond.toFixed(1)} training tokens/s`);
@@ -269,9 +292,11 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, step
       for (const l of fl) await l.data();
       peer.forwardTokensPerSecond = (steps * N) / ((performance.now() - t0) / 1000);
       for (const l of fl) l.dispose();
+      for (const k of ours.trainedBatches.slice(3 + steps)) await step(k); // as many updates as the engine made
       await model!.generate(prompt, 2); // warm-up
       const pg = await model!.generate(prompt, s.generate);
       peer.generateTokensPerSecond = ((s.generate - 1) * 1000) / pg.decodeMs;
+      peer.generatedTokens = pg.tokens;
       result.sameGeneratedTokens = pg.tokens.length === gen.tokens.length && pg.tokens.every((t, i) => t === gen.tokens[i]);
       peer.peakGpuBytes = Math.max(peer.peakGpuBytes, tfjsGpuBytes());
     } catch (e) {
@@ -282,7 +307,7 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, step
       tf.disposeVariables();
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (!o.keepModels) await rm(dir, { recursive: true, force: true });
   }
   result.loadAverage = loadavg().map((x) => Number(x.toFixed(2)));
   return result;
@@ -408,7 +433,8 @@ const results: ShapeResult[] = [];
 for (const s of SHAPES) {
   if (args.only && !args.only.includes(s.name)) continue;
   // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
-  results.push(await benchShape(ctx, peerDevice, s, s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps, args.profile, args.peer));
+  const shapeSteps = s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps;
+  results.push(await benchShape(ctx, peerDevice, s, { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels }));
 }
 const mm = args.matmul ? await benchMatmul(ctx, software ? 3 : 20) : [];
 const table = tables(results, mm);

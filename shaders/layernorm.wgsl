@@ -9,10 +9,10 @@
 // Entry points and bindings (dims uniform at binding 0 everywhere):
 //   forward:                1 x (N,C) read; 2 w (C) read; 3 b (C) read;
 //                           4 out (N,C) read_write; 5 mean (N) read_write; 6 rstd (N) read_write
-//                           one workgroup per row.
+//                           one workgroup of ROW_WG threads per row.
 //   backward_dx:            1 dout (N,C) read; 2 x (N,C) read; 3 w (C) read; 4 mean (N) read;
 //                           5 rstd (N) read; 6 dx (N,C) read_write (ACCUMULATE_DX: dx += ...)
-//                           one workgroup per row.
+//                           one workgroup of ROW_WG threads per row.
 //   backward_params_partial: 1 dout; 2 x; 3 mean; 4 rstd; 5 partial (2, chunks, C) read_write
 //                           workgroup (i, chunk): channels [256·i, 256·i + 256), rows
 //                           [chunk·R, chunk·R + R) summed in order; dw partials first, then db.
@@ -54,13 +54,20 @@ struct Dims { N: u32, C: u32, eps: f32, rowsPerChunk: u32, chunks: u32 }
 @group(0) @binding(3) var<storage, read_write> db: array<f32>;
 
 const WG: u32 = 256u;
-var<workgroup> red: array<vec2f, 256>;
+// Threads per row in forward and backward_dx. 64, not 256: every barrier of the reductions
+// waits for the whole workgroup, and a software adapter (lavapipe) runs a workgroup's threads
+// in SIMD batches one after another, so a 256-thread row cost four times the barrier work for
+// GPT-2's C = 768 (12 values per thread at 64) and far more at small C (tiny shape: step
+// layernorm.backward_dx 11.6 → 1.5 ms a step; bench:peer --profile). llm.c gives a row one
+// 32-thread warp.
+const ROW_WG: u32 = 64u;
+var<workgroup> red: array<vec2f, 64>;
 
-// Sum of `v` over the workgroup, the same fixed tree every time. Call from uniform control flow.
+// Sum of `v` over the ROW_WG threads of a row, the same fixed tree every time. Call from uniform control flow.
 fn reduceSum2(v: vec2f, lid: u32) -> vec2f {
   red[lid] = v;
   workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+  for (var s = ROW_WG / 2u; s > 0u; s >>= 1u) {
     if (lid < s) { red[lid] += red[lid + s]; }
     workgroupBarrier();
   }
@@ -69,24 +76,24 @@ fn reduceSum2(v: vec2f, lid: u32) -> vec2f {
   return r;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= dims.N) { return; } // uniform: the whole workgroup leaves
   let C = dims.C;
   let base = row * C;
   var s = 0.0;
-  for (var c = lid; c < C; c += WG) { s += x[base + c]; }
+  for (var c = lid; c < C; c += ROW_WG) { s += x[base + c]; }
   let mean = reduceSum2(vec2f(s, 0.0), lid).x / f32(C);
   // Second pass over centred values: no cancellation as in E[x²] − E[x]².
   var q = 0.0;
-  for (var c = lid; c < C; c += WG) {
+  for (var c = lid; c < C; c += ROW_WG) {
     let d = x[base + c] - mean;
     q += d * d;
   }
   let variance = reduceSum2(vec2f(q, 0.0), lid).x / f32(C);
   let rstd = 1.0 / sqrt(variance + dims.eps);
-  for (var c = lid; c < C; c += WG) {
+  for (var c = lid; c < C; c += ROW_WG) {
     out[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
   }
   if (lid == 0u) {
@@ -95,7 +102,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
   }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= dims.N) { return; }
@@ -104,13 +111,13 @@ fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
   let mean = meanIn[row];
   let rstd = rstdIn[row];
   var s = vec2f(0.0);
-  for (var c = lid; c < C; c += WG) {
+  for (var c = lid; c < C; c += ROW_WG) {
     let g = dout[base + c] * wb[c];
     let norm = (xb[base + c] - mean) * rstd;
     s += vec2f(g, g * norm);
   }
   let tot = reduceSum2(s, lid) / f32(C); // (mean(g), mean(g·norm))
-  for (var c = lid; c < C; c += WG) {
+  for (var c = lid; c < C; c += ROW_WG) {
     let g = dout[base + c] * wb[c];
     let norm = (xb[base + c] - mean) * rstd;
     var v = rstd * (g - tot.x - norm * tot.y);
