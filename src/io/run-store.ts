@@ -340,6 +340,24 @@ export class RunStore {
     return { manifest, checkpoint: await read(manifest.checkpoint), assets };
   }
 
+  /**
+   * Replaces one small file of the run's current checkpoint (e.g. the page's state after the
+   * final evaluation): a file's bytes replace the old ones only when its writer closes, so the
+   * checkpoint holds the old file or the new one, never a mix.
+   */
+  async updateCheckpointFile(id: string, file: RunFile, summary?: RunSummary): Promise<void> {
+    checkFileName(file.name);
+    const dir = await this.runDir(id);
+    const m = await this.readManifest(dir, id);
+    if (!m) throw new RunStoreError(`The saved run ${id} was never completely saved.`);
+    try {
+      await writeFile(await dir.getDirectoryHandle(m.checkpoint), file);
+      if (summary) await writeFile(dir, { name: MANIFEST, data: new TextEncoder().encode(JSON.stringify({ ...m, summary: { ...summary }, saved: this.now() }, null, 1)) });
+    } catch (e) {
+      throw await this.storageError(e, id);
+    }
+  }
+
   async delete(id: string): Promise<void> {
     const base = await this.base();
     await this.runDir(id);

@@ -332,6 +332,15 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       return { saved: { ...s.saved, last: { id: ev.id, step: ev.step, at: ev.at, bytes: ev.bytes, seconds: ev.seconds } } };
     case 'runZip':
       return { saved: { ...s.saved, downloading: null } };
+    case 'restored':
+      // The saved run's settings win over what was on the page: they are what it trained with.
+      return {
+        train: { ...ev.settings, unfreeze: { ...ev.settings.unfreeze }, lora: { ...ev.settings.lora, targets: [...ev.settings.lora.targets] } },
+        sample: { ...ev.sample },
+        frozen: [...ev.frozen].sort((a, b) => a - b),
+        edited: [...new Set([...s.edited, 'lr', 'seq', 'dropout'] as Array<keyof TrainSettings>)],
+        saved: { ...s.saved, last: null },
+      };
     case 'deviceLost':
       return {
         deviceLost: ev.message,

@@ -67,6 +67,11 @@ export class Evaluator {
     return pageEval(r, await this.bleu(t, val, 'Scoring BLEU of the fine-tuned model'));
   }
 
+  /** Takes base metrics measured earlier (a resumed run's), for `splitVersion` and `seq`. */
+  restoreBase(result: EvalResult, splitVersion: number, seq: number): void {
+    this.before = { key: `${splitVersion}:${seq}`, result };
+  }
+
   /** Forgets the base metrics (a new model was loaded). */
   forgetBase(): void {
     this.before = null;

@@ -122,6 +122,13 @@ export type WorkerRequest =
   /** the runs saved in the browser (answered by `runs`) */
   | { type: 'runsList' }
   | { type: 'runDelete'; id: string }
+  /**
+   * Continues a saved run where its checkpoint left it: the model, corpus, settings, layers,
+   * charts, samples and evaluation come back (as `modelLoaded`, `corpusLoaded`, `restored` and the
+   * run's events), then it trains on. `lrScale` (e.g. 0.5 after a non-finite loss) multiplies the
+   * learning rate from there on; without it the run continues exactly as if never interrupted.
+   */
+  | { type: 'runResume'; id: string; lrScale?: number }
   /** the saved run as a .zip: checkpoint-<step>/ (loads with from_pretrained, resumes in the CLI) and studio/ (the page's extras) */
   | { type: 'runDownload'; id: string }
   /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */
@@ -163,6 +170,8 @@ export type WorkerEvent =
   | { type: 'cache'; persistent: boolean; models: CachedModelSummary[] }
   | { type: 'deviceLost'; message: string }
   | { type: 'runs'; runs: SavedRunInfo[]; available: boolean }
+  /** a saved run's settings, as the page should show them again */
+  | { type: 'restored'; id: string; settings: TrainSettings; frozen: number[]; sample: SampleSettings }
   /** a checkpoint of the current run reached the browser's storage */
   | { type: 'saved'; id: string; step: number; at: number; bytes: number; seconds: number }
   | { type: 'runZip'; id: string; fileName: string; blob: Blob }

@@ -28,8 +28,8 @@ export function browserRunStore(): Promise<RunStore | null> {
   return opened;
 }
 
-export async function requireRunStore(): Promise<RunStore> {
-  const s = await browserRunStore();
+export async function requireRunStore(open: () => Promise<RunStore | null> = browserRunStore): Promise<RunStore> {
+  const s = await open();
   if (!s) {
     throw new NoRunStorageError(
       "This browser gives the page no origin private file system (a private window may refuse it), so runs cannot be saved or resumed here. Use a normal window of a current Chrome, Edge, Firefox or Safari.",

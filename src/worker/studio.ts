@@ -5,7 +5,7 @@
 // with WorkerEvents: the self-test (selftest.ts), models (model-source.ts), corpora (corpus.ts),
 // evaluation (evaluation.ts), samples (generation.ts), exports (exporter.ts), the Hub check and
 // the download cache (io/hub.ts, io/cache.ts). Nothing here touches the DOM.
-import { describeError, OutOfMemoryError, StudioError } from '../engine/errors.ts';
+import { describeError, NonFiniteLossError, OutOfMemoryError, StudioError } from '../engine/errors.ts';
 import type { EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
 import { ThroughputMeter } from '../engine/eval/metrics.ts';
 import { GpuContext } from '../engine/gpu/context.ts';
@@ -14,12 +14,16 @@ import { initLoraParams, LoraWeights, type LoraConfig } from '../engine/model/lo
 import { describeMemory, formatBytes, memoryLimitsOf } from '../engine/model/memory.ts';
 import { GpuWeights } from '../engine/model/weights.ts';
 import { groupLabel } from '../engine/train/groups.ts';
-import { runTraining, type TrainRunConfig } from '../engine/train/loop.ts';
+import { runTraining, type RunSnapshot, type TrainRunConfig } from '../engine/train/loop.ts';
 import { RunSettingsError, toRunConfig } from '../engine/train/run-settings.ts';
-import type { Trainer } from '../engine/train/trainer.ts';
+import type { Trainer, TrainerState } from '../engine/train/trainer.ts';
 import { summarizeCache } from '../io/cache.ts';
-import { loadCheckpoint } from '../io/checkpoint.ts';
-import type { CorpusSplit } from '../io/corpus.ts';
+import { blobSource } from '../io/bytes.ts';
+import { filesFromSources, loadCheckpoint } from '../io/checkpoint.ts';
+import { checkpointFiles, readRunCheckpoint, tokensFingerprint, weightsFingerprint, type TrainerStateJson } from '../io/run-checkpoint.ts';
+import type { RunStore, RunSummary as SavedRunSummary } from '../io/run-store.ts';
+import { Sha256 } from '../io/sha256.ts';
+import { splitCorpus, type CorpusSplit } from '../io/corpus.ts';
 import { checkHub } from '../io/hub.ts';
 import { mergeLora } from '../io/peft.ts';
 import { loadDefaultTokenizer, sameTokenizer, type Tokenizer } from '../io/tokenizer.ts';
@@ -28,9 +32,10 @@ import { estimateRun, loraConfigOf } from './estimate.ts';
 import { Evaluator, pageEval, type EvalTarget } from './evaluation.ts';
 import { exportFromGpu, runCard, type RunSummary } from './exporter.ts';
 import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
-import type { CorpusOptions, CorpusSource, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
+import type { CorpusOptions, CorpusSource, EvalResult, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
+import { corpusAssets, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError, trainerState, type PageState, type SavedModelSource, type ShownEvent } from './autosave.ts';
 import { matmulSelftest } from './selftest.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
 
@@ -58,12 +63,29 @@ interface GpuModel {
 interface Model {
   folder: ModelFolder;
   info: ModelInfo;
+  /** where it came from, so a saved run can open it again */
+  source: ModelSource;
+  /** SHA-256 of the loaded weights as the checkpoint format hashes them (computed at the first save) */
+  baseFingerprint?: string;
   /** null after a lost device until the model is uploaded again */
   gpu: GpuModel | null;
   /** optimizer steps applied since the model was loaded or reset */
   trainedSteps: number;
   /** the last run's settings and results, for the model card */
   lastRun: RunSummary | null;
+}
+
+/** A run continued from a saved checkpoint. */
+interface ResumeInput {
+  runId: string;
+  optimizer: TrainerState;
+  /** optimizer steps the checkpoint holds */
+  step: number;
+  events: ShownEvent[];
+  fingerprints: TrainerStateJson['fingerprints'];
+  evalBefore: EvalResult | null;
+  savedAt: number;
+  bytes: number;
 }
 
 function sameLora(a: LoraConfig, b: LoraConfig): boolean {
@@ -73,6 +95,8 @@ function sameLora(a: LoraConfig, b: LoraConfig): boolean {
 /** Options for tests: the device the session asks for (a lowered binding limit exercises range binding). */
 export interface StudioOptions {
   maxStorageBufferBindingSize?: number;
+  /** where runs are saved (default: the browser's origin private file system) */
+  runStore?: () => Promise<RunStore | null>;
 }
 
 export class Studio {
@@ -92,12 +116,19 @@ export class Studio {
   /** a generate, evaluate or export in progress (one at a time) */
   private task: string | null = null;
   /** the saving of the current (or last) run into the browser's storage */
-  private autosave: { runId: string } | null = null;
+  private autosave: RunSaver | null = null;
+  /** the events the page shows of the current run (charts, samples, notes), saved with it */
+  private shown: ShownEvent[] | null = null;
+  private readonly runStore: () => Promise<RunStore | null>;
 
   constructor(post: (ev: WorkerEvent) => void, gpu: GPU | undefined, options: StudioOptions = {}) {
-    this.post = post;
+    this.post = (ev) => {
+      if (this.shown && (ev.type === 'step' || ev.type === 'eval' || ev.type === 'sample' || ev.type === 'info')) this.shown.push(ev);
+      post(ev);
+    };
     this.gpu = gpu;
     this.options = options;
+    this.runStore = options.runStore ?? browserRunStore;
     this.evaluator = this.newEvaluator();
   }
 
@@ -152,15 +183,17 @@ export class Studio {
           await cache.clear(req.model);
           return await this.postCache();
         }
+        case 'runResume':
+          return await this.resumeRun(req.id, req.lrScale ?? 1);
         case 'runsList':
           return await this.postRuns();
         case 'runDelete':
           if (this.control && this.autosave?.runId === req.id) throw new StudioBusyError('This run is training now: stop it before deleting its save.');
-          await (await requireRunStore()).delete(req.id);
+          await (await requireRunStore(this.runStore)).delete(req.id);
           return await this.postRuns();
         case 'runDownload':
           return await this.oneTask('download', async () => {
-            const z = await runZip(await requireRunStore(), req.id);
+            const z = await runZip(await requireRunStore(this.runStore), req.id);
             this.post({ type: 'runZip', id: req.id, ...z });
           });
         case 'loseDevice':
@@ -240,7 +273,7 @@ export class Studio {
   }
 
   private async postRuns(): Promise<void> {
-    const store = await browserRunStore();
+    const store = await this.runStore();
     this.post({ type: 'runs', available: store !== null, runs: store ? (await store.list()).map(runInfo) : [] });
   }
 
@@ -275,7 +308,7 @@ export class Studio {
       this.post({ type: 'progress', task: 'model', label: `Downloading ${label}`, done, total, unit: 'bytes' }),
     );
     this.dropModel();
-    this.model = { folder, info: describeModel(folder, source.kind), gpu: null, trainedSteps: 0, lastRun: null };
+    this.model = { folder, info: describeModel(folder, source.kind), source, gpu: null, trainedSteps: 0, lastRun: null };
     this.evaluator.forgetBase();
     try {
       await this.gpuModel();
@@ -339,7 +372,7 @@ export class Studio {
     this.post({ type: 'runState', state, step: this.runStep, totalSteps: this.runTotal, ...(message ? { message } : {}) });
   }
 
-  private async train(settings: TrainSettings, frozen: Set<number>, sample: SampleSettings): Promise<void> {
+  private async train(settings: TrainSettings, frozen: Set<number>, sample: SampleSettings, resume?: ResumeInput): Promise<void> {
     if (this.control) throw new StudioBusyError('A run is already in progress. Stop it before starting another.');
     if (this.loading) throw new StudioBusyError(`The ${this.loading} is still loading; start when it is ready.`);
     if (this.task) throw new StudioBusyError(`Wait for the ${this.task} to finish before starting a run.`);
@@ -356,7 +389,7 @@ export class Studio {
 
     const control = new RunControl();
     this.control = control;
-    this.runStep = 0;
+    this.runStep = resume?.step ?? 0;
     this.runTotal = runSteps(settings, split.train.length);
     const hasVal = split.valWindows > 0;
     const cfg: TrainRunConfig = {
@@ -364,6 +397,17 @@ export class Studio {
       evaluation: hasVal ? { every: settings.evalEvery, tokens: split.val } : null,
     };
     this.setState('starting');
+    // What the page shows of this run is kept, to be saved with it (and replayed on resume).
+    const shown: ShownEvent[] = [];
+    this.shown = shown;
+    if (resume) {
+      for (const ev of resume.events) this.post(ev);
+      this.post({ type: 'saved', id: resume.runId, step: resume.step, at: resume.savedAt, bytes: resume.bytes, seconds: 0 });
+    }
+    const store = await this.runStore();
+    const saver = store ? new RunSaver(store, settings.autosaveMinutes * 60_000, resume?.runId) : null;
+    this.autosave = saver;
+    let lastCheckpoint = resume?.step ?? -1;
     const t0 = performance.now();
     let lastLoss = NaN;
     let finalEval: EngineEval | null = null;
@@ -372,11 +416,45 @@ export class Studio {
       const lora = await this.prepareLora(gm, settings);
       const target: EvalTarget = { ctx: gm.ctx, weights: gm.tuned, lora: lora?.weights ?? null, tokenizer: m.folder.tokenizer };
 
-      if (hasVal) {
-        const before = await this.evaluator.base(this.baseTarget(gm), split.val, settings, this.corpus.version);
-        this.post({ type: 'eval', phase: 'before', step: 0, tuned: before, base: null });
+      if (resume) {
+        if (resume.evalBefore) this.evaluator.restoreBase(resume.evalBefore, this.corpus.version, settings.seq);
+      } else {
+        if (hasVal) {
+          const before = await this.evaluator.base(this.baseTarget(gm), split.val, settings, this.corpus.version);
+          this.post({ type: 'eval', phase: 'before', step: 0, tuned: before, base: null });
+        }
+        await this.postSample(gm, sample, 0, m.trainedSteps > 0);
       }
-      await this.postSample(gm, sample, 0, m.trainedSteps > 0);
+      // The weights this run starts from, hashed once (the format's base_weights): the loaded
+      // weights' hash is kept with the model (the base copy never changes); weights already
+      // fine-tuned before this run are hashed as the run starts.
+      const reader = (w: GpuWeights) => (name: string) => w.read(name);
+      let fingerprints: TrainerStateJson['fingerprints'] | null = resume?.fingerprints ?? null;
+      if (saver && !resume && m.trainedSteps > 0) {
+        fingerprints = { base_weights: await weightsFingerprint(config, reader(gm.tuned), new Sha256()), train_tokens: tokensFingerprint(split.train, new Sha256()) };
+      }
+      const fingerprintsNow = async (): Promise<TrainerStateJson['fingerprints']> => {
+        if (!fingerprints) {
+          m.baseFingerprint ??= await weightsFingerprint(config, reader(gm.base), new Sha256());
+          fingerprints = { base_weights: m.baseFingerprint, train_tokens: tokensFingerprint(split.train, new Sha256()) };
+        }
+        return fingerprints;
+      };
+      const saveAt = async (snap: RunSnapshot, state: SavedRunSummary['state']) => {
+        // Nothing to save on a lost device (its buffers are gone): the last save stands.
+        if (!saver || snap.step === lastCheckpoint || gm.ctx.lost) return;
+        const t = performance.now();
+        try {
+          const files = await this.checkpointFilesOf(gm, lora, snap, cfg, settings, sample, split.train.length, await fingerprintsNow(), shown);
+          const saved = await saver.save(this.summaryOf(snap.step, state), files, () => this.assetsOf());
+          lastCheckpoint = snap.step;
+          this.post({ type: 'saved', id: saver.runId, step: snap.step, at: saved.at, bytes: saved.bytes, seconds: (performance.now() - t) / 1000 });
+        } catch (e) {
+          // A failed save never ends the run: the previous save stays whole, and the user is told.
+          this.post({ type: 'error', ...describeError(e), request: 'train' });
+        }
+        clock = performance.now();
+      };
 
       const tokensPerStep = settings.batch * settings.seq * settings.gradAccum;
       // Speed and time left count training only: the clock restarts after pauses, evaluations and samples.
@@ -388,6 +466,9 @@ export class Studio {
       this.setState('running');
       await runTraining(gm.ctx, gm.tuned, split.train, cfg, {
         signal: control.abort.signal,
+        // Saved every N minutes, and before a requested pause takes effect.
+        checkpointAt: () => !!saver && (saver.due() || control.paused),
+        onCheckpoint: (snap) => saveAt(snap, snap.reason === 'end' ? 'finished' : snap.reason === 'stopped' ? 'stopped' : snap.reason === 'non-finite' ? 'failed' : control.paused ? 'paused' : 'running'),
         onInfo: (message) => this.post({ type: 'info', message }),
         onTrainer: (t) => {
           trainer = t;
@@ -429,7 +510,7 @@ export class Studio {
           }
           return changed;
         },
-      }, lora?.weights);
+      }, lora?.weights, resume ? { state: resume.optimizer } : undefined);
       m.trainedSteps += this.runStep;
       m.lastRun = { cfg, trainLoss: lastLoss, seconds: (performance.now() - t0) / 1000, tokens: this.runStep * tokensPerStep };
       if (control.stopped) {
@@ -443,16 +524,140 @@ export class Studio {
         this.post({ type: 'eval', phase: 'after', step: this.runStep, tuned: pageEval(fe, bleu), base: this.evaluator.baseResult });
       }
       await this.postSample(gm, sample, this.runStep, true);
+      // The final evaluation and sample came after the last save: add them to it.
+      if (saver && lastCheckpoint === this.runStep) {
+        await this.updateSavedState(saver, settings, sample, shown).catch((e: unknown) => this.post({ type: 'error', ...describeError(e), request: 'train' }));
+      }
       this.setState('finished', `Finished ${this.runTotal} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
     } catch (e) {
       if (this.model === m && m.gpu) m.trainedSteps += this.runStep;
       const lost = control.stopped && control.abort.signal.reason instanceof StudioBusyError;
-      const err = e instanceof OutOfMemoryError ? this.explainOom(e, settings, frozen) : e;
+      const err = e instanceof OutOfMemoryError ? this.explainOom(e, settings, frozen)
+        : e instanceof NonFiniteLossError && saver && lastCheckpoint >= 0
+          ? new NonFiniteLossError(`${e.message} The run is saved at step ${lastCheckpoint}: go back to it with half the learning rate (Saved runs).`)
+          : e;
       this.setState(lost ? 'stopped' : 'failed', describeError(err).message);
       if (!lost) throw err;
     } finally {
       this.control = null;
+      this.shown = null;
     }
+  }
+
+  private summaryOf(step: number, state: SavedRunSummary['state']): SavedRunSummary {
+    return { model: this.model!.folder.name, corpus: this.corpus!.name, step, totalSteps: this.runTotal, state };
+  }
+
+  private pageState(settings: TrainSettings, sample: SampleSettings, frozen: number[], shown: ShownEvent[]): PageState {
+    const m = this.model!;
+    const c = this.corpus!;
+    const src: SavedModelSource = m.source.kind === 'files' ? { kind: 'files', paths: m.source.files.map((f) => f.path) } : m.source.kind === 'hub'
+      ? { kind: 'hub', endpoint: m.source.endpoint, repo: m.source.repo, revision: m.source.revision } : { kind: 'builtin' };
+    return {
+      format: 'webgpu-finetuning-studio/page-state', version: 1,
+      model: { name: m.folder.name, source: src },
+      corpus: { name: c.name, names: c.names, options: c.options, stats: c.tokenized.stats },
+      settings, frozen, sample, events: shown, evalBefore: this.evaluator.baseResult,
+    };
+  }
+
+  /** The run's assets, written with its first save: the tokenized corpus, and dropped model files. */
+  private assetsOf(): Record<string, ReturnType<typeof corpusAssets>> {
+    const m = this.model!;
+    return { corpus: corpusAssets(this.corpus!.tokenized), ...(m.source.kind === 'files' ? { model: modelAssets(m.source.files) } : {}) };
+  }
+
+  /** The log lines of the format (trainer_state.json's log_history) from what the page showed. */
+  private static logHistory(shown: ShownEvent[]): Array<Record<string, unknown>> {
+    const out: Array<Record<string, unknown>> = [];
+    for (const ev of shown) {
+      if (ev.type === 'step') out.push({ step: ev.step, loss: ev.loss, lr: ev.lr, grad_norm: ev.gradNorm });
+      else if (ev.type === 'eval' && ev.phase !== 'before') out.push({ step: ev.step, eval_loss: ev.tuned.loss, eval_ppl: ev.tuned.perplexity, eval_acc: ev.tuned.accuracy });
+      else if (ev.type === 'sample') out.push({ step: ev.step, sample: { prompt: ev.prompt, text: ev.tuned } });
+    }
+    return out;
+  }
+
+  private async checkpointFilesOf(
+    gm: GpuModel, lora: LoraSession | null, snap: RunSnapshot, cfg: TrainRunConfig, settings: TrainSettings, sample: SampleSettings,
+    trainTokens: number, fingerprints: TrainerStateJson['fingerprints'], shown: ShownEvent[],
+  ) {
+    const m = this.model!;
+    const optimizer = await snap.exportState();
+    const state = trainerState({
+      snap, dropoutStep: optimizer.stepIndex, cfg, lora: lora?.config ?? null, evalEvery: settings.evalEvery,
+      windows: Math.floor((trainTokens - 1) / cfg.seq), modelName: m.folder.baseModel, corpusNames: this.corpus!.names, fingerprints, log: Studio.logHistory(shown),
+    });
+    const files = checkpointFiles({
+      config: m.folder.config,
+      params: (name: string) => gm.tuned.read(name),
+      lora: lora ? { config: lora.config, params: await lora.weights.download(), baseModel: m.folder.baseModel } : null,
+      optimizer,
+      state,
+      tokenizer: m.folder.tokenizer.files,
+    });
+    const frozenNow = [...snap.userFrozen].sort((a, b) => a - b);
+    return [...files.map((f) => ({ name: f.name, data: f.data })), pageStateFile(this.pageState(settings, sample, frozenNow, shown))];
+  }
+
+  /** After the final evaluation and sample: the last save's page state and log get them too. */
+  private async updateSavedState(saver: RunSaver, settings: TrainSettings, sample: SampleSettings, shown: ShownEvent[]): Promise<void> {
+    const r = await saver.store.open(saver.runId);
+    const ps = await readPageState(r.checkpoint.get('studio_state.json'));
+    const st = JSON.parse(await r.checkpoint.get('trainer_state.json')!.text()) as TrainerStateJson;
+    st.log_history = Studio.logHistory(shown);
+    await saver.store.updateCheckpointFile(saver.runId, { name: 'trainer_state.json', data: new TextEncoder().encode(`${JSON.stringify(st, null, 2)}\n`) });
+    await saver.store.updateCheckpointFile(saver.runId, pageStateFile(this.pageState(settings, sample, ps?.frozen ?? [], shown)), this.summaryOf(this.runStep, 'finished'));
+  }
+
+  /** Opens a saved run and trains on from its checkpoint (see the `runResume` request). */
+  private async resumeRun(id: string, lrScale: number): Promise<void> {
+    if (this.control) throw new StudioBusyError('A run is in progress. Stop it before resuming a saved one.');
+    if (this.loading || this.task) throw new StudioBusyError(`Wait for the ${this.loading ?? this.task} to finish.`);
+    if (!(lrScale > 0 && Number.isFinite(lrScale))) throw new SettingsError(`The learning-rate factor must be a number above 0, got ${lrScale}.`);
+    const store = await requireRunStore(this.runStore);
+    const saved = (await store.list()).find((r) => r.id === id);
+    const r = await store.open(id);
+    const ps = await readPageState(r.checkpoint.get('studio_state.json'));
+    if (!ps) throw new SavedRunError('This saved run has no page state (studio_state.json): it was not saved by the page. Resume it with the command line (train --resume).');
+    this.loading = 'saved run';
+    let ck: Awaited<ReturnType<typeof readRunCheckpoint>>;
+    try {
+      this.post({ type: 'progress', task: 'model', label: 'Reading the saved run', done: 0, total: 1, unit: 'items' });
+      ck = await readRunCheckpoint(filesFromSources([...r.checkpoint].map(([n, b]) => blobSource(b, n))));
+      // The model as it was loaded (the original weights, for comparisons), then the corpus.
+      const source: ModelSource = ps.model.source.kind === 'files' ? { kind: 'files', files: readModelAssets(r.assets.model, ps.model.source.paths) } : ps.model.source;
+      const folder = await openModelSource(source, (label, done, total) => this.post({ type: 'progress', task: 'model', label: `Downloading ${label}`, done, total, unit: 'bytes' }));
+      this.dropModel();
+      this.model = { folder, info: describeModel(folder, source.kind), source, gpu: null, trainedSteps: 0, lastRun: null, baseFingerprint: ck.state.fingerprints.base_weights };
+      this.evaluator.forgetBase();
+      const tokenized = await readCorpusAssets(r.assets.corpus, ps.corpus.stats, folder.config.vocabSize);
+      const s = ps.settings;
+      const split = splitCorpus(tokenized, { valFraction: s.valFraction, seed: s.seed, contextLength: s.seq });
+      if (tokensFingerprint(split.train, new Sha256()) !== ck.state.fingerprints.train_tokens) {
+        throw new SavedRunError('The saved corpus does not give the training tokens the checkpoint was trained on (their fingerprints differ); the save is damaged. Delete it, or resume the downloaded checkpoint with the command line and the original data.');
+      }
+      this.corpus = {
+        source: { kind: 'files', files: [] }, options: ps.corpus.options, name: ps.corpus.name, names: ps.corpus.names, tokenized, tokenizer: folder.tokenizer,
+        split, valFraction: s.valFraction, seed: s.seed, contextLength: s.seq, version: (this.corpus?.version ?? 0) + 1,
+      };
+      const gm = await this.gpuModel();
+      for (const [name, t] of ck.params) gm.tuned.upload(name, t);
+      if (ck.lora) gm.lora = { config: ck.lora.config, weights: new LoraWeights(gm.ctx, folder.config, ck.lora.config, ck.lora.params) };
+      ck.params.clear();
+    } finally {
+      this.post({ type: 'progress', task: 'model', label: 'Reading the saved run', done: 1, total: 1, unit: 'items' });
+      this.loading = null;
+    }
+    this.post({ type: 'modelLoaded', model: this.model.info });
+    this.post({ type: 'corpusLoaded', corpus: corpusInfo(this.corpus) });
+    const settings = { ...ps.settings, lr: ps.settings.lr * lrScale };
+    this.post({ type: 'restored', id, settings, frozen: ck.state.settings.frozen, sample: ps.sample });
+    if (lrScale !== 1) this.post({ type: 'info', message: `Resuming at step ${ck.state.step} with the learning rate × ${lrScale} (${settings.lr.toPrecision(3)}).` });
+    await this.train(settings, new Set(ck.state.settings.frozen), ps.sample, {
+      runId: id, optimizer: ck.optimizer, step: ck.state.step, events: ps.events, fingerprints: ck.state.fingerprints, evalBefore: ps.evalBefore,
+      savedAt: r.manifest.saved, bytes: saved?.bytes ?? 0,
+    });
   }
 
   /** An allocation that did not fit, with the run's estimate, the adapter's limits and what to change. */

@@ -155,3 +155,17 @@ describe('RunStore', () => {
     expect(size).toBeGreaterThan(100 + 12);
   });
 });
+
+describe('RunStore.updateCheckpointFile', () => {
+  it('replaces one file of the current checkpoint and the summary, leaving the rest', async () => {
+    const { store } = clockStore();
+    const id = store.newRunId();
+    await store.save(id, { summary: summary(8), checkpoint: ckpt(8) });
+    await store.updateCheckpointFile(id, { name: 'trainer_state.json', data: new TextEncoder().encode('{"step":8,"final":true}') }, summary(8, 'finished'));
+    const o = await store.open(id);
+    expect(await text(o.checkpoint.get('trainer_state.json'))).toBe('{"step":8,"final":true}');
+    expect(new Uint8Array(await o.checkpoint.get('model.safetensors')!.arrayBuffer())).toEqual(bytes(100, 8));
+    expect(o.manifest.summary.state).toBe('finished');
+    await expect(store.updateCheckpointFile(id, { name: '../x', data: bytes(1) })).rejects.toBeInstanceOf(RunStoreError);
+  });
+});

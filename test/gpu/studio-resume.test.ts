@@ -1,0 +1,147 @@
+// Saved runs in the page's engine session, over Dawn and an in-memory stand-in of the browser's
+// file system: a run paused at step 3 is saved; a fresh session (a reloaded tab) resumes it from
+// the saved run alone (model files, corpus token ids, settings, layers, charts) and finishes with
+// weights equal, bit for bit, to a run never interrupted (shuffled windows, dropout, a frozen
+// group); a lost device mid-run resumes from its last save the same way.
+import { describe, expect, it } from 'vitest';
+import { RunStore } from '../../src/io/run-store.ts';
+import { readSafetensors } from '../../src/io/safetensors.ts';
+import type { WorkerEvent, WorkerRequest } from '../../src/worker/protocol.ts';
+import { DEFAULT_SAMPLE, DEFAULT_TRAIN, type TrainSettings } from '../../src/worker/settings.ts';
+import { Studio } from '../../src/worker/studio.ts';
+import { nodeGpu } from '../../src/cli/webgpu-node.ts';
+import { tinyModel } from '../e2e/tiny-model.ts';
+import { fakeOpfs } from '../helpers/fake-opfs.ts';
+
+type Ev<T extends WorkerEvent['type']> = Extract<WorkerEvent, { type: T }>;
+
+const model = tinyModel(5);
+const corpus = Array.from({ length: 80 }, (_, i) => `Row ${i}: a small corpus for a tiny model, read byte by byte.`).join('\n');
+const SETTINGS: TrainSettings = {
+  ...DEFAULT_TRAIN, steps: 8, batch: 2, seq: 16, lr: 1e-2, evalEvery: 4, sampleEvery: 0, dropout: 0.1, order: 'shuffled', valFraction: 0.1, schedule: 'cosine', warmup: 2,
+  autosaveMinutes: 0,
+};
+const SAMPLE = { ...DEFAULT_SAMPLE, prompt: 'Row', maxNewTokens: 4 };
+const FROZEN = [0];
+
+async function session(store: RunStore) {
+  const events: WorkerEvent[] = [];
+  let onEvent: ((ev: WorkerEvent) => void) | null = null;
+  const studio = new Studio((ev) => {
+    events.push(ev);
+    onEvent?.(ev);
+  }, await nodeGpu(), { runStore: async () => store });
+  const of = <T extends WorkerEvent['type']>(type: T, from = 0): Array<Ev<T>> => events.slice(from).filter((e): e is Ev<T> => e.type === type);
+  const send = (req: WorkerRequest) => studio.handle(req);
+  return { events, of, send, studio, on: (f: ((ev: WorkerEvent) => void) | null) => (onEvent = f) };
+}
+
+async function load(s: Awaited<ReturnType<typeof session>>) {
+  const files = Object.entries(model.files).map(([name, bytes]) => ({ path: `tiny/${name}`, file: new Blob([new Uint8Array(bytes)]) }));
+  await s.send({ type: 'loadModel', source: { kind: 'files', files } });
+  await s.send({ type: 'loadCorpus', source: { kind: 'files', files: [new File([corpus], 'rows.txt')] }, options: { jsonlField: 'text', csvColumn: 'text' }, valFraction: 0.1, seed: SETTINGS.seed, contextLength: 16 });
+}
+
+async function weights(s: Awaited<ReturnType<typeof session>>): Promise<Map<string, Float32Array>> {
+  await s.send({ type: 'export', format: 'safetensors' });
+  const ex = s.of('exported').at(-1)!;
+  return new Map([...readSafetensors(new Uint8Array(await ex.blob.arrayBuffer()))].map(([k, v]) => [k, v.data as Float32Array]));
+}
+
+function expectSameBits(a: Map<string, Float32Array>, b: Map<string, Float32Array>) {
+  expect([...b.keys()]).toEqual([...a.keys()]);
+  for (const [k, v] of a) {
+    const w = b.get(k)!;
+    expect(Buffer.from(w.buffer, w.byteOffset, w.byteLength).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength)), k).toBe(true);
+  }
+}
+
+describe('saved runs in the page session', () => {
+  let reference: Map<string, Float32Array>;
+  let referenceLosses: number[];
+
+  it('a run never interrupted is saved when it finishes, with its final evaluation', async () => {
+    const fs = fakeOpfs();
+    const store = new RunStore(fs.root);
+    const s = await session(store);
+    await load(s);
+    await s.send({ type: 'train', settings: SETTINGS, frozen: FROZEN, sample: SAMPLE });
+    expect(s.of('error')).toEqual([]);
+    referenceLosses = s.of('step').map((e) => e.loss);
+    expect(referenceLosses).toHaveLength(8);
+    reference = await weights(s);
+    const saves = s.of('saved');
+    expect(saves.map((e) => e.step)).toEqual([8]);
+    const [run] = await store.list();
+    expect(run.summary).toMatchObject({ model: 'tiny', corpus: 'rows.txt', step: 8, totalSteps: 8, state: 'finished' });
+    const o = await store.open(run.id);
+    const st = JSON.parse(await o.checkpoint.get('trainer_state.json')!.text());
+    expect(st).toMatchObject({ step: 8, writer: 'page', rows_read: 16, dropout_step: 8 });
+    expect(st.log_history.filter((l: { eval_loss?: number }) => l.eval_loss !== undefined).map((l: { step: number }) => l.step)).toEqual([4, 8]);
+    expect([...o.assets.model.keys()].sort()).toContain(encodeURIComponent('tiny/config.json'));
+  });
+
+  it('a reloaded page resumes a run saved at a pause and finishes with the same weights, bit for bit', async () => {
+    const fs = fakeOpfs();
+    const store = new RunStore(fs.root);
+    const a = await session(store);
+    await load(a);
+    let savedAt3: Ev<'saved'> | null = null;
+    const paused = new Promise<void>((resolve) => {
+      a.on((ev) => {
+        if (ev.type === 'step' && ev.step === 3) void a.send({ type: 'pause' });
+        if (ev.type === 'saved') {
+          savedAt3 = ev;
+          resolve();
+        }
+      });
+    });
+    void a.send({ type: 'train', settings: SETTINGS, frozen: FROZEN, sample: SAMPLE });
+    await paused;
+    a.on(null);
+    expect(savedAt3!.step).toBeGreaterThanOrEqual(3);
+    const at = savedAt3!.step;
+    expect((await store.list())[0].summary).toMatchObject({ step: at, state: 'paused' });
+    // The tab is reloaded: a new session, with nothing loaded, over the same storage.
+    await a.send({ type: 'loseDevice' });
+    const b = await session(new RunStore(fs.root));
+    await b.send({ type: 'runsList' });
+    const listed = b.of('runs')[0];
+    expect(listed.runs).toHaveLength(1);
+    await b.send({ type: 'runResume', id: listed.runs[0].id });
+    expect(b.of('error')).toEqual([]);
+    expect(b.of('modelLoaded')).toHaveLength(1);
+    expect(b.of('corpusLoaded')[0].corpus.name).toBe('rows.txt');
+    expect(b.of('restored')[0]).toMatchObject({ frozen: FROZEN, settings: { steps: 8, dropout: 0.1, order: 'shuffled' } });
+    // The charts come back (steps 1 … at), then the run goes on from there.
+    expect(b.of('step').map((e) => e.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(b.of('step').map((e) => e.loss)).toEqual(referenceLosses);
+    expect(b.of('runState').map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
+    expectSameBits(reference, await weights(b));
+    expect((await store.list())[0].summary).toMatchObject({ step: 8, state: 'finished' });
+  });
+
+  it('after a lost device, the run resumes from its last save on a new device', async () => {
+    const fs = fakeOpfs();
+    const store = new RunStore(fs.root);
+    const s = await session(store);
+    await load(s);
+    const saved = new Promise<void>((resolve) => {
+      s.on((ev) => {
+        if (ev.type === 'step' && ev.step === 5) void s.send({ type: 'pause' });
+        if (ev.type === 'saved') resolve();
+      });
+    });
+    const training = s.send({ type: 'train', settings: SETTINGS, frozen: FROZEN, sample: SAMPLE });
+    await saved;
+    s.on(null);
+    await s.send({ type: 'loseDevice' });
+    await training;
+    expect(s.of('deviceLost')).toHaveLength(1);
+    const from = s.events.length;
+    await s.send({ type: 'runResume', id: s.of('saved')[0].id });
+    expect(s.of('error', from)).toEqual([]);
+    expect(s.of('runState', from).map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
+    expectSameBits(reference, await weights(s));
+  });
+});
