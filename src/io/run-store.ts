@@ -352,7 +352,8 @@ export class RunStore {
     if (!m) throw new RunStoreError(`The saved run ${id} was never completely saved.`);
     try {
       await writeFile(await dir.getDirectoryHandle(m.checkpoint), file);
-      if (summary) await writeFile(dir, { name: MANIFEST, data: new TextEncoder().encode(JSON.stringify({ ...m, summary: { ...summary }, saved: this.now() }, null, 1)) });
+      const next = { ...m, summary: { ...(summary ?? m.summary) }, saved: this.now() };
+      if (summary) await writeFile(dir, { name: MANIFEST, data: new TextEncoder().encode(JSON.stringify(next, null, 1)) });
     } catch (e) {
       throw await this.storageError(e, id);
     }

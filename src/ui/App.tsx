@@ -15,7 +15,7 @@ import { ModelPanel } from './ModelPanel.tsx';
 import { Notices } from './Notices.tsx';
 import { RunPanel } from './RunPanel.tsx';
 import { SamplesPanel } from './SamplesPanel.tsx';
-import { SavedRunsPanel } from './SavedRunsPanel.tsx';
+import { ResumeOffers, SavedRunsPanel } from './SavedRunsPanel.tsx';
 import { useLeaveGuard } from './durability.ts';
 import { SettingsPanel } from './SettingsPanel.tsx';
 import { useStudio } from './store.ts';
@@ -73,6 +73,7 @@ export function App() {
         <AdapterChip />
       </header>
       <Notices />
+      <ResumeOffers />
       <main className="grid">
         <div className="col col-a">
           <ModelPanel />

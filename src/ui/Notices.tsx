@@ -1,12 +1,15 @@
 // Page-wide notices: no WebGPU (why, and where it works), a lost GPU device (and that a run can
-// start again), and every error the worker reports, each saying what to do.
+// start again, or resume from the run's last save), and every error the worker reports, each
+// saying what to do (a non-finite loss offers to go back to the last save with a lower rate).
 import { NO_WEBGPU_HELP } from '../engine/errors.ts';
+import { send } from './engine.ts';
 import { useStudio } from './store.ts';
 
 export function Notices() {
   const adapter = useStudio((s) => s.adapter);
   const errors = useStudio((s) => s.errors);
   const lost = useStudio((s) => s.deviceLost);
+  const lastSave = useStudio((s) => s.saved.last);
   const { dismissError } = useStudio.getState();
   return (
     <div className="notices">
@@ -22,7 +25,15 @@ export function Notices() {
         <div className="notice warn" role="alert" data-testid="device-lost">
           <strong>The GPU device was lost.</strong>
           <p>{lost}</p>
-          <p>Press Start to train again — no need to reload the page.</p>
+          {lastSave ? (
+            <p>
+              <button type="button" data-testid="resume-after-loss" onClick={() => send({ type: 'runResume', id: lastSave.id })}>
+                Resume from the last save (step {lastSave.step}) on a new device
+              </button>
+            </p>
+          ) : (
+            <p>Press Start to train again — no need to reload the page.</p>
+          )}
         </div>
       )}
       {errors.map((e) => (
@@ -30,6 +41,14 @@ export function Notices() {
           <div>
             <strong>{e.name.replace(/Error$/, '').replace(/([a-z])([A-Z])/g, '$1 $2') || 'Error'}</strong>
             <p>{e.message}</p>
+            {e.name === 'NonFiniteLossError' && lastSave && (
+              <button type="button" data-testid="resume-lower-lr" onClick={() => {
+                dismissError(e.id);
+                send({ type: 'runResume', id: lastSave.id, lrScale: 0.5 });
+              }}>
+                Go back to step {lastSave.step} with half the learning rate
+              </button>
+            )}
           </div>
           <button type="button" className="close" aria-label="Dismiss this message" onClick={() => dismissError(e.id)}>×</button>
         </div>

@@ -43,6 +43,9 @@ export function SavedRunsPanel() {
                 <span>
                   <strong>{r.model}</strong> on {r.corpus}: step {r.step} of {r.totalSteps} ({r.state === 'finished' ? 'finished' : r.state === 'lost' ? 'device lost' : r.state}, saved {when(r.saved)}) · {bytes(r.bytes)}
                 </span>
+                {r.state !== 'finished' && (
+                  <button type="button" disabled={training} data-testid="saved-run-resume" onClick={() => send({ type: 'runResume', id: r.id })}>Resume</button>
+                )}
                 <button type="button" disabled={saved.downloading !== null} data-testid="saved-run-download"
                   onClick={() => {
                     useStudio.setState((s) => ({ saved: { ...s.saved, downloading: r.id } }));
@@ -67,5 +70,31 @@ export function SavedRunsPanel() {
         </p>
       )}
     </section>
+  );
+}
+
+/**
+ * On load: the runs a reload, a crash, a closed tab or a lost device interrupted, offered as one
+ * sentence and one button each, until a run starts.
+ */
+export function ResumeOffers() {
+  const runs = useStudio((s) => s.saved.runs);
+  const idle = useStudio((s) => s.run.state === 'idle');
+  const adapterReady = useStudio((s) => s.adapter.status === 'ready');
+  const busy = useStudio((s) => s.model.status === 'loading');
+  const interrupted = runs.filter((r) => r.state !== 'finished');
+  if (!idle || !adapterReady || interrupted.length === 0) return null;
+  return (
+    <div className="notice info" role="status" data-testid="resume-offers">
+      <div>
+        {interrupted.slice(0, 3).map((r) => (
+          <p key={r.id} data-testid="resume-offer">
+            <button type="button" disabled={busy} onClick={() => send({ type: 'runResume', id: r.id })}>
+              Resume {r.model} on {r.corpus} from step {r.step} of {r.totalSteps} (saved {new Date(r.saved).toTimeString().slice(0, 5)})
+            </button>
+          </p>
+        ))}
+      </div>
+    </div>
   );
 }

@@ -102,6 +102,12 @@ export function SettingsPanel() {
       </fieldset>
 
       <fieldset>
+        <legend>Saving</legend>
+        <NumberField label="Save the run every (minutes)" value={s.autosaveMinutes} min={0} onChange={(autosaveMinutes) => set({ autosaveMinutes })} error={errors.autosaveMinutes}
+          testId="set-autosave" hint="In this browser, also at pause, stop and finish; 0 saves only then. A reload or crash resumes from the last save." {...common} />
+      </fieldset>
+
+      <fieldset>
         <legend>Regularization</legend>
         <div className="row3">
           <NumberField label="Weight decay" value={s.weightDecay} onChange={(weightDecay) => set({ weightDecay })} error={errors.weightDecay} {...common} />

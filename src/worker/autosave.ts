@@ -58,7 +58,8 @@ export async function readPageState(blob: Blob | undefined): Promise<PageState |
   } catch (e) {
     throw new SavedRunError(`${PAGE_STATE_NAME} of the saved run is not valid JSON (${(e as Error).message}); delete the run or download it and resume it with the command line.`);
   }
-  if (j.format !== PAGE_STATE_FORMAT || j.version !== 1 || !j.model || !j.corpus || !j.settings || !Array.isArray(j.frozen) || !j.sample || !Array.isArray(j.events)) {
+  const complete = !!j.model && !!j.corpus && !!j.settings && Array.isArray(j.frozen) && !!j.sample && Array.isArray(j.events);
+  if (j.format !== PAGE_STATE_FORMAT || j.version !== 1 || !complete) {
     throw new SavedRunError(`${PAGE_STATE_NAME} of the saved run is not one this page wrote (format ${JSON.stringify(j.format)}, version ${JSON.stringify(j.version)}).`);
   }
   return j as PageState;

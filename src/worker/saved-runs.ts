@@ -39,7 +39,8 @@ export async function requireRunStore(open: () => Promise<RunStore | null> = bro
 }
 
 export function runInfo(r: SavedRun): SavedRunInfo {
-  return { id: r.id, model: r.summary.model, corpus: r.summary.corpus, step: r.summary.step, totalSteps: r.summary.totalSteps, state: r.summary.state, saved: r.saved, bytes: r.bytes };
+  const s = r.summary;
+  return { id: r.id, model: s.model, corpus: s.corpus, step: s.step, totalSteps: s.totalSteps, state: s.state, saved: r.saved, bytes: r.bytes };
 }
 
 /** A file-name-safe version of a model name, e.g. 'openai-community/gpt2' → 'gpt2'. */

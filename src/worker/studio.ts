@@ -431,7 +431,8 @@ export class Studio {
       const reader = (w: GpuWeights) => (name: string) => w.read(name);
       let fingerprints: TrainerStateJson['fingerprints'] | null = resume?.fingerprints ?? null;
       if (saver && !resume && m.trainedSteps > 0) {
-        fingerprints = { base_weights: await weightsFingerprint(config, reader(gm.tuned), new Sha256()), train_tokens: tokensFingerprint(split.train, new Sha256()) };
+        const base = await weightsFingerprint(config, reader(gm.tuned), new Sha256());
+        fingerprints = { base_weights: base, train_tokens: tokensFingerprint(split.train, new Sha256()) };
       }
       const fingerprintsNow = async (): Promise<TrainerStateJson['fingerprints']> => {
         if (!fingerprints) {
@@ -586,7 +587,8 @@ export class Studio {
     const optimizer = await snap.exportState();
     const state = trainerState({
       snap, dropoutStep: optimizer.stepIndex, cfg, lora: lora?.config ?? null, evalEvery: settings.evalEvery,
-      windows: Math.floor((trainTokens - 1) / cfg.seq), modelName: m.folder.baseModel, corpusNames: this.corpus!.names, fingerprints, log: Studio.logHistory(shown),
+      windows: Math.floor((trainTokens - 1) / cfg.seq), modelName: m.folder.baseModel, corpusNames: this.corpus!.names, fingerprints,
+      log: Studio.logHistory(shown),
     });
     const files = checkpointFiles({
       config: m.folder.config,
@@ -629,7 +631,8 @@ export class Studio {
       const source: ModelSource = ps.model.source.kind === 'files' ? { kind: 'files', files: readModelAssets(r.assets.model, ps.model.source.paths) } : ps.model.source;
       const folder = await openModelSource(source, (label, done, total) => this.post({ type: 'progress', task: 'model', label: `Downloading ${label}`, done, total, unit: 'bytes' }));
       this.dropModel();
-      this.model = { folder, info: describeModel(folder, source.kind), source, gpu: null, trainedSteps: 0, lastRun: null, baseFingerprint: ck.state.fingerprints.base_weights };
+      const baseFingerprint = ck.state.fingerprints.base_weights;
+      this.model = { folder, info: describeModel(folder, source.kind), source, gpu: null, trainedSteps: 0, lastRun: null, baseFingerprint };
       this.evaluator.forgetBase();
       const tokenized = await readCorpusAssets(r.assets.corpus, ps.corpus.stats, folder.config.vocabSize);
       const s = ps.settings;
