@@ -104,9 +104,21 @@ function convert(cmd: CommandSpec, o: OptionSpec, value: string): ParsedValue {
   }
 }
 
+/** The option names written on a command line (`--name` or `--name=value`), defaults aside. */
+export function givenOptions(argv: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const raw of argv) if (raw.startsWith('--')) out.add(raw.slice(2).split('=')[0]);
+  return out;
+}
+
 /** Typed getters over a parsed map (the spec table guarantees the kinds). */
 export class Args {
-  constructor(private readonly m: Map<string, ParsedValue>) {}
+  /** `given`: the options written on the command line (givenOptions), so a default can be told from a choice */
+  constructor(private readonly m: Map<string, ParsedValue>, private readonly written: ReadonlySet<string> = new Set(m.keys())) {}
+  /** whether the option was written on the command line (not merely defaulted) */
+  given(name: string): boolean {
+    return this.written.has(name);
+  }
   has(name: string): boolean {
     return this.m.get(name) !== undefined;
   }

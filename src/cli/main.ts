@@ -2,7 +2,8 @@
 // Bad input ends with a one-line error and a non-zero exit, never a stack trace
 // (set STUDIO_DEBUG=1 to see one).
 import { StudioError } from '../engine/errors.ts';
-import { Args, helpText, parseArgs, UsageError, type CommandSpec } from './args.ts';
+import { Args, givenOptions, helpText, parseArgs, UsageError, type CommandSpec } from './args.ts';
+import { RunInterruptedError } from './run-checkpoints.ts';
 import { runTrain, trainSpec } from './commands/train.ts';
 import { prepareSpec, runPrepare } from './commands/prepare.ts';
 import { evalSpec, runEval } from './commands/eval.ts';
@@ -45,9 +46,14 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
     return 0;
   }
   try {
-    await cmd.run(new Args(parseArgs(cmd.spec, rest)), out);
+    await cmd.run(new Args(parseArgs(cmd.spec, rest), givenOptions(rest)), out);
     return 0;
   } catch (e) {
+    // A stop by signal is no error: it says where the checkpoint is and how to resume.
+    if (e instanceof RunInterruptedError) {
+      console.error(e.message);
+      return e.exitCode;
+    }
     if (process.env.STUDIO_DEBUG) console.error(e);
     const known = e instanceof StudioError;
     const msg = (e as Error)?.message ?? String(e);

@@ -1,7 +1,7 @@
 // `train`: fine-tunes a GPT-2 folder on a corpus with the WebGPU engine and writes the result
 // in Hugging Face layout (with --lora-r: LoRA adapters over the frozen model, written as a PEFT
 // adapter folder and/or merged weights). Flags and defaults follow DESIGN.md's training semantics.
-import { appendFile, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
@@ -9,26 +9,45 @@ import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
 import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, withTotal } from '../../engine/model/memory.ts';
 import { GpuWeights } from '../../engine/model/weights.ts';
 import { describeGroupRates } from '../../engine/train/groups.ts';
-import { runTraining } from '../../engine/train/loop.ts';
+import { runTraining, type RunSnapshot, type TrainRunConfig } from '../../engine/train/loop.ts';
+import { windowCount } from '../../engine/train/data.ts';
+import { NonFiniteLossError } from '../../engine/errors.ts';
+import type { HostParams } from '../../engine/model/params.ts';
+import type { LoraConfig } from '../../engine/model/lora.ts';
+import type { TrainerState } from '../../engine/train/trainer.ts';
+import { nodeDirFiles } from '../../io/node-model.ts';
+import { nodeSha256, removeStaleCheckpointTemps, resolveCheckpointPath, writeCheckpointFolder } from '../../io/node-run-checkpoint.ts';
+import {
+  CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, checkpointFiles, readRunCheckpoint, runOf, settingsOf, tokensFingerprint, weightsFingerprint,
+  type TrainerStateJson,
+} from '../../io/run-checkpoint.ts';
+import type { TokenizerFiles } from '../../io/tokenizer.ts';
 import { RUN_DEFAULTS, toRunConfig } from '../../engine/train/run-settings.ts';
 import { loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
+import type { GPT2Config } from '../../engine/model/config.ts';
+import type { StepLog } from '../../engine/train/loop.ts';
+import { ResumeConflictError } from '../run-checkpoints.ts';
 import { loadTrainingTokens } from '../data.ts';
 import { resolveModelDir } from '../model-arg.ts';
-import { saveTrainedFolder } from '../save-folder.ts';
-import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs } from '../lora.ts';
+import { saveTrainedFolder, tokenizerFor } from '../save-folder.ts';
+import {
+  CHECKPOINT_OPTIONS, checkpointDataPath, checkResumeFlags, defaultResumeOut, ResumeDataError, RunInterruptedError, StepLogFile, StopSignals,
+} from '../run-checkpoints.ts';
+import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs, type LoraExport } from '../lora.ts';
 import { RUN_OPTIONS, runSettingsFromArgs } from '../train-settings.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const trainSpec: CommandSpec = {
   name: 'train',
   summary: 'Fine-tune a GPT-2 model on a corpus with the WebGPU engine (Node + Dawn).',
-  usage: 'npm run cli -- train --model <dir|owner/name[@revision]> --data <file> --out <dir> [options]',
+  usage: 'npm run cli -- train --model <dir|owner/name[@revision]> --data <file> --out <dir> [options]\n       npm run cli -- train --resume <checkpoint-dir|out-dir> [--steps N --out <dir> --log <file>]',
   options: [
-    { name: 'model', kind: 'string', meta: 'dir|id', help: 'Hugging Face model folder: config.json + model.safetensors (or a sharded set); or a Hub id owner/name[@revision], downloaded to the cache ($STUDIO_CACHE, default ~/.cache/webgpu-studio)' },
+    { name: 'model', kind: 'string', optional: true, meta: 'dir|id', help: 'Hugging Face model folder: config.json + model.safetensors (or a sharded set); or a Hub id owner/name[@revision], downloaded to the cache ($STUDIO_CACHE, default ~/.cache/webgpu-studio) (required unless --resume)' },
     { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
-    { name: 'data', kind: 'list', meta: 'file…', help: 'training data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv; one file / line / row is one document, each followed by EOS)' },
-    { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout)' },
+    { name: 'data', kind: 'list', optional: true, meta: 'file…', help: 'training data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv; one file / line / row is one document, each followed by EOS) (required unless --resume)' },
+    { name: 'out', kind: 'string', optional: true, meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout) and the checkpoint-<step>/ folders (required unless --resume: then the folder holding the checkpoint)' },
+    ...CHECKPOINT_OPTIONS,
     ...RUN_OPTIONS,
     { name: 'freeze', kind: 'list', optional: true, meta: 'list', help: 'frozen groups: embeddings, block indices 0 … L−1 (or ranges 0-5), ln_f' },
     { name: 'log', kind: 'string', optional: true, meta: 'file', help: 'JSON lines, one per step: {"step","loss","lr","grad_norm"}, and one per evaluation: {"step","eval_loss","eval_ppl","eval_acc"}' },
@@ -43,84 +62,249 @@ export const trainSpec: CommandSpec = {
   ],
 };
 
+/** Where a resumed run comes from. */
+interface ResumeFrom {
+  dir: string;
+  state: TrainerStateJson;
+  optimizer: TrainerState;
+  lora: { config: LoraConfig; params: HostParams } | null;
+}
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+
 export async function runTrain(a: Args, out: (line: string) => void): Promise<void> {
-  const modelDir = await resolveModelDir(a.str('model'), { endpoint: a.optStr('endpoint'), weights: true, log: out });
-  const { config, params } = await loadModelDir(modelDir);
-  const frozen = parseGroupList(config, a.list('freeze').join(','));
-  const lora = parseLoraArgs(a, config);
-  const settings = runSettingsFromArgs(a, lora ? { enabled: true, ...lora.config } : null);
-  const seq = settings.seq;
-  if (seq > config.nPositions) throw new UsageError(`train: --seq ${seq} exceeds the model's n_positions ${config.nPositions}.`);
-  const cfg = toRunConfig(settings, config, { frozen });
-  const evalEvery = a.num('eval-every');
+  // Signals are caught from the start: a Ctrl-C while the model loads ends the run cleanly too.
+  const stops = new StopSignals(out).install();
+  try {
+    await train(a, out, stops);
+  } finally {
+    stops.uninstall();
+  }
+}
+
+async function train(a: Args, out: (line: string) => void, stops: StopSignals): Promise<void> {
+  const saveEvery = a.num('save-every');
+  const saveTotalLimit = a.num('save-total-limit');
+  if (saveEvery < 0) throw new UsageError('train: --save-every must be ≥ 0 (0 writes a checkpoint only after the last step).');
+  if (saveTotalLimit < 0) throw new UsageError('train: --save-total-limit must be ≥ 0 (0 keeps every checkpoint).');
+
+  // ---- what to train: a fresh run from --model, or a checkpoint ----
+  let resume: ResumeFrom | null = null;
+  let modelDir: string;
+  let modelSource: string;
+  let config: GPT2Config;
+  let params: HostParams;
+  let frozen: ReadonlySet<number>;
+  let cfg: TrainRunConfig;
+  let lora: { config: LoraConfig; exportAs: LoraExport } | null;
+  let evalEvery: number;
+  let dataPaths: string[];
+  let evalPaths: string[];
+  if (a.has('resume')) {
+    const dir = await resolveCheckpointPath(a.str('resume'));
+    out(`resuming from ${dir}`);
+    const ck = await readRunCheckpoint(await nodeDirFiles(dir));
+    const st = ck.state;
+    checkResumeFlags(a, st, ck.config);
+    if (a.has('model')) {
+      const given = resolve(a.str('model'));
+      if (given !== resolve(st.model.dir) && given !== resolve(dir) && a.str('model') !== st.model.source) {
+        throw new ResumeConflictError(`train --resume: --model ${a.str('model')} is not the model the checkpoint trained (${st.model.source}, in ${st.model.dir}). Leave --model out: the checkpoint holds the weights.`);
+      }
+    }
+    resume = { dir, state: st, optimizer: ck.optimizer, lora: ck.lora };
+    config = ck.config;
+    params = ck.params;
+    modelDir = dir;
+    modelSource = st.model.source;
+    const run = runOf(st.settings);
+    frozen = run.cfg.frozen;
+    // --steps is the new total; the schedule is then evaluated over it from the next step on.
+    cfg = { ...run.cfg, steps: a.given('steps') ? a.num('steps') : st.total_steps };
+    if (cfg.steps < st.step) throw new UsageError(`train --resume: --steps ${cfg.steps} is below the checkpoint's step ${st.step}; give the run's total (at least ${st.step}).`);
+    lora = run.lora ? { config: run.lora, exportAs: (a.optStr('lora-export') ?? 'adapter') as LoraExport } : null;
+    evalEvery = a.given('eval-every') ? a.num('eval-every') : run.evalEvery;
+    dataPaths = a.has('data') ? a.list('data') : st.data.train.map((p) => checkpointDataPath(dir, p));
+    evalPaths = a.has('eval-data') ? a.list('eval-data') : st.data.eval.map((p) => checkpointDataPath(dir, p));
+  } else {
+    if (!a.has('model')) throw new UsageError('train: --model is required (a model folder or Hub id), or --resume <checkpoint> to continue a run.');
+    if (!a.has('data')) throw new UsageError('train: --data is required (the training data), or --resume <checkpoint> to continue a run.');
+    if (!a.has('out')) throw new UsageError('train: --out is required (the folder for the model and its checkpoints).');
+    modelSource = a.str('model');
+    modelDir = await resolveModelDir(modelSource, { endpoint: a.optStr('endpoint'), weights: true, log: out });
+    ({ config, params } = await loadModelDir(modelDir));
+    frozen = parseGroupList(config, a.list('freeze').join(','));
+    lora = parseLoraArgs(a, config);
+    const settings = runSettingsFromArgs(a, lora ? { enabled: true, ...lora.config } : null);
+    if (settings.seq > config.nPositions) throw new UsageError(`train: --seq ${settings.seq} exceeds the model's n_positions ${config.nPositions}.`);
+    cfg = toRunConfig(settings, config, { frozen });
+    evalEvery = a.num('eval-every');
+    dataPaths = a.list('data');
+    evalPaths = a.list('eval-data');
+  }
+  const seq = cfg.seq;
+  const outDir = a.has('out') ? a.str('out') : defaultResumeOut(resume!.dir);
   if (evalEvery < 0) throw new UsageError('train: --eval-every must be ≥ 0 (0 evaluates only at the end).');
-  if (evalEvery > 0 && !a.has('eval-data')) throw new UsageError('train: --eval-every needs --eval-data <file> (the held-out data to evaluate on).');
-  const tokens = await loadTrainingTokens(a.list('data'), config.vocabSize, modelDir, out);
+  if (evalEvery > 0 && !evalPaths.length) throw new UsageError('train: --eval-every needs --eval-data <file> (the held-out data to evaluate on).');
+  const tokens = await loadTrainingTokens(dataPaths, config.vocabSize, modelDir, out);
   if (tokens.length < seq + 1) {
     throw new UsageError(`train: the data has ${tokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add data or lower --seq.`);
   }
-  if (a.has('eval-data')) {
-    const evalTokens = await loadTrainingTokens(a.list('eval-data'), config.vocabSize, modelDir, out);
+  const trainPrint = tokensFingerprint(tokens, nodeSha256());
+  if (resume && trainPrint !== resume.state.fingerprints.train_tokens) {
+    throw new ResumeDataError(
+      `train --resume: the training data ${dataPaths.join(', ')} is not the data the checkpoint was trained on (its token fingerprint ${trainPrint} differs from the checkpoint's ${resume.state.fingerprints.train_tokens}). ` +
+        'Give the original data with --data, or start a new run from the checkpoint with --model.',
+    );
+  }
+  let evalPrint: string | undefined;
+  if (evalPaths.length) {
+    const evalTokens = await loadTrainingTokens(evalPaths, config.vocabSize, modelDir, out);
     if (evalTokens.length < seq + 1) {
       throw new UsageError(`train: the --eval-data has ${evalTokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add held-out data or lower --seq.`);
+    }
+    evalPrint = tokensFingerprint(evalTokens, nodeSha256());
+    const savedEval = resume?.state.fingerprints.eval_tokens;
+    if (resume && savedEval && evalPrint !== savedEval) {
+      throw new ResumeDataError(`train --resume: the evaluation data ${evalPaths.join(', ')} is not the data the checkpoint evaluated on (fingerprint ${evalPrint}, the checkpoint's ${savedEval}). Give the original --eval-data.`);
     }
     cfg.evaluation = { every: evalEvery, tokens: evalTokens };
     out(`evaluation: ${evalTokens.length} held-out tokens, ${Math.floor((evalTokens.length - 1) / seq)} windows of ${seq}, ${evalEvery > 0 ? `every ${evalEvery} steps and ` : ''}at the end`);
   }
+  // The weights the run started from: a fresh run hashes them now; a resumed one carries the hash on.
+  const basePrint = resume ? resume.state.fingerprints.base_weights : await weightsFingerprint(config, params, nodeSha256());
+  const tokenizer: TokenizerFiles | undefined = await tokenizerFor(modelDir, config, out);
+  await removeStaleCheckpointTemps(outDir);
+
   const ctx = await GpuContext.create(await nodeGpu());
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
-  out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${Math.floor((tokens.length - 1) / seq)} windows of ${seq}`);
+  out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${windowCount(tokens.length, seq)} windows of ${seq}`);
   if (cfg.lrDecay !== 1) out(`discriminative learning rates:\n${describeGroupRates(config.nLayer, cfg.lr, cfg.lrDecay)}`);
   // Before anything is allocated, for the run's widest trainable set (the user's frozen groups;
   // gradual unfreezing starts narrower and opens up to it).
   const estimate = estimateMemory(config, { batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config }, memoryLimitsOf(ctx));
   out(`GPU memory estimate: ${describeMemory(estimate)}`);
+  const startStep = resume?.state.step ?? 0;
   const logFile = a.optStr('log');
-  if (logFile) await writeFile(logFile, '');
+  const logOut = logFile ? StepLogFile.open(logFile, resume ? startStep : null) : null;
   const weights = new GpuWeights(ctx, config, params);
-  // LoRA: fresh adapters (A Kaiming-uniform from --seed, B = 0) over the frozen base model.
-  const loraWeights = lora ? new LoraWeights(ctx, config, lora.config, initLoraParams(config, lora.config, cfg.seed)) : undefined;
+  // LoRA: fresh adapters (A Kaiming-uniform from --seed, B = 0) over the frozen base model, or the checkpoint's.
+  const loraWeights = lora ? new LoraWeights(ctx, config, lora.config, resume?.lora?.params ?? initLoraParams(config, lora.config, cfg.seed)) : undefined;
   if (lora) out(describeLora(config, lora.config));
+  // Every line logged so far, for trainer_state.json's log_history (a resumed run keeps its past).
+  const history: Array<Record<string, unknown>> = resume ? resume.state.log_history.filter((l) => !(typeof l.step === 'number' && l.step > startStep)) : [];
+  const absData = dataPaths.map((p) => resolve(p));
+  const absEval = evalPaths.map((p) => resolve(p));
+  let lastCheckpoint: string | null = null;
+  let lastCheckpointStep = startStep;
+
+  const writeCheckpoint = async (snap: RunSnapshot) => {
+    // Nothing new: no step yet, the checkpoint this run resumed from, or one just written.
+    if (snap.step === 0 || (resume && snap.step === startStep) || (lastCheckpoint && snap.step === lastCheckpointStep)) return;
+    const t = performance.now();
+    const optimizer = await snap.exportState();
+    const state: TrainerStateJson = {
+      format: CHECKPOINT_FORMAT,
+      format_version: CHECKPOINT_FORMAT_VERSION,
+      step: snap.step,
+      total_steps: cfg.steps,
+      rows_read: snap.rowsRead,
+      windows: windowCount(tokens.length, seq),
+      dropout_step: optimizer.stepIndex,
+      settings: settingsOf({ ...cfg, frozen: snap.userFrozen }, lora?.config ?? null, evalEvery),
+      model: { source: modelSource, dir: resume ? resume.state.model.dir : resolve(modelDir) },
+      data: { train: absData, eval: absEval },
+      fingerprints: { base_weights: basePrint, train_tokens: trainPrint, ...(evalPrint ? { eval_tokens: evalPrint } : {}) },
+      kernels: { precision: 'f32' },
+      log_history: [...history],
+      created: new Date().toISOString(),
+      writer: 'cli',
+    };
+    const files = checkpointFiles({
+      config,
+      // With LoRA the base weights never change: the host copy is written; else each tensor is read back from the GPU as its turn comes.
+      params: lora ? params : async (name) => {
+        const r = weights.arena.range(name);
+        return ctx.readF32(r.buffer, r.offset, r.size / 4);
+      },
+      lora: lora && loraWeights ? { config: lora.config, params: await loraWeights.download(), baseModel: modelSource } : null,
+      optimizer,
+      state,
+      tokenizer,
+    });
+    const bytes = files.reduce((x, f) => x + f.size, 0);
+    lastCheckpoint = await writeCheckpointFolder(outDir, snap.step, files, { saveTotalLimit });
+    lastCheckpointStep = snap.step;
+    out(`checkpoint: ${lastCheckpoint} (${mib(bytes)} MiB in ${((performance.now() - t) / 1000).toFixed(2)} s)`);
+  };
+
   const t0 = performance.now();
-  let lines: string[] = [];
-  const logs = await runTraining(ctx, weights, tokens, cfg, {
-    onInfo: out,
-    onTrainer: (t) => {
-      const m = t.memory();
-      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
-      out(`GPU memory (MiB): parameters ${mib(m.parameters)}, gradients ${mib(m.gradients)}, optimizer ${mib(m.optimizer)}, activations ${mib(m.activations)}, scratch ${mib(m.scratch)}; trainable parameters ${t.trainableParams}`);
-      const total = withTotal(m).total;
-      out(`GPU memory allocated: ${formatBytes(total)} (estimate ${formatBytes(estimate.total)}, ${((100 * (total - estimate.total)) / estimate.total).toFixed(2)}%)`);
-    },
-    onEval: (log, r) => {
-      if (logFile) lines.push(JSON.stringify(log));
-      out(`eval after step ${log.step}: loss ${log.eval_loss.toFixed(4)}  ppl ${log.eval_ppl.toFixed(2)}  accuracy ${(100 * log.eval_acc).toFixed(2)}% (${r.correct}/${r.tokens} targets, ${r.windows} windows)`);
-    },
-    profile: a.flag('profile') ? {
-      step: 1,
-      onProfile: (r, step) => out(`profile of step ${step} (${r.method}), time per kernel family, slowest first:\n${profileTable(r.rows, 10)}`),
-    } : undefined,
-    onStep: (log) => {
-      if (logFile) lines.push(JSON.stringify(log));
-      if (log.step === 1 || log.step % 10 === 0 || log.step === cfg.steps) {
-        const tps = (log.step * cfg.batch * cfg.seq * cfg.gradAccum) / ((performance.now() - t0) / 1000);
-        out(`step ${log.step}/${cfg.steps}  loss ${log.loss.toFixed(4)}  lr ${log.lr.toExponential(2)}  grad_norm ${log.grad_norm.toFixed(4)}  ${tps.toFixed(0)} tok/s`);
-      }
-    },
-  }, loraWeights);
-  if (logFile) await appendFile(logFile, lines.map((l) => l + '\n').join(''));
-  lines = [];
-  const outDir = a.str('out');
+  let logs;
+  try {
+    logs = await runTraining(ctx, weights, tokens, cfg, {
+      signal: stops.signal,
+      onInfo: out,
+      onTrainer: (t) => {
+        const m = t.memory();
+        out(`GPU memory (MiB): parameters ${mib(m.parameters)}, gradients ${mib(m.gradients)}, optimizer ${mib(m.optimizer)}, activations ${mib(m.activations)}, scratch ${mib(m.scratch)}; trainable parameters ${t.trainableParams}`);
+        const total = withTotal(m).total;
+        out(`GPU memory allocated: ${formatBytes(total)} (estimate ${formatBytes(estimate.total)}, ${((100 * (total - estimate.total)) / estimate.total).toFixed(2)}%)`);
+      },
+      onEval: (log, r) => {
+        history.push({ ...log });
+        logOut?.write(log);
+        out(`eval after step ${log.step}: loss ${log.eval_loss.toFixed(4)}  ppl ${log.eval_ppl.toFixed(2)}  accuracy ${(100 * log.eval_acc).toFixed(2)}% (${r.correct}/${r.tokens} targets, ${r.windows} windows)`);
+      },
+      profile: a.flag('profile') ? {
+        step: 1,
+        onProfile: (r, step) => out(`profile of step ${step} (${r.method}), time per kernel family, slowest first:\n${profileTable(r.rows, 10)}`),
+      } : undefined,
+      onStep: (log) => {
+        history.push({ ...log });
+        logOut?.write(log);
+        if (log.step === startStep + 1 || log.step % 10 === 0 || log.step === cfg.steps) {
+          const tps = ((log.step - startStep) * cfg.batch * cfg.seq * cfg.gradAccum) / ((performance.now() - t0) / 1000);
+          out(`step ${log.step}/${cfg.steps}  loss ${log.loss.toFixed(4)}  lr ${log.lr.toExponential(2)}  grad_norm ${log.grad_norm.toFixed(4)}  ${tps.toFixed(0)} tok/s`);
+        }
+      },
+      checkpointAt: (s) => saveEvery > 0 && s % saveEvery === 0,
+      onCheckpoint: writeCheckpoint,
+    }, loraWeights, resume ? { state: resume.optimizer } : undefined);
+  } catch (e) {
+    logOut?.close();
+    loraWeights?.destroy();
+    weights.destroy();
+    ctx.destroy();
+    if (e instanceof NonFiniteLossError) {
+      const where = lastCheckpoint ? ` The last good step is saved in ${lastCheckpoint}.` : '';
+      throw new NonFiniteLossError(`${e.message}${where}`);
+    }
+    throw e;
+  }
+  logOut?.close();
+  const done = startStep + logs.length;
+  if (stops.received && done < cfg.steps) {
+    loraWeights?.destroy();
+    weights.destroy();
+    ctx.destroy();
+    const where = lastCheckpoint ?? resume?.dir;
+    throw new RunInterruptedError(
+      `${stops.received}: stopped after step ${done} of ${cfg.steps}. ` +
+        (where ? `Checkpoint: ${where}. Resume with: npm run cli -- train --resume ${where}` : 'No step had finished, so there is no checkpoint to resume from.'),
+      stops.exitCode,
+    );
+  }
+  const allLogs = history.filter((l) => typeof l.loss === 'number') as unknown as StepLog[];
+  const dataNames = resume ? absData : a.list('data');
+  const seconds = (performance.now() - t0) / 1000;
   if (lora && loraWeights) {
-    const seconds = (performance.now() - t0) / 1000;
-    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), a.str('model'), (dir, merged) =>
-      saveTrainedFolder(dir, { config, params: merged, modelArg: a.str('model'), modelDir, training: cfg, logs, data: a.list('data'), tokens: tokens.length, seconds }, out));
-    out(`saved ${written.join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), modelSource, (dir, merged) =>
+      saveTrainedFolder(dir, { config, params: merged, modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds }, out));
+    out(`saved ${written.join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
     loraWeights.destroy();
   } else {
-    const seconds = (performance.now() - t0) / 1000;
-    const written = await saveTrainedFolder(outDir, { config, params: await weights.download(), modelArg: a.str('model'), modelDir, training: cfg, logs, data: a.list('data'), tokens: tokens.length, seconds }, out);
-    out(`saved ${written.map((f) => `${outDir}/${f}`).join(', ')} after ${logs.length} steps (final loss ${logs.at(-1)?.loss.toFixed(4)})`);
+    const written = await saveTrainedFolder(outDir, { config, params: await weights.download(), modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds }, out);
+    out(`saved ${written.map((f) => `${outDir}/${f}`).join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
   }
   weights.destroy();
   ctx.destroy();
