@@ -84,7 +84,10 @@ const FROM_FLAG: Record<CheckpointSettings['schedule']['kind'], ScheduleKind> = 
 export function settingsOf(cfg: TrainRunConfig, lora: LoraConfig | null, evalEvery: number): CheckpointSettings {
   return {
     steps: cfg.steps, batch: cfg.batch, seq: cfg.seq, grad_accum: cfg.gradAccum, lr: cfg.lr,
-    schedule: { kind: TO_FLAG[cfg.schedule.kind], warmup: cfg.schedule.warmup, min_lr_ratio: cfg.schedule.minLrRatio, cut_frac: cfg.schedule.cutFrac, ratio: cfg.schedule.ratio },
+    schedule: {
+      kind: TO_FLAG[cfg.schedule.kind], warmup: cfg.schedule.warmup, min_lr_ratio: cfg.schedule.minLrRatio,
+      cut_frac: cfg.schedule.cutFrac, ratio: cfg.schedule.ratio,
+    },
     lr_decay: cfg.lrDecay,
     unfreeze: cfg.unfreeze ? { start: cfg.unfreeze.start, every: cfg.unfreeze.every } : null,
     frozen: [...cfg.frozen].sort((a, b) => a - b),
@@ -102,7 +105,9 @@ export function runOf(s: CheckpointSettings): { cfg: TrainRunConfig; lora: LoraC
   return {
     cfg: {
       steps: s.steps, batch: s.batch, seq: s.seq, gradAccum: s.grad_accum, lr: s.lr,
-      schedule: { kind: FROM_FLAG[s.schedule.kind], warmup: s.schedule.warmup, minLrRatio: s.schedule.min_lr_ratio, cutFrac: s.schedule.cut_frac, ratio: s.schedule.ratio },
+      schedule: {
+        kind: FROM_FLAG[s.schedule.kind], warmup: s.schedule.warmup, minLrRatio: s.schedule.min_lr_ratio, cutFrac: s.schedule.cut_frac, ratio: s.schedule.ratio,
+      },
       lrDecay: s.lr_decay, unfreeze: s.unfreeze ? { ...s.unfreeze } : null, frozen: new Set(s.frozen),
       beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip,
       dropout: { ...s.dropout }, seed: s.seed, order: s.order,

@@ -109,9 +109,11 @@ describe('Trainer.exportState / importState', () => {
   it('refuses a state with moments for a tensor that is frozen here', async () => {
     const ctx = await gpuContext();
     const w = new GpuWeights(ctx, G.config, G.params);
-    const base = { batch: 1, seq: 8, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1 };
+    const base = {
+      batch: 1, seq: 8, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1,
+    };
     const a = await Trainer.create(ctx, w, { ...base, frozen: new Set() });
-    const micro = [{ inputs: G.tokens.subarray(0, 8) as unknown as Uint32Array, targets: G.tokens.subarray(1, 9) as unknown as Uint32Array }].map((m) => ({ inputs: Uint32Array.from(m.inputs), targets: Uint32Array.from(m.targets) }));
+    const micro = [{ inputs: Uint32Array.from(G.tokens.subarray(0, 8)), targets: Uint32Array.from(G.tokens.subarray(1, 9)) }];
     await a.step(micro, () => 1e-3);
     const state = await a.exportState();
     const b = await Trainer.create(ctx, w, { ...base, frozen: new Set([0]) });

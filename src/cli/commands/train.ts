@@ -297,13 +297,14 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const allLogs = history.filter((l) => typeof l.loss === 'number') as unknown as StepLog[];
   const dataNames = resume ? absData : a.list('data');
   const seconds = (performance.now() - t0) / 1000;
+  const saved = { config, modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds };
   if (lora && loraWeights) {
     const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), modelSource, (dir, merged) =>
-      saveTrainedFolder(dir, { config, params: merged, modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds }, out));
+      saveTrainedFolder(dir, { ...saved, params: merged }, out));
     out(`saved ${written.join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
     loraWeights.destroy();
   } else {
-    const written = await saveTrainedFolder(outDir, { config, params: await weights.download(), modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds }, out);
+    const written = await saveTrainedFolder(outDir, { ...saved, params: await weights.download() }, out);
     out(`saved ${written.map((f) => `${outDir}/${f}`).join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
   }
   weights.destroy();

@@ -148,7 +148,8 @@ export async function runTraining(
   if (!(cfg.lr >= 0 && Number.isFinite(cfg.lr))) throw new ShapeError(`learning rate must be a finite number ≥ 0, got ${cfg.lr}.`);
   const factors = groupLrFactors(L, cfg.lrDecay);
   let userFrozen: ReadonlySet<number> = cfg.frozen;
-  const plan = (frozen: ReadonlySet<number>) => (cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: frozen }) : null);
+  const plan = (frozen: ReadonlySet<number>) =>
+    (cfg.unfreeze ? unfreezeSchedule({ L, start: cfg.unfreeze.start, every: cfg.unfreeze.every, userFrozen: frozen }) : null);
   let sched = plan(userFrozen);
   if (sched) hooks.onInfo?.(`Gradual unfreezing:\n${sched.describe()}`);
   const ev = cfg.evaluation ?? null;

@@ -238,7 +238,8 @@ export class Trainer {
       gradients: arenaBytes(this.plan.grads),
       optimizer: arenaBytes(this.plan.m) + arenaBytes(this.plan.v),
       activations: this.acts.bytes.activations + (this.loraActs?.bytes.activations ?? 0),
-      scratch: this.acts.bytes.scratch + (this.loraActs?.bytes.scratch ?? 0) + this.inputBuffers.reduce((a, b) => a + b.size, 0) + (this.plan.norm?.partials.size ?? 0) +
+      scratch: this.acts.bytes.scratch + (this.loraActs?.bytes.scratch ?? 0) + this.inputBuffers.reduce((a, b) => a + b.size, 0) +
+        (this.plan.norm?.partials.size ?? 0) +
         small.reduce((a, b) => a + b.size, 0),
     };
   }

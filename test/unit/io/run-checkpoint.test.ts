@@ -183,7 +183,8 @@ print(json.dumps(out))
 describe('checkpoint refusals', () => {
   async function written(): Promise<string> {
     const params = randParams(paramSpecs(CONFIG), 4);
-    return writeCheckpointFolder(tmp(), 2, checkpointFiles({ config: CONFIG, params, optimizer: randState(paramSpecs(CONFIG).slice(0, 3), 1, 2), state: stateJson(2, null) }));
+    const optimizer = randState(paramSpecs(CONFIG).slice(0, 3), 1, 2);
+    return writeCheckpointFolder(tmp(), 2, checkpointFiles({ config: CONFIG, params, optimizer, state: stateJson(2, null) }));
   }
   const edit = (dir: string, f: (j: Record<string, unknown>) => void) => {
     const p = join(dir, 'trainer_state.json');
