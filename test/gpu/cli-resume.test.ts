@@ -97,6 +97,26 @@ describe('train --resume is bit-identical to an uninterrupted run', () => {
   });
 });
 
+describe('a non-finite loss', () => {
+  it('stops the run naming the step and leaves a checkpoint of the last good step', async () => {
+    const dir = tmp();
+    // An absurd rate without clipping blows the weights up within a few steps.
+    const r = await cli(['--model', MODEL, '--data', DATA, '--steps', '30', '--batch', '2', '--seq', '16', '--lr', '1e30', '--grad-clip', '0', '--save-every', '0',
+      '--out', join(dir, 'a'), '--log', join(dir, 'a.jsonl')]);
+    expect(r.code).toBe(1);
+    const m = /error: Step (\d+): the loss or gradient became .* The last good step is saved in (\S+)\.$/.exec(r.errors);
+    expect(m, r.errors).not.toBeNull();
+    const bad = Number(m![1]);
+    expect(bad).toBeGreaterThan(1);
+    expect(m![2]).toBe(join(dir, 'a', `checkpoint-${bad - 1}`));
+    const st = JSON.parse(readFileSync(join(m![2], 'trainer_state.json'), 'utf8'));
+    expect(st.step).toBe(bad - 1);
+    expect(lines(join(dir, 'a.jsonl')).map((l) => JSON.parse(l).step)).toEqual(Array.from({ length: bad - 1 }, (_, i) => i + 1));
+    // No final model was written over --out: only the checkpoint.
+    expect(readdirSync(join(dir, 'a'))).toEqual([`checkpoint-${bad - 1}`]);
+  });
+});
+
 describe('a checkpoint is a model folder', () => {
   it('loads as --model and with the model loader', async () => {
     const dir = tmp();

@@ -1,6 +1,8 @@
 // `train`: fine-tunes a GPT-2 folder on a corpus with the WebGPU engine and writes the result
 // in Hugging Face layout (with --lora-r: LoRA adapters over the frozen model, written as a PEFT
-// adapter folder and/or merged weights). Flags and defaults follow DESIGN.md's training semantics.
+// adapter folder and/or merged weights), with checkpoints every --save-every steps and after the
+// last, --resume, and clean stops on SIGINT/SIGTERM and non-finite losses (run-checkpoints.ts).
+// Flags and defaults are described in README.md (Command line).
 import { resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';

@@ -3,11 +3,14 @@
 // no buffer allocation and no waiting on the GPU in the steady state. Metrics (loss, grad norm)
 // come back through a small ring of mappable buffers, read asynchronously.
 //
-// Semantics (DESIGN.md, training semantics): loss = mean cross-entropy over all B·T targets of
+// Semantics (torch.optim.AdamW's and Hugging Face's GPT-2 training): loss = mean cross-entropy over all B·T targets of
 // all micro-batches; torch.optim.AdamW with per-parameter step counts, decay only on ≥2-D
 // tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
 // parameters hold no gradient and no optimizer state and never change. With LoRA adapters
 // (model/lora.ts) the whole base model is frozen and only the adapters hold gradients and state.
+// exportState/importState carry everything but the weights from one trainer to another (a
+// checkpoint), so the next steps are bit-identical; a non-finite step halts the updates of every
+// step queued behind it, so the state stays that of the last good step.
 import { NonFiniteLossError, ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
