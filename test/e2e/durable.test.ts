@@ -1,0 +1,150 @@
+// Durable runs in headless Chromium (WebGPU on SwiftShader, the browser's real origin private
+// file system), against the production build: a run on dropped model files and a dropped corpus
+// is paused (and so saved), the tab is reloaded, the page offers to resume it, and it finishes
+// with weights equal, bit for bit, to the same run never reloaded; then a run whose GPU device is
+// lost mid-run resumes from its last save with one button, to the same weights again.
+import { readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { readSafetensors } from '../../src/io/safetensors.ts';
+import { launchBrowser, screenshot, watchErrors } from '../helpers/browser.ts';
+import { tinyModel, type TinyModel } from './tiny-model.ts';
+
+function corpusText(): string {
+  return Array.from({ length: 120 }, (_, i) => `Line ${i}: the quick brown fox jumps over the lazy dog, and the dog sleeps on.`).join('\n');
+}
+
+async function waitText(page: Page, testId: string, re: RegExp, timeout: number): Promise<string> {
+  await page.waitForFunction(
+    ([id, src]) => [...document.querySelectorAll(`[data-testid="${id}"]`)].some((e) => new RegExp(src).test(e.textContent ?? '')),
+    [testId, re.source] as const,
+    { timeout, polling: 250 },
+  );
+  return page.getByTestId(testId).first().innerText();
+}
+
+async function setField(page: Page, testId: string, value: string): Promise<void> {
+  const f = page.getByTestId(testId);
+  await f.fill(value);
+  await f.blur();
+}
+
+describe('durable runs in the page, end to end on SwiftShader', () => {
+  let browser: Browser;
+  let page: Page;
+  let errors: string[];
+  let model: TinyModel;
+  let work: string;
+  let uninterrupted: Map<string, Float32Array>;
+
+  const loadInputs = async () => {
+    await page.getByTestId('model-choice-files').click();
+    await page.getByTestId('model-files').setInputFiles(Object.entries(model.files).map(([name, bytes]) => ({ name, mimeType: 'application/octet-stream', buffer: Buffer.from(bytes) })));
+    await page.getByTestId('load-model').click();
+    await waitText(page, 'model-info', /dropped files/, 60_000);
+    await page.getByTestId('corpus-files').setInputFiles({ name: 'fox.txt', mimeType: 'text/plain', buffer: Buffer.from(corpusText()) });
+    await waitText(page, 'corpus-info', /fox\.txt/, 60_000);
+  };
+
+  const settings = async () => {
+    await setField(page, 'set-steps', '8');
+    await setField(page, 'set-batch', '2');
+    await setField(page, 'set-seq', '32');
+    await setField(page, 'set-eval-every', '4');
+    await setField(page, 'set-sample-every', '0');
+    await setField(page, 'set-lr', '0.01');
+    await setField(page, 'set-dropout', '0.1');
+    await setField(page, 'set-autosave', '0');
+  };
+
+  const exportWeights = async (): Promise<Map<string, Float32Array>> => {
+    const download = page.waitForEvent('download', { timeout: 120_000 });
+    await page.getByTestId('export-safetensors').click();
+    const d = await download;
+    const file = join(work, `${Date.now()}-${d.suggestedFilename()}`);
+    await d.saveAs(file);
+    return new Map([...readSafetensors(new Uint8Array(readFileSync(file)))].map(([k, v]) => [k, v.data as Float32Array]));
+  };
+
+  const expectSameBits = (a: Map<string, Float32Array>, b: Map<string, Float32Array>) => {
+    expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
+    for (const [k, v] of a) {
+      const w = b.get(k)!;
+      expect(Buffer.compare(Buffer.from(w.buffer, w.byteOffset, w.byteLength), Buffer.from(v.buffer, v.byteOffset, v.byteLength)), k).toBe(0);
+    }
+  };
+
+  /** Starts a run and pauses it after step 3 or later; the pause saves it. Returns the step saved. */
+  const trainAndPause = async (): Promise<number> => {
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Training/, 60_000);
+    await waitText(page, 'run-step', /^[3-7] \//, 120_000);
+    await page.getByTestId('pause').click();
+    await waitText(page, 'run-state', /Paused/, 60_000);
+    const saved = await waitText(page, 'last-save', /Saved at step \d+/, 60_000);
+    const step = Number(/step (\d+)/.exec(saved)![1]);
+    expect(Number((await page.getByTestId('run-step').innerText()).split('/')[0])).toBe(step);
+    return step;
+  };
+
+  beforeAll(async () => {
+    model = tinyModel();
+    work = mkdtempSync(join(tmpdir(), 'studio-e2e-durable-'));
+    browser = await launchBrowser();
+    page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
+    errors = watchErrors(page, ['https://huggingface.co']);
+    await page.goto(`${inject('baseUrl')}?debug`);
+    await waitText(page, 'model-info', /Built-in demo GPT-2/, 120_000);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  it('a run never reloaded: the reference weights, and its save is listed with its size', async () => {
+    await loadInputs();
+    await settings();
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    uninterrupted = await exportWeights();
+    await waitText(page, 'saved-run', /step 8 of 8 \(finished/, 30_000);
+    expect(await page.getByTestId('storage').innerText()).toMatch(/used of .* allowed/);
+  });
+
+  it('reloads mid-run, offers to resume, and finishes with the same weights bit for bit', async () => {
+    await loadInputs();
+    await settings();
+    const step = await trainAndPause();
+    await page.reload();
+    const offer = await waitText(page, 'resume-offer', new RegExp(`Resume dropped files on fox\\.txt from step ${step} of 8 \\(saved \\d\\d:\\d\\d\\)`), 120_000);
+    expect(offer).toContain(`step ${step} of 8`);
+    await screenshot(page, 'studio-resume-offer');
+    await page.getByTestId('resume-offer').first().getByRole('button').click();
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expect(await page.getByTestId('run-step').innerText()).toBe('8 / 8');
+    // The chart has every step, from before and after the reload.
+    expect(Number(await page.getByTestId('chart-loss').getAttribute('data-points'))).toBeGreaterThanOrEqual(8);
+    expectSameBits(uninterrupted, await exportWeights());
+  });
+
+  it('after a lost device, one button resumes from the last save on a new device, to the same weights', async () => {
+    await loadInputs();
+    await settings();
+    await trainAndPause();
+    await page.getByTestId('lose-device').click();
+    await waitText(page, 'device-lost', /lost/, 30_000);
+    await page.getByTestId('resume-after-loss').click();
+    // The lost run shows Stopped until the resumed one starts: wait for the resumed run's end.
+    await waitText(page, 'run-state', /Training/, 120_000);
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expectSameBits(uninterrupted, await exportWeights());
+    expect(errors).toEqual([]);
+  });
+});
