@@ -76,7 +76,7 @@ export async function demoModelFiles(config: GPT2Config = DEMO_CONFIG, seed = DE
   const json = (v: unknown) => enc.encode(`${JSON.stringify(v, null, 2)}\n`);
   const weights = writeSafetensors(checkpointTensors(config, hfInitParams(config, seed)));
   return {
-    'config.json': json({ ...configToJson(config), _name_or_path: 'webgpu-studio/demo-gpt2' }),
+    'config.json': json({ ...configToJson(config), _name_or_path: 'demo-gpt2' }),
     'model.safetensors': weights,
     'tokenizer.json': enc.encode(JSON.stringify(tok.tokenizerJson) + '\n'),
     'tokenizer_config.json': json(tok.tokenizerConfig),

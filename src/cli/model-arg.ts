@@ -3,7 +3,13 @@
 // ($STUDIO_CACHE, else ~/.cache/webgpu-studio) whose revision folder is then the model folder.
 // As huggingface_hub does, HF_ENDPOINT sets another endpoint (a mirror, a local server) and
 // HF_TOKEN an access token; --endpoint overrides HF_ENDPOINT.
+//
+// An argument that looks like a path is never sent to the Hub (with HF_TOKEN) when it is missing:
+// it starts with '.', '/', '~' (or a drive letter, or holds a backslash), or its first component
+// is a folder here (`mymodels/gpt2-mine` with `mymodels/` present but no `gpt2-mine` in it is a
+// mistyped folder, not the Hub repository of a user called "mymodels").
 import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { MissingModelFileError } from '../io/checkpoint.ts';
 import { DEFAULT_ENDPOINT, loadHubModel, looksLikeHubId, parseHubId, type DownloadProgress, type HubOptions } from '../io/hub.ts';
 import { nodeCache } from '../io/node-cache.ts';
@@ -19,6 +25,8 @@ export interface ModelArgOptions {
   log: (line: string) => void;
   /** for tests: fetch, retry delays … */
   hub?: Omit<HubOptions, 'endpoint' | 'onProgress' | 'weights'>;
+  /** the folder relative paths start from; default the process's working directory */
+  cwd?: string;
 }
 
 const MB = 1e6;
@@ -40,25 +48,38 @@ function progressLogger(log: (line: string) => void): (p: DownloadProgress) => v
   };
 }
 
-/** Whether the argument is meant as a path (so it is never taken for a Hub id). */
-function pathLike(arg: string): boolean {
-  return /^(\.{1,2}(\/|\\|$)|\/|~|[A-Za-z]:[\\/])/.test(arg) || arg.includes('\\');
+/** Why `arg` reads as a path (so it is never taken for a Hub id), or null when it does not. */
+async function pathReading(arg: string, cwd: string): Promise<string | null> {
+  const lead = /^(\.|\/|~|[A-Za-z]:[\\/])/.exec(arg);
+  if (lead) return `it starts with '${lead[1]}'`;
+  if (arg.includes('\\')) return 'it holds a backslash';
+  const first = arg.split('/')[0];
+  if (arg.includes('/') && first && (await stat(resolve(cwd, first)).catch(() => null))?.isDirectory()) return `${first}/ is a folder here`;
+  return null;
 }
 
 /** Whether --model `arg` is taken as a Hub id: not an existing folder, not a path, and owner/name[@revision]. */
-export async function isHubModelArg(arg: string): Promise<boolean> {
-  const st = await stat(arg).catch(() => null);
-  return !st && !pathLike(arg) && looksLikeHubId(arg);
+export async function isHubModelArg(arg: string, cwd: string = process.cwd()): Promise<boolean> {
+  const st = await stat(resolve(cwd, arg)).catch(() => null);
+  return !st && looksLikeHubId(arg) && (await pathReading(arg, cwd)) === null;
 }
 
 /** The folder of the model `arg` names: itself when it is a folder, else the cache folder of a Hub id. */
 export async function resolveModelDir(arg: string, opts: ModelArgOptions): Promise<string> {
-  const st = await stat(arg).catch(() => null);
-  if (st?.isDirectory()) return arg;
+  const cwd = opts.cwd ?? process.cwd();
+  const st = await stat(resolve(cwd, arg)).catch(() => null);
+  if (st?.isDirectory()) return opts.cwd === undefined ? arg : resolve(cwd, arg);
   if (st) throw new MissingModelFileError(`${arg} is a file, not a model folder. Give the folder that holds config.json, or a Hub id like openai-community/gpt2.`);
-  if (pathLike(arg) || !looksLikeHubId(arg)) {
+  const asPath = await pathReading(arg, cwd);
+  const hubId = looksLikeHubId(arg);
+  if (asPath !== null || !hubId) {
+    // Both readings, and which one was taken: nothing is sent to the Hub for a path.
+    const why = asPath === null
+      ? ', and it is not a Hugging Face Hub id (owner/name or owner/name@revision)'
+      : ` (read as a path: ${asPath}${hubId ? `; as the Hugging Face Hub repository '${arg}' it was not looked up, and no request was sent` : ''})`;
     throw new MissingModelFileError(
-      `Model folder ${arg} does not exist${pathLike(arg) ? '' : ', and it is not a Hugging Face Hub id (owner/name or owner/name@revision)'}. Give a folder with config.json + model.safetensors, or a Hub id like openai-community/gpt2.`,
+      `Model folder ${arg} does not exist${why}. Give a folder with config.json + model.safetensors` +
+        `${hubId && asPath !== null ? ' (check the folder name)' : ''}, or a Hub id like openai-community/gpt2.`,
     );
   }
   const ref = parseHubId(arg);

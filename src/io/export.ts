@@ -12,6 +12,7 @@
 // and the Hub's model card metadata (YAML front matter: base_model, library_name, pipeline_tag,
 // tags; https://huggingface.co/docs/hub/model-cards).
 import { StudioError } from '../engine/errors.ts';
+import { formatLoss, formatPerplexity } from '../engine/eval/metrics.ts';
 import { configToJson, type GPT2Config } from '../engine/model/config.ts';
 import { checkHostParams, countParams, groupName, paramSpecs, type HostParams } from '../engine/model/params.ts';
 import type { TrainRunConfig } from '../engine/train/loop.ts';
@@ -112,7 +113,11 @@ function table(rows: Array<[string, unknown]>): string[] {
   return ['| | |', '| --- | --- |', ...kept.map(([k, v]) => `| ${cell(k)} | ${cell(v)} |`)];
 }
 
-const num = (x: number | undefined, digits = 4) => (x === undefined || !Number.isFinite(x) ? undefined : Number(x.toFixed(digits)));
+// Metrics as the page writes them (engine/eval/metrics.ts): losses 4 decimals, perplexity 2, percentages 2.
+const loss = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? undefined : formatLoss(x));
+/** Any other metric: 4 significant digits, never a 17-digit float. */
+const formatMetric = (v: number) => (Number.isFinite(v) ? String(Number(v.toPrecision(4))) : String(v));
+const ppl = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? undefined : formatPerplexity(Math.exp(x)));
 const int = (x: number | undefined) => (x === undefined ? undefined : x.toLocaleString('en-US'));
 
 function scheduleText(t: TrainRunConfig): string {
@@ -185,12 +190,12 @@ export function modelCard(config: GPT2Config, info: ModelCardInfo = {}): string 
     lines.push(...table([
       ['optimizer steps', int(m.steps)],
       ['tokens trained on', int(m.tokensSeen)],
-      ['training loss', num(m.trainLoss)],
-      ['training perplexity', m.trainLoss === undefined ? undefined : num(Math.exp(m.trainLoss), 2)],
-      ['validation loss', num(m.valLoss)],
-      ['validation perplexity', m.valLoss === undefined ? undefined : num(Math.exp(m.valLoss), 2)],
-      ['training time', m.seconds === undefined ? undefined : `${num(m.seconds, 1)} s`],
-      ...Object.entries(m.extra ?? {}),
+      ['training loss', loss(m.trainLoss)],
+      ['training perplexity', ppl(m.trainLoss)],
+      ['validation loss', loss(m.valLoss)],
+      ['validation perplexity', ppl(m.valLoss)],
+      ['training time', m.seconds === undefined || !Number.isFinite(m.seconds) ? undefined : `${m.seconds.toFixed(1)} s`],
+      ...Object.entries(m.extra ?? {}).map(([k, v]): [string, unknown] => [k, typeof v === 'number' ? formatMetric(v) : v]),
     ]), '');
     lines.push(
       'Losses are the mean cross-entropy (nats) over every target token of a window of T + 1 tokens, so T targets per window; ' +

@@ -1,5 +1,7 @@
 // The GPT-2 tokenizer: byte-level BPE over Hugging Face `tokenizers` files (tokenizer.json +
 // tokenizer_config.json), run by transformers.js v2's PreTrainedTokenizer with no network access.
+// Only its tokenizer module is imported (not the package's index, which brings models and
+// pipelines); in the browser builds, its ONNX backend is replaced by src/io/no-onnxruntime.ts.
 //   - gpt2TokenizerFiles builds both files from GPT-2's vocabulary (encoder.json / vocab.json)
 //     and merges (vocab.bpe / merges.txt); scripts/make-tokenizer.ts writes them to
 //     public/tokenizer/gpt2/, where the page fetches them and the Node CLI reads them.
@@ -8,7 +10,7 @@
 //     browser: under the site's base URL); tokenizerFromModelFiles prefers a model folder's own.
 // A literal `<|endoftext|>` in text encodes to the special token 50256, as Hugging Face's GPT-2
 // tokenizer does (added tokens are split out of the text before pre-tokenization).
-import { PreTrainedTokenizer } from '@xenova/transformers';
+import { PreTrainedTokenizer } from '@xenova/transformers/src/tokenizers.js';
 import { StudioError } from '../engine/errors.ts';
 import { type NamedFile, baseName, readAllBytes, decodeUtf8 } from './utf8.ts';
 import type * as MakeTokenizer from '../../scripts/make-tokenizer.ts';

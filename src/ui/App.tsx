@@ -1,9 +1,9 @@
 // The studio page. The engine runs in a Web Worker; this tree renders the store and sends
-// requests. A good first run needs no reading: offline, the built-in model and the sample corpus
-// load by themselves; with the Hub reachable, GPT-2 124M is the suggested model.
+// requests. A good first run needs no reading: the built-in model and the sample corpus load by
+// themselves from this site, and GPT-2 124M is one click away. Nothing leaves the page's origin
+// until the user chooses the Hub (index.html's Content-Security-Policy holds the page to that).
 import { useEffect } from 'react';
 import { NO_WEBGPU_HELP } from '../engine/errors.ts';
-import { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT } from '../io/hub.ts';
 import { AdapterPanel } from './AdapterPanel.tsx';
 import { ChartsPanel } from './ChartsPanel.tsx';
 import { DataPanel } from './DataPanel.tsx';
@@ -20,18 +20,17 @@ import { useLeaveGuard } from './durability.ts';
 import { SettingsPanel } from './SettingsPanel.tsx';
 import { useStudio } from './store.ts';
 
-/** Loads the defaults once: the built-in model when the Hub is not reachable, then the sample corpus. */
+/** Loads the defaults once: the built-in model (served by this site: no other origin is asked), then the sample corpus. */
 function useFirstRunDefaults(): void {
-  const reachable = useStudio((s) => s.model.hub.reachable);
   const adapterReady = useStudio((s) => s.adapter.status === 'ready');
   const modelStatus = useStudio((s) => s.model.status);
   const corpusStatus = useStudio((s) => s.corpus.status);
   useEffect(() => {
-    if (adapterReady && reachable === false && modelStatus === 'none') {
+    if (adapterReady && modelStatus === 'none') {
       useStudio.getState().started('model');
       send({ type: 'loadModel', source: { kind: 'builtin' } });
     }
-  }, [adapterReady, reachable, modelStatus]);
+  }, [adapterReady, modelStatus]);
   useEffect(() => {
     if (modelStatus === 'ready' && corpusStatus === 'none') {
       const s = useStudio.getState();
@@ -57,7 +56,6 @@ export function App() {
     }
     connectEngine();
     send({ type: 'probe' });
-    send({ type: 'hubCheck', endpoint: DEFAULT_HUB_ENDPOINT, repo: 'openai-community/gpt2' });
     return () => disconnectEngine();
   }, [apply]);
   useFirstRunDefaults();

@@ -3,13 +3,14 @@
 // scores T−1, so numbers differ slightly from a Trainer's on the same text.)
 import type { EvalResult } from '../worker/protocol.ts';
 import { send } from './engine.ts';
+import { formatLoss, formatPerplexity } from '../engine/eval/metrics.ts';
 import { metric, percent } from './format.ts';
 import { Progress } from './fields.tsx';
 import { useStudio } from './store.ts';
 
 const ROWS: Array<{ label: string; get(r: EvalResult): number | null; fmt(v: number | null): string; better: 'lower' | 'higher' }> = [
-  { label: 'Loss', get: (r) => r.loss, fmt: (v) => metric(v), better: 'lower' },
-  { label: 'Perplexity', get: (r) => r.perplexity, fmt: (v) => metric(v), better: 'lower' },
+  { label: 'Loss', get: (r) => r.loss, fmt: (v) => formatLoss(v), better: 'lower' },
+  { label: 'Perplexity', get: (r) => r.perplexity, fmt: (v) => formatPerplexity(v), better: 'lower' },
   { label: 'Next-token accuracy', get: (r) => r.accuracy, fmt: (v) => percent(v), better: 'higher' },
   { label: 'BLEU-4', get: (r) => r.bleu, fmt: (v) => (v === null ? '—' : v.toFixed(2)), better: 'higher' },
 ];

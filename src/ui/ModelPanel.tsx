@@ -1,6 +1,7 @@
 // Model panel: the built-in demo model, a Hugging Face Hub repository (presets or any id, at a
 // configurable endpoint; downloads are cached by the browser and listed here), or local files
-// (dropped, picked, or a whole folder).
+// (dropped, picked, or a whole folder). The Hub is contacted only once the user chooses it: the
+// Hub tab, or the one-click GPT-2 124M button.
 import { useEffect, useRef, useState, type DragEvent } from 'react';
 import { describeError } from '../engine/errors.ts';
 import { GPT2_SMALL } from '../engine/model/config.ts';
@@ -18,6 +19,17 @@ const CHOICES: Array<{ value: ModelChoice; label: string }> = [
   { value: 'hub', label: 'Hugging Face Hub' },
   { value: 'files', label: 'Local files' },
 ];
+
+/** The pretrained model one click away from the built-in one. */
+const GPT2_124M = HUB_PRESETS[0];
+
+function hostOf(endpoint: string): string {
+  try {
+    return new URL(endpoint).host;
+  } catch {
+    return endpoint;
+  }
+}
 
 /** float32 bytes of a preset's weights, from its shape (what a download and the GPU will hold). */
 function presetBytes(p: (typeof HUB_PRESETS)[number]): number {
@@ -97,17 +109,34 @@ export function ModelPanel() {
       <div className="segmented" role="radiogroup" aria-label="Model source">
         {CHOICES.map((c) => (
           <button key={c.value} type="button" role="radio" aria-checked={model.choice === c.value} className={model.choice === c.value ? 'on' : ''}
-            onClick={() => setModelChoice(c.value)} data-testid={`model-choice-${c.value}`}>
+            onClick={() => {
+              setModelChoice(c.value);
+              // The user chose the Hub: now, and only now, ask whether it answers.
+              if (c.value === 'hub') send({ type: 'hubCheck', endpoint: model.hub.endpoint, repo: model.hub.repo });
+            }} data-testid={`model-choice-${c.value}`}>
             {c.label}
           </button>
         ))}
       </div>
 
       {model.choice === 'builtin' && (
-        <p className="muted">
-          A small GPT-2 (4 blocks, 64 channels, GPT-2&apos;s tokenizer) that this site generates with Hugging Face&apos;s initialization: it
-          works offline and trains quickly on a GPU. Its samples start as noise and take on the corpus&apos;s style.
-        </p>
+        <>
+          <p className="muted">
+            A small GPT-2 (4 blocks, 64 channels, GPT-2&apos;s tokenizer) that this site generates with Hugging Face&apos;s initialization: it
+            works offline and trains quickly on a GPU. Its samples start as noise and take on the corpus&apos;s style.
+          </p>
+          <div className="row">
+            <button type="button" disabled={loading || running} data-testid="load-gpt2"
+              onClick={() => {
+                setModelChoice('hub');
+                setHub({ repo: GPT2_124M.id, revision: 'main' });
+                load({ kind: 'hub', repo: GPT2_124M.id, revision: 'main', endpoint: model.hub.endpoint });
+              }}>
+              Load {GPT2_124M.label} from the Hub
+            </button>
+          </div>
+          <p className="muted">About {bytes(presetBytes(GPT2_124M))} from {hostOf(model.hub.endpoint)}, downloaded once and kept by the browser.</p>
+        </>
       )}
 
       {model.choice === 'hub' && (

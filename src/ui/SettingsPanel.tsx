@@ -131,12 +131,12 @@ export function SettingsPanel() {
 
       <fieldset>
         <legend>LoRA</legend>
-        <CheckField label="Train LoRA weights instead of the model's" checked={s.lora.enabled} onChange={(enabled) => set({ lora: { ...s.lora, enabled } })}
+        <CheckField label="Train LoRA weights instead of the model's" checked={s.lora.enabled} onChange={(enabled) => set({ lora: { ...s.lora, enabled } })} testId="set-lora"
           hint="PEFT's method: the base stays frozen; small A, B matrices train." {...common} />
         {s.lora.enabled && (
           <>
             <div className="row3">
-              <NumberField label="Rank r" value={s.lora.r} integer onChange={(r) => set({ lora: { ...s.lora, r } })} error={errors['lora.r']} {...common} />
+              <NumberField label="Rank r" value={s.lora.r} integer onChange={(r) => set({ lora: { ...s.lora, r } })} error={errors['lora.r']} testId="set-lora-r" {...common} />
               <NumberField label="α" value={s.lora.alpha} onChange={(alpha) => set({ lora: { ...s.lora, alpha } })} error={errors['lora.alpha']} {...common} />
               <NumberField label="LoRA dropout" value={s.lora.dropout} onChange={(dropout) => set({ lora: { ...s.lora, dropout } })} error={errors['lora.dropout']} {...common} />
             </div>

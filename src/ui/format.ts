@@ -38,9 +38,8 @@ export function lr(v: number): string {
   return Number.isFinite(v) ? v.toExponential(2) : '—';
 }
 
-export function percent(v: number | null | undefined): string {
-  return v === null || v === undefined || !Number.isFinite(v) ? '—' : `${(v * 100).toFixed(1)}%`;
-}
+/** A fraction as a percentage with 2 decimals (as the model card writes accuracy). */
+export { formatPercent as percent } from '../engine/eval/metrics.ts';
 
 export function rate(perSec: number, unit: string): string {
   if (!Number.isFinite(perSec) || perSec <= 0) return '—';

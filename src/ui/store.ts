@@ -239,12 +239,9 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       return { adapter: { status: 'ready', report: ev.report } };
     case 'selftest':
       return { selftest: { status: 'done', result: { M: ev.M, N: ev.N, K: ev.K, maxAbsError: ev.maxAbsError, ms: ev.ms } } };
-    case 'hub': {
-      const hub = { ...s.model.hub, reachable: ev.reachable, detail: ev.detail };
-      // GPT-2 124M is the default when the Hub answers; offline, the built-in model.
-      const choice = s.model.status === 'none' && ev.reachable && ev.endpoint === DEFAULT_HUB_ENDPOINT ? 'hub' : s.model.choice;
-      return { model: { ...s.model, hub, choice } };
-    }
+    case 'hub':
+      // Asked only once the user chose the Hub; the answer never changes the model choice.
+      return { model: { ...s.model, hub: { ...s.model.hub, reachable: ev.reachable, detail: ev.detail } } };
     case 'progress':
       if (ev.done >= ev.total && ev.total > 0 && (ev.task === 'generate' || ev.task === 'evaluate')) return { progress: withoutProgress(s.progress, ev.task) };
       return { progress: { ...s.progress, [ev.task]: { label: ev.label, done: ev.done, total: ev.total, unit: ev.unit } } };

@@ -4,6 +4,7 @@
 // Full weights are read from the GPU one tensor at a time, range by range (GpuWeights.read), as
 // the file is written, so a tensor larger than one binding (GPT-2's wte) exports like any other.
 import { StudioError } from '../engine/errors.ts';
+import { formatPercent } from '../engine/eval/metrics.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import type { LoraConfig, LoraWeights } from '../engine/model/lora.ts';
 import type { HostParams } from '../engine/model/params.ts';
@@ -96,7 +97,7 @@ export function runCard(run: RunSummary | null, trainedSteps: number): Pick<NonN
     training: run.cfg,
     metrics: {
       steps: trainedSteps, trainLoss: run.trainLoss, valLoss: run.valLoss, tokensSeen: run.tokens, seconds: run.seconds,
-      ...(run.valAccuracy !== undefined ? { extra: { 'val next-token accuracy': run.valAccuracy } } : {}),
+      ...(run.valAccuracy !== undefined ? { extra: { 'validation next-token accuracy': formatPercent(run.valAccuracy) } } : {}),
     },
   };
 }

@@ -32,7 +32,12 @@ export interface ModelFolder {
 export type BytesProgress = (label: string, done: number, total: number) => void;
 
 /** The built-in model's folder under the site (public/models/demo-gpt2, made by scripts/make-demo-model.ts). */
-export const BUILTIN_MODEL = { path: 'models/demo-gpt2/', name: 'Built-in demo GPT-2', id: 'webgpu-studio/demo-gpt2' };
+export const BUILTIN_MODEL = {
+  path: 'models/demo-gpt2/',
+  name: 'Built-in demo GPT-2',
+  /** what exports name as their base model: a description, since the demo is no Hub repository */
+  base: "the studio's built-in demo GPT-2 (randomly initialized)",
+};
 const BUILTIN_FILES = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
 
 /** Where the page is served from (Vite's base URL), seen from the worker. */
@@ -99,7 +104,7 @@ export async function openModelSource(source: ModelSource, onProgress: BytesProg
       for (const f of BUILTIN_FILES) sources.push(blobSource(await fetchSiteFile(root + f, f, onProgress), f));
       const config = await readConfig(sources[0]);
       return withTokenizer(
-        { name: BUILTIN_MODEL.name, baseModel: BUILTIN_MODEL.id, pretrained: false, config, files: filesFromSources(sources) },
+        { name: BUILTIN_MODEL.name, baseModel: BUILTIN_MODEL.base, pretrained: false, config, files: filesFromSources(sources) },
         sources.filter((s) => s.name.startsWith('tokenizer')),
       );
     }

@@ -19,6 +19,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const gen = spawnSync('node', ['scripts/gen.mjs'], { stdio: 'inherit' });
   if (gen.status !== 0) throw new Error('npm run gen failed: the page would miss its tokenizer or built-in model.');
   const outDir = mkdtempSync(join(tmpdir(), 'studio-e2e-'));
+  // The page's Content-Security-Policy lets it connect to its origin and the Hub only; the tests'
+  // Hub-layout server listens on 127.0.0.1 at a port chosen when the tests start, so the build
+  // names that host with any port (vite.config.ts adds STUDIO_EXTRA_CONNECT to connect-src).
+  process.env.STUDIO_EXTRA_CONNECT = 'http://127.0.0.1:*';
   await build({ logLevel: 'warn', build: { outDir, emptyOutDir: true } });
   const server = await preview({ preview: { port: 0, host: '127.0.0.1', strictPort: false }, build: { outDir }, logLevel: 'warn' });
   const addr = server.httpServer.address();

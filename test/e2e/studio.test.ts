@@ -2,7 +2,10 @@
 // build: a tiny GPT-2 served in the Hub's URL layout is loaded, a corpus file dropped, some
 // layers frozen, a few steps trained (with a pause that freezes one more group), the charts get
 // points, samples and evaluation appear, and the downloaded zip is unpacked with Python's zipfile
-// to check that frozen tensors equal the originals and trained ones changed.
+// to check that frozen tensors equal the originals and trained ones changed. LoRA weights are
+// trained in the page too and downloaded as PEFT's folder. Throughout, the page runs under its
+// Content-Security-Policy with no violation, and until the user chooses the Hub it asks nothing
+// of any origin but its own.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,6 +51,9 @@ describe('the studio, end to end on SwiftShader', () => {
   let proxy: CorsProxy;
   let model: TinyModel;
   let work: string;
+  /** every URL the page and its worker requested, in order */
+  const requests: string[] = [];
+  const cspViolations = () => page.evaluate(() => (window as unknown as { cspViolations?: string[] }).cspViolations ?? []);
 
   beforeAll(async () => {
     model = tinyModel();
@@ -57,6 +63,13 @@ describe('the studio, end to end on SwiftShader', () => {
     browser = await launchBrowser();
     page = await browser.newPage({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
     errors = watchErrors(page, [proxy.endpoint, 'https://huggingface.co']);
+    page.on('request', (r) => requests.push(r.url()));
+    // Violations are events in the page (and console errors, which watchErrors also records).
+    await page.addInitScript(() => {
+      const w = window as unknown as { cspViolations: string[] };
+      w.cspViolations = [];
+      document.addEventListener('securitypolicyviolation', (e) => w.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
     await page.goto(`${inject('baseUrl')}?debug`);
   });
 
@@ -67,11 +80,24 @@ describe('the studio, end to end on SwiftShader', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('loads the built-in model and the sample corpus by itself when the Hub is not reachable', async () => {
+  it('loads the built-in model and the sample corpus by itself, asking nothing of any other origin, under its CSP', async () => {
     await waitText(page, 'model-info', /Built-in demo GPT-2/, 120_000);
     const corpus = await waitText(page, 'corpus-info', /Tiny Shakespeare/, 120_000);
     expect(corpus).toMatch(/Tokens\s+[\d,.]+/);
     expect(await page.getByTestId('start').isEnabled()).toBe(true);
+    // GPT-2 124M is one click away, and nothing was asked of the Hub to offer it.
+    expect(await page.getByTestId('load-gpt2').innerText()).toMatch(/GPT-2 \(124M\)/);
+    const origin = new URL(inject('baseUrl')).origin;
+    const fetched = requests.filter((u) => /^https?:/.test(u));
+    expect(fetched.length).toBeGreaterThan(3); // the page, its scripts, the worker, the model, the corpus
+    expect(fetched.filter((u) => new URL(u).origin !== origin)).toEqual([]);
+    // The policy is in the page, forbids eval, and nothing the page did was refused by it.
+    const csp = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+    expect(csp).toMatch(/script-src 'self' 'wasm-unsafe-eval'[;]/);
+    expect(csp).not.toMatch(/(^|\s)'unsafe-eval'/);
+    expect(csp).toMatch(/connect-src 'self' https:\/\/huggingface\.co [^;]*http:\/\/127\.0\.0\.1:\*/);
+    expect(await cspViolations()).toEqual([]);
+    expect(errors).toEqual([]);
     await screenshot(page, 'studio-first-run');
   });
 
@@ -210,6 +236,37 @@ describe('the studio, end to end on SwiftShader', () => {
     expect(await page.getByTestId('export-done').innerText()).toMatch(/Saved .*\.zip/);
   });
 
+  it('trains LoRA weights in the page and downloads them as a PEFT folder', async () => {
+    await page.getByTestId('set-lora').check();
+    await setField(page, 'set-lora-r', '2');
+    await setField(page, 'set-steps', '3');
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    const download = page.waitForEvent('download', { timeout: 120_000 });
+    await page.getByTestId('export-lora').click();
+    const d = await download;
+    expect(d.suggestedFilename()).toMatch(/-lora\.zip$/);
+    const zip = join(work, d.suggestedFilename());
+    await d.saveAs(zip);
+    const out = join(work, 'lora');
+    mkdirSync(out, { recursive: true });
+    const names = execFileSync('python3', ['-c', 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2]); print("\\n".join(z.namelist()))', zip, out], { encoding: 'utf8' }).trim().split('\n');
+    const folder = names[0].split('/')[0];
+    expect(names.map((n) => n.slice(folder.length + 1)).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+    const cfg = JSON.parse(readFileSync(join(out, folder, 'adapter_config.json'), 'utf8'));
+    expect(cfg).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 2, target_modules: ['c_attn'], fan_in_fan_out: true, bias: 'none' });
+    const tensors = readSafetensors(new Uint8Array(readFileSync(join(out, folder, 'adapter_model.safetensors'))));
+    // PEFT's names and shapes for GPT-2's Conv1D c_attn (in C = 32, out 3C = 96): A (r, in), B (out, r).
+    const keys = [...tensors.keys()].sort();
+    expect(keys).toEqual([0, 1].flatMap((i) => ['A', 'B'].map((m) => `base_model.model.transformer.h.${i}.attn.c_attn.lora_${m}.weight`)).sort());
+    for (const k of keys) expect(tensors.get(k)!.shape, k).toEqual(k.endsWith('lora_A.weight') ? [2, 32] : [96, 2]);
+    // B starts at zero: block 1 (trainable) learned, block 0 (frozen since the first run) did not.
+    expect(tensors.get('base_model.model.transformer.h.1.attn.c_attn.lora_B.weight')!.data.some((v) => v !== 0)).toBe(true);
+    expect(tensors.get('base_model.model.transformer.h.0.attn.c_attn.lora_B.weight')!.data.every((v) => v === 0)).toBe(true);
+    await page.getByTestId('set-lora').uncheck();
+  });
+
   it('recovers from a lost device without reloading the page', async () => {
     await page.getByTestId('lose-device').click();
     await waitText(page, 'device-lost', /lost/, 30_000);
@@ -220,6 +277,7 @@ describe('the studio, end to end on SwiftShader', () => {
     expect(await page.getByTestId('run-step').innerText()).toBe('2 / 2');
     await screenshot(page, 'studio-after-device-loss');
     expect(errors).toEqual([]);
+    expect(await cspViolations()).toEqual([]);
     mkdirSync(ARTIFACTS, { recursive: true });
   });
 });

@@ -15,6 +15,26 @@ export function perplexity(meanLoss: number): number {
   return Math.exp(meanLoss);
 }
 
+/**
+ * How the page and the model card write metrics, so they agree: a loss (nats) with 4 decimals, a
+ * perplexity with 2 (exponent form past a million), a fraction such as next-token accuracy as a
+ * percentage with 2. Non-finite values are written as such, never as a long float.
+ */
+export function formatLoss(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '—';
+  return Number.isFinite(x) ? x.toFixed(4) : x > 0 ? '∞' : '−∞';
+}
+
+export function formatPerplexity(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return '—';
+  if (!Number.isFinite(x)) return '∞';
+  return x >= 1e6 ? x.toExponential(2) : x.toFixed(2);
+}
+
+export function formatPercent(fraction: number | null | undefined): string {
+  return fraction === null || fraction === undefined || !Number.isFinite(fraction) ? '—' : `${(fraction * 100).toFixed(2)}%`;
+}
+
 /** Weighted running mean, e.g. of per-batch mean losses weighted by their target counts. */
 export class RunningMean {
   private sum = 0;

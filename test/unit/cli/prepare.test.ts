@@ -142,7 +142,7 @@ describe('prepare', () => {
   });
 
   const bad: Array<{ name: string; args: () => string[]; expect: RegExp; code?: number }> = [
-    { name: 'a folder that does not exist', args: () => ['--model', join(dir, 'nope'), '--data', join(dir, 'doc0.txt'), '--out', join(dir, 'x')], expect: /Model folder .*nope does not exist\. Give a folder/ },
+    { name: 'a folder that does not exist', args: () => ['--model', join(dir, 'nope'), '--data', join(dir, 'doc0.txt'), '--out', join(dir, 'x')], expect: /Model folder .*nope does not exist \(read as a path: it starts with '\/'\)\. Give a folder/ },
     { name: 'neither a folder nor a Hub id', args: () => ['--model', 'gpt2', '--data', join(dir, 'doc0.txt'), '--out', join(dir, 'x')], expect: /Model folder gpt2 does not exist, and it is not a Hugging Face Hub id/ },
     { name: 'a Hub id the server does not have', args: () => ['--model', 'nobody/nothing', '--endpoint', server.endpoint, '--data', join(dir, 'doc0.txt'), '--out', join(dir, 'x')], expect: /Repository nobody\/nothing was not found/ },
     { name: 'a token file as data', args: () => ['--model', modelDir, '--data', join(dir, 'train.bin'), '--out', join(dir, 'x')], expect: /looks like a token file already/ },

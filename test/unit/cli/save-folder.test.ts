@@ -51,7 +51,7 @@ describe('saveTrainedFolder', () => {
     for (const [k, v] of fx.tinyParams) expect(Buffer.from(back.params.get(k)!.buffer).equals(Buffer.from(v.buffer, v.byteOffset, v.byteLength)), k).toBe(true);
     const card = await readFile(join(out, 'README.md'), 'utf8');
     expect(card).toContain('base_model: "tiny/gpt2"');
-    expect(card).toContain('| training loss | 5.25 |');
+    expect(card).toContain('| training loss | 5.2500 |');
     expect(card).toContain('`input.txt`');
     expect(notes).toEqual([]);
   });

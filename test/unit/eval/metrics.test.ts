@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import {
   EmaSmoother,
   emaSmooth,
+  formatLoss,
+  formatPercent,
+  formatPerplexity,
   MetricConfigError,
   perplexity,
   RunningAccuracy,
@@ -98,5 +101,17 @@ describe('throughput', () => {
     expect(m.recent).toBe(0);
     expect(() => m.add(-1, 10)).toThrow(MetricConfigError);
     expect(() => new ThroughputMeter(0)).toThrow(MetricConfigError);
+  });
+
+  it('formats metrics as the page and the model card show them: loss 4 decimals, perplexity 2, accuracy a percentage with 2', () => {
+    expect(formatLoss(2.302585092994046)).toBe('2.3026');
+    expect(formatLoss(0.5)).toBe('0.5000');
+    expect(formatLoss(Infinity)).toBe('∞');
+    expect(formatLoss(NaN)).toBe('—');
+    expect(formatPerplexity(Math.exp(2.302585092994046))).toBe('10.00');
+    expect(formatPerplexity(1234567.891)).toBe('1.23e+6');
+    expect(formatPercent(0.06893382352941177)).toBe('6.89%');
+    expect(formatPercent(1)).toBe('100.00%');
+    expect(formatPercent(null)).toBe('—');
   });
 });

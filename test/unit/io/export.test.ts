@@ -260,9 +260,10 @@ describe('the model card', () => {
       '| discriminative rate factor (lr / f^(L+1−depth)) | 1.2 |',
       '| frozen | embeddings, 0 |',
       '| optimizer | AdamW (β1 0.9, β2 0.999, ε 1e-8, weight decay 0.01 on matrices only) |',
-      '| training loss | 3.21 |',
-      `| training perplexity | ${Number(Math.exp(3.21).toFixed(2))} |`,
-      `| validation perplexity | ${Number(Math.exp(3.5).toFixed(2))} |`,
+      '| training loss | 3.2100 |',
+      `| training perplexity | ${Math.exp(3.21).toFixed(2)} |`,
+      '| validation loss | 3.5000 |',
+      `| validation perplexity | ${Math.exp(3.5).toFixed(2)} |`,
       'GPT2LMHeadModel.from_pretrained("./tiny-shakespeare")',
     ]) expect(card).toContain(s);
   });
@@ -272,5 +273,21 @@ describe('the model card', () => {
     expect(card).not.toContain('base_model:');
     expect(card).toContain('`my local | folder`');
     expect(card).toContain('| a\\|b | c |');
+  });
+
+  it('writes metrics as the page does: losses with 4 decimals, other numbers with 4 significant digits, never a long float', () => {
+    const card = modelCard(config, { metrics: { trainLoss: 1 / 3, valLoss: 2, seconds: 12.3456, extra: { ratio: 0.06893382352941177, 'validation next-token accuracy': '6.89%' } } });
+    expect(card).toContain('| training loss | 0.3333 |');
+    expect(card).toContain('| validation loss | 2.0000 |');
+    expect(card).toContain('| training time | 12.3 s |');
+    expect(card).toContain('| ratio | 0.06893 |');
+    expect(card).toContain('| validation next-token accuracy | 6.89% |');
+    expect(card).not.toMatch(/\d\.\d{6,}/);
+  });
+
+  it('names no Hub repository for the built-in demo model', () => {
+    const card = modelCard(config, { baseModel: "the studio's built-in demo GPT-2 (randomly initialized)" });
+    expect(card).not.toContain('base_model:');
+    expect(card).not.toContain('huggingface.co/');
   });
 });

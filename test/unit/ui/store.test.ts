@@ -25,12 +25,14 @@ describe('reduce: worker events into page state', () => {
     expect(s.errors).toEqual([]); // shown once, by the no-WebGPU notice
   });
 
-  it('suggests the Hub when it answers and nothing is loaded yet, and never switches a loaded model', () => {
+  it('records whether the Hub answered without ever switching the model choice (the built-in model stays the default)', () => {
     const hub: WorkerEvent = { type: 'hub', endpoint: DEFAULT_HUB_ENDPOINT, reachable: true, detail: 'ok' };
-    expect(apply(initialData(), hub).model.choice).toBe('hub');
-    expect(apply(initialData(), { ...hub, reachable: false }).model.choice).toBe('builtin');
-    const loaded = apply(initialData(), { type: 'modelLoaded', model: MODEL }, hub);
-    expect(loaded.model.choice).toBe('builtin');
+    const s = apply(initialData(), hub);
+    expect(s.model.choice).toBe('builtin');
+    expect(s.model.hub).toMatchObject({ reachable: true, detail: 'ok' });
+    const off = apply(initialData(), { ...hub, reachable: false, detail: 'not reachable' });
+    expect(off.model.choice).toBe('builtin');
+    expect(off.model.hub).toMatchObject({ reachable: false, detail: 'not reachable' });
   });
 
   it('applies a model\'s suggested rate, dropout and length unless the user set them', () => {
