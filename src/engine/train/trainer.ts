@@ -449,22 +449,23 @@ export class Trainer {
     const counts = this.halted ? this.halted.stepCounts : this.stepCounts;
     const tensors = new Map<string, TensorOptimizerState>();
     const { m, v } = this.plan;
+    if (!m || !v) return { stepIndex: this.stepsDone, tensors };
+    // Each arena buffer is copied back whole, once (one mapping instead of one per tensor: the
+    // moments of GPT-2 124M are 296 tensors), and every tensor is a view into it. Copies are not
+    // bindings, so a tensor bound in row ranges (wte) comes back in one piece.
+    const read = new Map<GPUBuffer, Promise<ArrayBuffer>>();
+    const view = async (arena: Arena, name: string, numel: number) => {
+      const r = arena.range(name);
+      let ab = read.get(r.buffer);
+      if (!ab) read.set(r.buffer, (ab = this.ctx.read(r.buffer)));
+      return new Float32Array(await ab, r.offset, numel);
+    };
     for (const s of this.plan.trainable) {
       const step = counts.get(s.name) ?? 0;
-      if (step === 0 || !m || !v) continue;
-      tensors.set(s.name, { m: await this.readRanges(m, s.name, s.numel), v: await this.readRanges(v, s.name, s.numel), step });
+      if (step === 0) continue;
+      tensors.set(s.name, { m: await view(m, s.name, s.numel), v: await view(v, s.name, s.numel), step });
     }
     return { stepIndex: this.stepsDone, tensors };
-  }
-
-  /** A tensor of an arena as float32, copied back one bindable range at a time (wte may be split). */
-  private async readRanges(arena: Arena, name: string, numel: number): Promise<Float32Array> {
-    const out = new Float32Array(numel);
-    const whole = arena.range(name);
-    for (const r of arena.ranges(name)) {
-      out.set(await this.ctx.readF32(r.buffer, r.offset, r.size / 4), (r.offset - whole.offset) / 4);
-    }
-    return out;
   }
 
   /**
