@@ -2,7 +2,9 @@
 // a WorkerEvent and is folded in by `reduce` (a pure function, so the projection is testable
 // without a browser); the rest is what the user is editing (settings, frozen layers, sources).
 import { create } from 'zustand';
+import type { CachedModelSummary } from '../io/cache.ts';
 import { DEFAULT_ENDPOINT as DEFAULT_HUB_ENDPOINT } from '../io/hub.ts';
+import type { SelftestReport } from '../worker/selftest.ts';
 import { DEFAULT_SAMPLE, DEFAULT_TRAIN, suggestedLr } from '../worker/settings.ts';
 import type {
   AdapterReport,
@@ -25,13 +27,8 @@ export type AdapterState =
   | { status: 'ready'; report: AdapterReport }
   | { status: 'unavailable'; reason: string };
 
-export interface SelftestResult {
-  M: number;
-  N: number;
-  K: number;
-  maxAbsError: number;
-  ms: number;
-}
+/** The self-test's answer as the page keeps it (src/worker/selftest.ts). */
+export type SelftestResult = Omit<SelftestReport, 'sample'>;
 
 export type SelftestState = { status: 'idle' | 'running' } | { status: 'done'; result: SelftestResult } | { status: 'failed'; message: string };
 
@@ -114,19 +111,10 @@ export interface StudioError {
   request: RequestType | 'page';
 }
 
-export interface CachedModel {
-  endpoint: string;
-  repo: string;
-  revision: string;
-  files: number;
-  bytes: number;
-  complete: boolean;
-}
-
 export interface StatusSlice {
   adapter: AdapterState;
   /** models in the browser's download cache (null until listed) */
-  cache: { persistent: boolean; models: CachedModel[] } | null;
+  cache: { persistent: boolean; models: CachedModelSummary[] } | null;
   selftest: SelftestState;
   progress: Partial<Record<ProgressTask, ProgressEntry>>;
   errors: StudioError[];
@@ -313,7 +301,10 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
     }
     case 'sample':
       return {
-        samples: [{ id: nextId++, step: ev.step, prompt: ev.prompt, seed: ev.seed, tuned: ev.tuned, base: ev.base, tokensPerSec: ev.tokensPerSec }, ...s.samples].slice(0, 100),
+        samples: [
+          { id: nextId++, step: ev.step, prompt: ev.prompt, seed: ev.seed, tuned: ev.tuned, base: ev.base, tokensPerSec: ev.tokensPerSec },
+          ...s.samples,
+        ].slice(0, 100),
         progress: withoutProgress(s.progress, 'generate'),
       };
     case 'info':

@@ -11,7 +11,7 @@ import { ThroughputMeter } from '../engine/eval/metrics.ts';
 import { GpuContext } from '../engine/gpu/context.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import { initLoraParams, LoraWeights, type LoraConfig } from '../engine/model/lora.ts';
-import { describeMemory, formatBytes, memoryLimitsOf } from '../engine/model/memory.ts';
+import { memoryLimitsOf } from '../engine/model/memory.ts';
 import { GpuWeights } from '../engine/model/weights.ts';
 import { groupLabel } from '../engine/train/groups.ts';
 import { runTraining, type RunSnapshot, type TrainRunConfig } from '../engine/train/loop.ts';
@@ -28,7 +28,7 @@ import { checkHub } from '../io/hub.ts';
 import { mergeLora } from '../io/peft.ts';
 import { loadDefaultTokenizer, sameTokenizer, type Tokenizer } from '../io/tokenizer.ts';
 import { corpusCard, corpusInfo, loadCorpus, resplit, type Corpus } from './corpus.ts';
-import { estimateRun, loraConfigOf } from './estimate.ts';
+import { estimateRun, explainOutOfMemory, loraConfigOf } from './estimate.ts';
 import { Evaluator, pageEval, type EvalTarget } from './evaluation.ts';
 import { exportFromGpu, runCard, type RunSummary } from './exporter.ts';
 import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
@@ -533,7 +533,7 @@ export class Studio {
     } catch (e) {
       if (this.model === m && m.gpu) m.trainedSteps += this.runStep;
       const lost = control.stopped && control.abort.signal.reason instanceof StudioBusyError;
-      const err = e instanceof OutOfMemoryError ? this.explainOom(e, settings, frozen)
+      const err = e instanceof OutOfMemoryError && this.model ? explainOutOfMemory(e, this.model.folder.config, settings, frozen, this.ctx)
         : e instanceof NonFiniteLossError && saver && lastCheckpoint >= 0
           ? new NonFiniteLossError(`${e.message} The run is saved at step ${lastCheckpoint}: go back to it with half the learning rate (Saved runs).`)
           : e;
@@ -661,23 +661,6 @@ export class Studio {
       runId: id, optimizer: ck.optimizer, step: ck.state.step, events: ps.events, fingerprints: ck.state.fingerprints, evalBefore: ps.evalBefore,
       savedAt: r.manifest.saved, bytes: saved?.bytes ?? 0,
     });
-  }
-
-  /** An allocation that did not fit, with the run's estimate, the adapter's limits and what to change. */
-  private explainOom(e: OutOfMemoryError, s: TrainSettings, frozen: ReadonlySet<number>): OutOfMemoryError {
-    const m = this.model;
-    if (!m) return e;
-    const est = estimateRun(m.folder.config, s, frozen, this.ctx ? memoryLimitsOf(this.ctx) : undefined);
-    const lim = this.ctx?.limits;
-    const mb = formatBytes;
-    const parts = [
-      `The GPU ran out of memory while allocating ${e.what || 'the run\'s buffers'}.`,
-      `This run needs about ${mb(est.memory.total)}: ${describeMemory(est.memory)}, plus ${mb(est.memory.baseCopy)} for the original weights kept for comparisons.`,
-      lim ? `This adapter allows buffers of up to ${mb(lim.maxBufferSize)} and bindings of up to ${mb(lim.maxStorageBufferBindingSize)}; WebGPU does not tell a page how much memory the GPU has in all, and other tabs and programs share it.` : '',
-      `To fit: lower the batch size (now ${s.batch}) or the sequence length (now ${s.seq}), freeze more layers in the Layers panel (frozen layers need no gradients or Adam moments)${s.lora.enabled ? ', or a lower LoRA rank' : ', or turn on LoRA (only small adapters train)'}.`,
-      'The model and the corpus stay loaded: change the settings and press Train again.',
-    ];
-    return new OutOfMemoryError(parts.filter(Boolean).join(' '), e.what);
   }
 
   /** The LoRA weights the run trains (kept when the LoRA settings did not change), or null for full fine-tuning. */
