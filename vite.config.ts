@@ -1,6 +1,7 @@
 // Vite serves and builds the studio. Shaders under shaders/ are fetched at run time through
 // `new URL(..., import.meta.url)` (see src/engine/gpu/shaders.ts), which Vite turns into
-// emitted assets for both the page and the worker bundle.
+// emitted assets for both the page and the worker bundle; onnxruntime-web's .wasm is emitted the
+// same way (src/worker/onnx-runtime.ts imports it with `?url`), so it is served from the page's origin.
 //
 // Two plugins keep the built page private (see "Privacy" in README.md):
 //   - the Content-Security-Policy in index.html gets its build-time extra connect-src sources

@@ -11,6 +11,7 @@ import type {
   CorpusInfo,
   EvalResult,
   ExportFormat,
+  TryExportResult,
   MemoryBreakdown,
   ModelInfo,
   ProgressTask,
@@ -95,6 +96,8 @@ export interface ResultsSlice {
   samples: SampleEntry[];
   evaluation: { before: EvalResult | null; after: EvalResult | null; afterStep: number };
   exports: { pending: ExportFormat | null; last: { format: ExportFormat; fileName: string; url: string; bytes: number } | null };
+  /** "Try the export": the ONNX model in onnxruntime-web next to the engine */
+  tryExport: { pending: boolean; result: TryExportResult | null };
 }
 
 export interface ProgressEntry {
@@ -156,7 +159,7 @@ export interface StudioActions {
   setCorpusOptions(patch: Partial<Pick<CorpusSlice['corpus'], 'jsonlField' | 'csvColumn'>>): void;
   setCompareBase(on: boolean): void;
   /** marks a request as started (optimistic status, cleared by the worker's answer) */
-  started(what: 'model' | 'corpus' | 'selftest' | 'train' | 'export', format?: ExportFormat): void;
+  started(what: 'model' | 'corpus' | 'selftest' | 'train' | 'export' | 'tryExport', format?: ExportFormat): void;
   nextEstimateId(): number;
   dismissError(id: number): void;
   pageError(name: string, message: string): void;
@@ -188,6 +191,7 @@ export function initialData(): StudioData {
     samples: [],
     evaluation: { before: null, after: null, afterStep: 0 },
     exports: { pending: null, last: null },
+    tryExport: { pending: false, result: null },
     train: { ...DEFAULT_TRAIN, unfreeze: { ...DEFAULT_TRAIN.unfreeze }, lora: { ...DEFAULT_TRAIN.lora, targets: [...DEFAULT_TRAIN.lora.targets] } },
     sample: { ...DEFAULT_SAMPLE },
     edited: [],
@@ -312,6 +316,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
     case 'exported':
       // The object URL is made by the page (ExportPanel) where it can also be revoked.
       return { exports: { pending: null, last: s.exports.last }, progress: withoutProgress(s.progress, 'export') };
+    case 'tryExport':
+      return { tryExport: { pending: false, result: ev.result }, progress: withoutProgress(s.progress, 'export') };
     case 'cache':
       return { cache: { persistent: ev.persistent, models: ev.models } };
     case 'runs':
@@ -358,6 +364,10 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
           break;
         case 'export':
           patch.exports = { ...s.exports, pending: null };
+          patch.progress = withoutProgress(s.progress, 'export');
+          break;
+        case 'tryExport':
+          patch.tryExport = { ...s.tryExport, pending: false };
           patch.progress = withoutProgress(s.progress, 'export');
           break;
         case 'generate':
@@ -408,6 +418,8 @@ export const useStudio = create<Studio>()((set) => ({
           return { run: { ...s.run, state: 'starting', message: '' } };
         case 'export':
           return { exports: { ...s.exports, pending: format ?? null } };
+        case 'tryExport':
+          return { tryExport: { pending: true, result: null } };
       }
     }),
   nextEstimateId: () => ++estimateSeq,

@@ -1,5 +1,6 @@
-// Downloads for the page, built on io/export.ts and io/peft.ts: the Hugging Face folder as a
-// .zip (config, weights, tokenizer, generation config, model card), model.safetensors alone, or
+// Downloads for the page, built on io/export.ts, io/onnx-export.ts and io/peft.ts: the Hugging
+// Face folder as a .zip (config, weights, tokenizer, generation config, model card), the ONNX
+// folder transformers.js loads as a .zip, model.safetensors alone, or
 // the LoRA weights as PEFT's folder ( adapter_config.json + adapter_model.safetensors) as a .zip.
 // Full weights are read from the GPU one tensor at a time, range by range (GpuWeights.read), as
 // the file is written, so a tensor larger than one binding (GPT-2's wte) exports like any other.
@@ -11,6 +12,7 @@ import type { HostParams } from '../engine/model/params.ts';
 import type { GpuWeights } from '../engine/model/weights.ts';
 import type { TrainRunConfig } from '../engine/train/loop.ts';
 import { hfExportZipBlob, hfFolderFiles, safeFolderName, type ExportInput, type ParamReader } from '../io/export.ts';
+import { onnxExportZip } from '../io/onnx-export.ts';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, mergeLora } from '../io/peft.ts';
 import { zipReadableStream, zipSize, type ZipEntry } from '../io/zip.ts';
 import type { ExportFormat } from './protocol.ts';
@@ -63,6 +65,11 @@ export async function exportFile(format: ExportFormat, req: ExportRequest): Prom
         },
       });
       return { fileName: `${name}.safetensors`, blob: await collect(stream, f.size, req.onProgress) };
+    }
+    case 'onnx-zip': {
+      // the folder transformers.js loads: config, generation config, tokenizer, onnx/*.onnx
+      const z = await onnxExportZip({ config: req.config, params: req.params, tokenizer: req.tokenizer }, `${name}-onnx`);
+      return { fileName: z.filename, blob: await collect(z.stream, z.size, req.onProgress) };
     }
     case 'lora': {
       if (!req.lora) {

@@ -93,7 +93,27 @@ export interface SavedRunInfo {
 
 export type RunState = 'idle' | 'starting' | 'running' | 'paused' | 'stopping' | 'finished' | 'stopped' | 'failed';
 
-export type ExportFormat = 'hf-zip' | 'safetensors' | 'lora';
+export type ExportFormat = 'hf-zip' | 'safetensors' | 'lora' | 'onnx-zip';
+
+/** One runtime's greedy continuation in "Try the export". */
+export interface TryRun {
+  tokens: number[];
+  text: string;
+  tokensPerSec: number;
+}
+
+/** The ONNX export run in onnxruntime-web next to the engine, from the same prompt, greedily. */
+export interface TryExportResult {
+  prompt: string;
+  /** the onnxruntime-web execution provider that ran it */
+  provider: 'webgpu' | 'wasm';
+  /** bytes of the float32 decoder_model_merged.onnx */
+  onnxBytes: number;
+  engine: TryRun;
+  onnx: TryRun;
+  /** index of the first new token where they differ, or null when they agree token for token */
+  firstDifference: number | null;
+}
 
 /** Page → worker. */
 export type WorkerRequest =
@@ -114,6 +134,8 @@ export type WorkerRequest =
   /** evaluates on the validation split at the settings' sequence length and batch */
   | { type: 'evaluate'; settings: TrainSettings }
   | { type: 'export'; format: ExportFormat }
+  /** runs the ONNX export in onnxruntime-web next to the engine (answered by `tryExport`) */
+  | { type: 'tryExport'; prompt: string; maxNewTokens: number }
   | { type: 'cacheList' }
   /** removes one model's downloads from the cache, or all of them */
   | { type: 'cacheClear'; model?: { endpoint: string; repo: string; revision: string } }
@@ -166,6 +188,7 @@ export type WorkerEvent =
   | { type: 'sample'; step: number; prompt: string; seed: number; tuned: string; base: string | null; tokensPerSec: number }
   | { type: 'info'; message: string }
   | { type: 'exported'; format: ExportFormat; fileName: string; blob: Blob }
+  | { type: 'tryExport'; result: TryExportResult }
   /** the download cache: one entry per model repository and revision */
   | { type: 'cache'; persistent: boolean; models: CachedModelSummary[] }
   | { type: 'deviceLost'; message: string }

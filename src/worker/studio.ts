@@ -31,6 +31,8 @@ import { corpusCard, corpusInfo, loadCorpus, resplit, type Corpus } from './corp
 import { estimateRun, explainOutOfMemory, loraConfigOf } from './estimate.ts';
 import { Evaluator, pageEval, type EvalTarget } from './evaluation.ts';
 import { exportFromGpu, runCard, type RunSummary } from './exporter.ts';
+import { openOnnxSession } from './onnx-try.ts';
+import { GREEDY } from '../engine/generate/generator.ts';
 import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
 import type { CorpusOptions, CorpusSource, EvalResult, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
@@ -174,6 +176,8 @@ export class Studio {
           return await this.oneTask('evaluate', () => this.evaluateNow(req.settings));
         case 'export':
           return await this.oneTask('export', () => this.exportNow(req.format));
+        case 'tryExport':
+          return await this.oneTask('export', () => this.tryExport(req.prompt, req.maxNewTokens));
         case 'resetWeights':
           return await this.oneTask('reset', () => this.resetWeights());
         case 'cacheList':
@@ -768,6 +772,56 @@ export class Studio {
       onProgress: (done, total) => this.post({ type: 'progress', task: 'export', label: 'Writing the download', done, total, unit: 'bytes' }),
     });
     this.post({ type: 'exported', format, fileName: out.fileName, blob: out.blob });
+  }
+
+  /**
+   * The fine-tuned model as the ONNX export writes it, run by onnxruntime-web in this worker
+   * (WebGPU where the browser has it, else WASM) next to the engine, greedily from one prompt.
+   */
+  private async tryExport(prompt: string, maxNewTokens: number): Promise<void> {
+    const m = this.model;
+    if (!m) throw new StudioBusyError('Load a model (and fine-tune it) before trying the export.');
+    const gm = await this.gpuModel();
+    const config = gm.tuned.config;
+    const tokenizer = m.folder.tokenizer;
+    const encoded = tokenizer.encode(prompt);
+    // An empty prompt starts from BOS, as generate() does.
+    const ids = encoded.length ? encoded : [config.bosTokenId];
+    const maxNew = Math.min(maxNewTokens, config.nPositions - ids.length);
+    if (!(maxNew >= 1)) {
+      throw new SettingsError(`The prompt is ${ids.length} tokens; the model's context is ${config.nPositions}, so no token is left to generate. Shorten the prompt.`);
+    }
+    const lora = gm.lora;
+    const params = lora ? mergeLora(config, await gm.tuned.download(), lora.config, await lora.weights.download()) : (name: string) => gm.tuned.read(name);
+    this.post({ type: 'progress', task: 'export', label: 'Building the ONNX model and starting onnxruntime-web', done: 0, total: 0, unit: 'items' });
+    const webgpu = typeof navigator !== 'undefined' && 'gpu' in navigator && !!navigator.gpu;
+    const session = await openOnnxSession(config, params, webgpu);
+    try {
+      const gen = await this.evaluator.generators.get(gm.ctx, gm.tuned, lora?.weights ?? null);
+      const ours = await gen.generate(ids, { maxNewTokens: maxNew, sampling: GREEDY, eosTokenId: config.eosTokenId });
+      const theirs = await session.greedy(ids, maxNew, config.eosTokenId);
+      let first: number | null = null;
+      for (let i = 0; i < Math.max(ours.tokens.length, theirs.tokens.length); i++) {
+        if (ours.tokens[i] !== theirs.tokens[i]) {
+          first = i;
+          break;
+        }
+      }
+      const text = (t: number[]) => tokenizer.decode(t.filter((id) => id < tokenizer.vocabSize));
+      this.post({
+        type: 'tryExport',
+        result: {
+          prompt,
+          provider: session.provider,
+          onnxBytes: session.bytes,
+          engine: { tokens: ours.tokens, text: text(ours.tokens), tokensPerSec: ours.tokensPerSecond },
+          onnx: { tokens: theirs.tokens, text: text(theirs.tokens), tokensPerSec: theirs.tokensPerSec },
+          firstDifference: first,
+        },
+      });
+    } finally {
+      await session.release();
+    }
   }
 
   private async resetWeights(): Promise<void> {

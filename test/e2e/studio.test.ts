@@ -267,6 +267,40 @@ describe('the studio, end to end on SwiftShader', () => {
     await page.getByTestId('set-lora').uncheck();
   });
 
+  it('tries the ONNX export in onnxruntime-web next to the engine: they agree token for token', async () => {
+    const requests: string[] = [];
+    page.on('request', (r) => requests.push(r.url()));
+    await setField(page, 'try-export-prompt', 'the quick brown fox');
+    await setField(page, 'try-export-tokens', '12');
+    await page.getByTestId('try-export-run').click();
+    const verdict = await waitText(page, 'try-export-verdict', /agree|differ/, 180_000);
+    expect(verdict).toBe('They agree token for token (12 tokens).');
+    expect(await page.getByTestId('try-export-engine-speed').innerText()).toMatch(/tokens\/s/);
+    expect(await page.getByTestId('try-export-onnx-speed').innerText()).toMatch(/tokens\/s/);
+    console.log(`[e2e] try the export: ${(await page.getByTestId('try-export-result').innerText()).split('\n').slice(0, 4).join(' | ')}`);
+    // onnxruntime-web's WebAssembly came from the page's own origin, and nothing from elsewhere.
+    const wasm = requests.filter((u) => u.endsWith('.wasm'));
+    expect(wasm.length).toBeGreaterThan(0);
+    for (const u of wasm) expect(new URL(u).origin).toBe(new URL(inject('baseUrl')).origin);
+    await screenshot(page, 'studio-try-export');
+  });
+
+  it('downloads the ONNX zip in the layout transformers.js loads', async () => {
+    const download = page.waitForEvent('download', { timeout: 120_000 });
+    await page.getByTestId('export-onnx-zip').click();
+    const d = await download;
+    const zip = join(work, d.suggestedFilename());
+    await d.saveAs(zip);
+    const out = join(work, 'onnx-unzipped');
+    const names = execFileSync('python3', ['-c', 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None; z.extractall(sys.argv[2]); print("\\n".join(z.namelist()))', zip, out], { encoding: 'utf8' }).trim().split('\n');
+    const folder = names[0].split('/')[0];
+    expect(folder).toMatch(/-onnx$/);
+    expect(names.map((n) => n.slice(folder.length + 1)).sort()).toEqual([
+      'config.json', 'generation_config.json', 'onnx/decoder_model_merged.onnx', 'onnx/decoder_model_merged_quantized.onnx', 'tokenizer.json', 'tokenizer_config.json',
+    ]);
+    execFileSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', join(out, folder, 'onnx', 'decoder_model_merged.onnx')]);
+  });
+
   it('recovers from a lost device without reloading the page', async () => {
     await page.getByTestId('lose-device').click();
     await waitText(page, 'device-lost', /lost/, 30_000);

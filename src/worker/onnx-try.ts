@@ -1,0 +1,88 @@
+// "Try the export": the model as the ONNX export writes it (io/onnx.ts, float32) runs in
+// onnxruntime-web inside the worker — the WebGPU execution provider where the browser has WebGPU,
+// else WASM — and continues a prompt greedily next to our engine, token for token, the way
+// transformers.js drives the same file: the prompt with an empty past, then one token per call
+// with the returned present.* as past_key_values. Both speeds are new tokens per second over the
+// whole call (prompt included), as the engine's generator reports them.
+import { StudioError } from '../engine/errors.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
+import { concatChunks, gpt2OnnxFiles, type OnnxParamReader } from '../io/onnx.ts';
+import type { HostParams } from '../engine/model/params.ts';
+import { loadOrt, type Ort } from './onnx-runtime.ts';
+
+/** onnxruntime-web could not run the exported model. */
+export class OnnxRuntimeError extends StudioError {}
+
+export type OnnxProvider = 'webgpu' | 'wasm';
+
+export interface OnnxSession {
+  provider: OnnxProvider;
+  /** bytes of the float32 .onnx file */
+  bytes: number;
+  greedy(prompt: number[], maxNew: number, eos: number | null): Promise<{ tokens: number[]; tokensPerSec: number }>;
+  release(): Promise<void>;
+}
+
+function argmax(a: Float32Array, from: number, V: number): number {
+  let best = 0;
+  for (let v = 1; v < V; v++) if (a[from + v] > a[from + best]) best = v;
+  return best;
+}
+
+/** Builds the ONNX model of these weights and opens it in onnxruntime-web (WebGPU first when `webgpu`). */
+export async function openOnnxSession(config: GPT2Config, params: HostParams | OnnxParamReader, webgpu: boolean): Promise<OnnxSession> {
+  const [file] = await gpt2OnnxFiles(config, params);
+  const bytes = concatChunks(file);
+  const ort = await loadOrt();
+  let session: Awaited<ReturnType<Ort['InferenceSession']['create']>> | null = null;
+  let provider: OnnxProvider = 'wasm';
+  const errors: string[] = [];
+  for (const p of webgpu ? (['webgpu', 'wasm'] as const) : (['wasm'] as const)) {
+    try {
+      // A copy each time: a session may take ownership of the buffer it is given.
+      session = await ort.InferenceSession.create(bytes.slice(), { executionProviders: [p] });
+      provider = p;
+      break;
+    } catch (e) {
+      errors.push(`${p}: ${(e as Error)?.message ?? String(e)}`);
+    }
+  }
+  if (!session) throw new OnnxRuntimeError(`onnxruntime-web could not load the exported model (${errors.join('; ')}).`);
+  const s = session;
+  const NH = config.nHead, HS = config.nEmbd / config.nHead, V = config.vocabSize;
+  const int64 = (values: number[]) => new ort.Tensor('int64', BigInt64Array.from(values.map(BigInt)), [1, values.length]);
+  return {
+    provider,
+    bytes: bytes.byteLength,
+    async greedy(prompt, maxNew, eos) {
+      const t0 = performance.now();
+      const tokens: number[] = [];
+      let past: Record<string, unknown> | null = null;
+      let pos = 0;
+      let feed = prompt;
+      while (tokens.length < maxNew) {
+        const feeds: Record<string, unknown> = {
+          input_ids: int64(feed),
+          attention_mask: int64(new Array(pos + feed.length).fill(1)),
+          position_ids: int64(feed.map((_, i) => pos + i)),
+        };
+        for (let l = 0; l < config.nLayer; l++) {
+          for (const kv of ['key', 'value']) {
+            feeds[`past_key_values.${l}.${kv}`] = past ? past[`present.${l}.${kv}`] : new ort.Tensor('float32', new Float32Array(0), [1, NH, 0, HS]);
+          }
+        }
+        const out = await s.run(feeds as Parameters<typeof s.run>[0]);
+        const logits = out.logits.data as Float32Array;
+        const next = argmax(logits, (feed.length - 1) * V, V);
+        tokens.push(next);
+        pos += feed.length;
+        feed = [next];
+        past = out;
+        if (eos !== null && next === eos) break;
+      }
+      const ms = performance.now() - t0;
+      return { tokens, tokensPerSec: (1000 * tokens.length) / ms };
+    },
+    release: () => s.release(),
+  };
+}
