@@ -17,6 +17,9 @@ export function loadOrt(): Promise<Ort> {
       if (!inNode) ort.env.wasm.wasmPaths = { wasm: new URL(wasmUrl, self.location.href).href };
       // Threads need a cross-origin-isolated page (SharedArrayBuffer); one thread works everywhere.
       ort.env.wasm.numThreads = 1;
+      // Its warnings (e.g. shape ops placed on the CPU next to the WebGPU provider, by design)
+      // go to console.error; only errors are worth the page's console.
+      ort.env.logLevel = 'error';
       return ort;
     });
     loaded.catch(() => (loaded = null));

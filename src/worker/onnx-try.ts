@@ -40,7 +40,7 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
   for (const p of webgpu ? (['webgpu', 'wasm'] as const) : (['wasm'] as const)) {
     try {
       // A copy each time: a session may take ownership of the buffer it is given.
-      session = await ort.InferenceSession.create(bytes.slice(), { executionProviders: [p] });
+      session = await ort.InferenceSession.create(bytes.slice(), { executionProviders: [p], logSeverityLevel: 3 });
       provider = p;
       break;
     } catch (e) {
