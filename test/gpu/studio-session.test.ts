@@ -1,7 +1,8 @@
 // The page's engine session (src/worker/studio.ts) driven through the worker protocol in Node over
 // Dawn: requests in, typed events out, as the page sees them. A tiny GPT-2 with a byte-level
 // tokenizer is loaded from "dropped" files, a corpus tokenized, a run paused (one more group
-// frozen) and resumed, samples, evaluation, exports (full and LoRA), readable errors, and a new
+// frozen) and resumed, samples, evaluation, exports (full, LoRA and ONNX), the ONNX export run in
+// onnxruntime-web next to the engine, readable errors, and a new
 // device after a lost one.
 import { afterAll, describe, expect, it } from 'vitest';
 import { paramSpecs } from '../../src/engine/model/params.ts';
@@ -139,6 +140,23 @@ describe('the studio session behind the page', () => {
     expect(text).toContain('adapter_config.json');
     expect(text).toContain('"peft_type": "LORA"');
     expect(text).toContain('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight');
+  });
+
+  it('tries the ONNX export of the LoRA model (merged) in onnxruntime-web: it agrees with the engine token for token', async () => {
+    await send({ type: 'tryExport', prompt: 'Row 1', maxNewTokens: 10 });
+    const r = of('tryExport').at(-1)!.result;
+    expect(r.provider).toBe('wasm'); // Node has no navigator.gpu
+    expect(r.engine.tokens).toHaveLength(10);
+    expect(r.onnx.tokens).toEqual(r.engine.tokens);
+    expect(r.firstDifference).toBeNull();
+    expect(r.onnx.text).toBe(r.engine.text);
+    expect(r.engine.tokensPerSec).toBeGreaterThan(0);
+    expect(r.onnx.tokensPerSec).toBeGreaterThan(0);
+    await send({ type: 'export', format: 'onnx-zip' });
+    const ex = of('exported').at(-1)!;
+    expect(ex.fileName).toBe('tiny-finetuned-onnx.zip');
+    const text = new TextDecoder('latin1').decode(new Uint8Array(await ex.blob.arrayBuffer()));
+    for (const n of ['config.json', 'tokenizer.json', 'onnx/decoder_model_merged.onnx', 'onnx/decoder_model_merged_quantized.onnx']) expect(text).toContain(`tiny-finetuned-onnx/${n}`);
   });
 
   it('comes back after a lost device: a new run starts without a new session', async () => {
