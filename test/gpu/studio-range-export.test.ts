@@ -86,4 +86,27 @@ describe('the studio session with wte larger than one binding', () => {
     expect(of('error')).toEqual([]);
     expect(of('exported').at(-1)!.fileName).toMatch(/\.zip$/);
   }, 300_000);
+
+  it('exports GPT-2\'s own wte (50257 × 768, 147 MiB) from a session whose device binds 128 MiB, bit for bit', async () => {
+    // The issue's case at full width: one block is enough, wte is the tensor that does not fit.
+    const big: GPT2Config = { ...CONFIG, nEmbd: 768, nHead: 12, nInner: 3072, nLayer: 1 };
+    const bigParams = hfInitParams(big, 5);
+    const dropped = [
+      { path: 'gpt2-wide/config.json', file: new Blob([JSON.stringify(configToJson(big))]) },
+      { path: 'gpt2-wide/model.safetensors', file: new Blob([new Uint8Array(writeSafetensors(checkpointTensors(big, bigParams)))]) },
+    ];
+    const events: WorkerEvent[] = [];
+    const studio = new Studio((ev) => events.push(ev), await nodeGpu(), { maxStorageBufferBindingSize: 128 << 20 });
+    await studio.handle({ type: 'loadModel', source: { kind: 'files', files: dropped } });
+    await studio.handle({ type: 'export', format: 'safetensors' });
+    expect(events.filter((e) => e.type === 'error')).toEqual([]);
+    const ex = events.filter((e): e is Ev<'exported'> => e.type === 'exported').at(-1)!;
+    const t = readSafetensors(new Uint8Array(await ex.blob.arrayBuffer()));
+    const wte = t.get('transformer.wte.weight')!.data as Float32Array;
+    expect(wte.byteLength).toBe(154389504); // more than 128 MiB = 134217728
+    for (const s of paramSpecs(big)) {
+      const got = t.get(`transformer.${s.name}`)!.data as Float32Array;
+      expect(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(bigParams.get(s.name)!.buffer)), s.name).toBe(true);
+    }
+  }, 300_000);
 });
