@@ -131,6 +131,18 @@ describe('transformers.js runs the export like our generate --temperature 0', ()
     console.log(`demo shape, greedy: transformers.js (onnxruntime-node, float32) ${((1000 * tjsTokens) / tjsMs).toFixed(1)} tokens/s; our engine on ${ctx.adapter.vendor} ${((1000 * ourTokens) / ourMs).toFixed(1)} tokens/s`);
   });
 
+  it('transformers.js loads the 8-bit file by default and generates from it', async () => {
+    const { env, AutoTokenizer, AutoModelForCausalLM } = await import('@xenova/transformers');
+    env.localModelPath = dirname(exportDir);
+    env.allowRemoteModels = false;
+    const tokenizer = await AutoTokenizer.from_pretrained(basename(exportDir));
+    const model = await AutoModelForCausalLM.from_pretrained(basename(exportDir)); // quantized: true is the default
+    const { input_ids } = tokenizer(PROMPTS[1]);
+    const out = firstRow(await model.generate(input_ids, { max_new_tokens: NEW, do_sample: false }));
+    expect(out.length).toBe(input_ids.data.length + NEW);
+    expect(out.slice(input_ids.data.length).every((t) => Number.isInteger(t) && t >= 0 && t < 50257)).toBe(true);
+  });
+
   it('our generate command prints the text transformers.js generates', async () => {
     const { env, AutoTokenizer, AutoModelForCausalLM } = await import('@xenova/transformers');
     env.localModelPath = dirname(exportDir);
