@@ -80,8 +80,14 @@ export async function readZip(blob: Blob, name = 'the archive'): Promise<UnzipEn
       const len = cd.getUint16(e + 2, true);
       if (id === 0x0001) {
         let q = e + 4;
-        if (usize === 0xffffffff) (usize = u64(cd, q)), (q += 8);
-        if (csize === 0xffffffff) (csize = u64(cd, q)), (q += 8);
+        if (usize === 0xffffffff) {
+          usize = u64(cd, q);
+          q += 8;
+        }
+        if (csize === 0xffffffff) {
+          csize = u64(cd, q);
+          q += 8;
+        }
         if (local === 0xffffffff) local = u64(cd, q);
       }
       e += 4 + len;

@@ -1,8 +1,12 @@
 // Saved runs: every run the page saved in the browser (its latest checkpoint, with the corpus
 // token ids and what the page needs to show it again), with its size; each can be downloaded as a
 // .zip (a checkpoint folder the command line resumes from and transformers loads) or deleted.
-// Also the browser storage used and allowed, and whether it is persistent.
-import { useEffect } from 'react';
+// A checkpoint folder or .zip dropped here (saved by the page, or written by the command line)
+// is kept as a saved run and resumed. Also the browser storage used and allowed, and whether it
+// is persistent.
+import { useEffect, useRef, useState, type DragEvent } from 'react';
+import { describeError } from '../engine/errors.ts';
+import { localFilesFromDrop, localFilesFromInput, type LocalFile } from '../io/local-files.ts';
 import { send } from './engine.ts';
 import { useStorageState } from './durability.ts';
 import { bytes } from './format.ts';
@@ -64,6 +68,7 @@ export function SavedRunsPanel() {
           })}
         </ul>
       )}
+      <CheckpointDrop disabled={training} />
       {storage && (
         <p className="muted" data-testid="storage">
           Browser storage: {bytes(storage.usage)} used of {bytes(storage.quota)} allowed{storage.persisted ? ' (persistent: the browser will not evict it)' : ' (not persistent: the browser may evict it when the disk fills)'}.
@@ -95,6 +100,45 @@ export function ResumeOffers() {
           </p>
         ))}
       </div>
+    </div>
+  );
+}
+
+/** Drop (or choose) a checkpoint folder or .zip to resume it. */
+function CheckpointDrop({ disabled }: { disabled: boolean }) {
+  const [dragging, setDragging] = useState(false);
+  const zipInput = useRef<HTMLInputElement>(null);
+  const dirInput = useRef<HTMLInputElement>(null);
+  const resume = (files: LocalFile[]) => {
+    if (files.length && !disabled) send({ type: 'runImport', files });
+  };
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault();
+    setDragging(false);
+    localFilesFromDrop(e.dataTransfer).then(resume, (err: unknown) => {
+      const { name, message } = describeError(err);
+      useStudio.getState().pageError(name, message);
+    });
+  };
+  return (
+    <div className={`dropzone${dragging ? ' over' : ''}`} data-testid="checkpoint-drop"
+      onDragOver={(e) => {
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={() => setDragging(false)} onDrop={onDrop}>
+      <p>
+        Resume a checkpoint: drop a <code>checkpoint-&lt;step&gt;</code> folder (or a folder of them) or a <code>.zip</code> saved by this page or
+        written by the command line. A command-line checkpoint resumes on the corpus loaded in the Data panel, which must be the data it trained on.
+      </p>
+      <div className="row">
+        <button type="button" disabled={disabled} onClick={() => zipInput.current?.click()}>Choose a .zip…</button>
+        <button type="button" disabled={disabled} onClick={() => dirInput.current?.click()}>Choose a folder…</button>
+      </div>
+      <input ref={zipInput} type="file" accept=".zip,application/zip" hidden aria-label="Checkpoint .zip" data-testid="checkpoint-zip"
+        onChange={(e) => resume(localFilesFromInput(e.target.files ?? []))} />
+      <input ref={dirInput} type="file" hidden aria-label="Checkpoint folder" {...{ webkitdirectory: '' }}
+        onChange={(e) => resume(localFilesFromInput(e.target.files ?? []))} />
     </div>
   );
 }

@@ -151,6 +151,8 @@ export type WorkerRequest =
    * learning rate from there on; without it the run continues exactly as if never interrupted.
    */
   | { type: 'runResume'; id: string; lrScale?: number }
+  /** a dropped checkpoint folder or .zip (saved by the page or by the command line), kept as a saved run and resumed */
+  | { type: 'runImport'; files: LocalFile[] }
   /** the saved run as a .zip: checkpoint-<step>/ (loads with from_pretrained, resumes in the CLI) and studio/ (the page's extras) */
   | { type: 'runDownload'; id: string }
   /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */

@@ -37,6 +37,8 @@ import { browserCache, describeModel, openModelSource, type ModelFolder } from '
 import type { CorpusOptions, CorpusSource, EvalResult, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
+import { expandDrop, findCheckpoint, importedRun } from './import-run.ts';
+import type { LocalFile } from '../io/local-files.ts';
 import { corpusAssets, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError, trainerState, type PageState, type SavedModelSource, type ShownEvent } from './autosave.ts';
 import { matmulSelftest } from './selftest.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
@@ -189,6 +191,8 @@ export class Studio {
         }
         case 'runResume':
           return await this.resumeRun(req.id, req.lrScale ?? 1);
+        case 'runImport':
+          return await this.importRun(req.files);
         case 'runsList':
           return await this.postRuns();
         case 'runDelete':
@@ -614,6 +618,19 @@ export class Studio {
     st.log_history = Studio.logHistory(shown);
     await saver.store.updateCheckpointFile(saver.runId, { name: 'trainer_state.json', data: new TextEncoder().encode(`${JSON.stringify(st, null, 2)}\n`) });
     await saver.store.updateCheckpointFile(saver.runId, pageStateFile(this.pageState(settings, sample, ps?.frozen ?? [], shown)), this.summaryOf(this.runStep, 'finished'));
+  }
+
+  /** Keeps a dropped checkpoint as a saved run, then resumes it. */
+  private async importRun(files: LocalFile[]): Promise<void> {
+    if (this.control) throw new StudioBusyError('A run is in progress. Stop it before resuming a dropped checkpoint.');
+    const store = await requireRunStore(this.runStore);
+    const found = findCheckpoint(await expandDrop(files));
+    const c = this.corpus;
+    const run = await importedRun(found, c ? { name: c.name, names: c.names, options: c.options, tokenized: c.tokenized } : null);
+    const id = store.newRunId();
+    await store.save(id, run);
+    await this.postRuns();
+    await this.resumeRun(id, 1);
   }
 
   /** Opens a saved run and trains on from its checkpoint (see the `runResume` request). */
