@@ -449,17 +449,28 @@ export class Studio {
         }
         return fingerprints;
       };
+      /** an interval save still being written while the run trains on */
+      let writing: Promise<void> = Promise.resolve();
       const saveAt = async (snap: RunSnapshot, state: SavedRunSummary['state']) => {
         // Nothing to save on a lost device (its buffers are gone): the last save stands.
         if (!saver || snap.step === lastCheckpoint || gm.ctx.lost) return;
+        await writing; // one save at a time
+        // An interval save copies the weights and moments to memory at this boundary, and is
+        // written while the next steps run, so training waits only for the copy. A save at
+        // pause, stop or finish is written before the run goes on: the user may close the tab.
+        const background = snap.reason === 'interval' && !control.paused;
         const t = performance.now();
         try {
-          const files = await this.checkpointFilesOf(gm, lora, snap, cfg, settings, sample, split.train.length, await fingerprintsNow(), shown);
-          const saved = await saver.save(this.summaryOf(snap.step, state), files, () => this.assetsOf());
+          const files = await this.checkpointFilesOf(gm, lora, snap, cfg, settings, sample, split.train.length, await fingerprintsNow(), shown, background);
           lastCheckpoint = snap.step;
-          this.post({ type: 'saved', id: saver.runId, step: snap.step, at: saved.at, bytes: saved.bytes, seconds: (performance.now() - t) / 1000 });
+          const write = saver.save(this.summaryOf(snap.step, state), files, () => this.assetsOf()).then(
+            (saved) => this.post({ type: 'saved', id: saver.runId, step: snap.step, at: saved.at, bytes: saved.bytes, seconds: (performance.now() - t) / 1000 }),
+            // A failed save never ends the run: the previous save stays whole, and the user is told.
+            (e: unknown) => this.post({ type: 'error', ...describeError(e), request: 'train' }),
+          );
+          if (background) writing = write;
+          else await write;
         } catch (e) {
-          // A failed save never ends the run: the previous save stays whole, and the user is told.
           this.post({ type: 'error', ...describeError(e), request: 'train' });
         }
         clock = performance.now();
@@ -519,7 +530,7 @@ export class Studio {
           }
           return changed;
         },
-      }, lora?.weights, resume ? { state: resume.optimizer } : undefined);
+      }, lora?.weights, resume ? { state: resume.optimizer } : undefined).finally(() => writing);
       m.trainedSteps += this.runStep;
       m.lastRun = { cfg, trainLoss: lastLoss, seconds: (performance.now() - t0) / 1000, tokens: this.runStep * tokensPerStep };
       if (control.stopped) {
@@ -589,7 +600,7 @@ export class Studio {
 
   private async checkpointFilesOf(
     gm: GpuModel, lora: LoraSession | null, snap: RunSnapshot, cfg: TrainRunConfig, settings: TrainSettings, sample: SampleSettings,
-    trainTokens: number, fingerprints: TrainerStateJson['fingerprints'], shown: ShownEvent[],
+    trainTokens: number, fingerprints: TrainerStateJson['fingerprints'], shown: ShownEvent[], snapshotWeights = false,
   ) {
     const m = this.model!;
     const optimizer = await snap.exportState();
@@ -600,7 +611,8 @@ export class Studio {
     });
     const files = checkpointFiles({
       config: m.folder.config,
-      params: (name: string) => gm.tuned.read(name),
+      // Read while the file is written, unless the run goes on meanwhile: then copied now.
+      params: snapshotWeights ? await gm.tuned.download() : (name: string) => gm.tuned.read(name),
       lora: lora ? { config: lora.config, params: await lora.weights.download(), baseModel: m.folder.baseModel } : null,
       optimizer,
       state,

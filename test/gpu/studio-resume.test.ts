@@ -2,7 +2,8 @@
 // file system: a run paused at step 3 is saved; a fresh session (a reloaded tab) resumes it from
 // the saved run alone (model files, corpus token ids, settings, layers, charts) and finishes with
 // weights equal, bit for bit, to a run never interrupted (shuffled windows, dropout, a frozen
-// group); a lost device mid-run resumes from its last save the same way.
+// group); saves at intervals are written while training goes on, and a crash resumes from the
+// last complete one; a lost device mid-run resumes from its last save the same way.
 import { describe, expect, it } from 'vitest';
 import { RunStore } from '../../src/io/run-store.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
@@ -119,6 +120,38 @@ describe('saved runs in the page session', () => {
     expect(b.of('runState').map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
     expectSameBits(reference, await weights(b));
     expect((await store.list())[0].summary).toMatchObject({ step: 8, state: 'finished' });
+  });
+
+  it('saves at intervals while training goes on, without changing what it trains, and a crash resumes from the last one', async () => {
+    const fs = fakeOpfs();
+    const store = new RunStore(fs.root);
+    const s = await session(store);
+    await load(s);
+    // An interval of a few milliseconds: every step boundary is due, each save written in the background.
+    const stepsSaved: number[] = [];
+    const crashed = new Promise<void>((resolve) => {
+      s.on((ev) => {
+        if (ev.type === 'saved') stepsSaved.push(ev.step);
+        if (ev.type === 'saved' && ev.step >= 5) resolve();
+      });
+    });
+    const training = s.send({ type: 'train', settings: { ...SETTINGS, autosaveMinutes: 1e-5 }, frozen: FROZEN, sample: SAMPLE });
+    await crashed;
+    // The tab crashes: its open writes never reach their files; the last complete save is what a new page finds.
+    fs.crash();
+    s.on(null);
+    await s.send({ type: 'loseDevice' });
+    await training;
+    expect(stepsSaved.length).toBeGreaterThanOrEqual(3);
+    expect(stepsSaved).toEqual([...stepsSaved].sort((a, b) => a - b));
+    const [run] = await new RunStore(fs.root).list();
+    expect(run.summary.step).toBeGreaterThanOrEqual(5);
+    const b = await session(new RunStore(fs.root));
+    await b.send({ type: 'runResume', id: run.id });
+    expect(b.of('error')).toEqual([]);
+    expect(b.of('runState').map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
+    expect(b.of('step').map((e) => e.loss)).toEqual(referenceLosses);
+    expectSameBits(reference, await weights(b));
   });
 
   it('after a lost device, the run resumes from its last save on a new device', async () => {
