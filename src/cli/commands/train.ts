@@ -225,10 +225,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
     const files = checkpointFiles({
       config,
       // With LoRA the base weights never change: the host copy is written; else each tensor is read back from the GPU as its turn comes.
-      params: lora ? params : async (name) => {
-        const r = weights.arena.range(name);
-        return ctx.readF32(r.buffer, r.offset, r.size / 4);
-      },
+      params: lora ? params : (name) => weights.read(name),
       lora: lora && loraWeights ? { config: lora.config, params: await loraWeights.download(), baseModel: modelSource } : null,
       optimizer,
       state,

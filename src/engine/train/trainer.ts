@@ -496,10 +496,9 @@ export class Trainer {
     enc.clearBuffer(this.normBuf); // a sticky non-finite flag must not outlive the state it stopped
     this.ctx.device.queue.submit([enc.finish()]);
     for (const [name, t] of state.tensors) {
-      for (const [arena, data] of [[m!, t.m], [v!, t.v]] as const) {
-        const r = arena.range(name);
-        this.ctx.device.queue.writeBuffer(r.buffer, r.offset, data.buffer, data.byteOffset, data.byteLength);
-      }
+      // Arena.write: the one upload path, range by range.
+      m!.write(name, t.m);
+      v!.write(name, t.v);
     }
     await this.ctx.device.queue.onSubmittedWorkDone();
     this.stepCounts = new Map([...state.tensors].map(([n, t]) => [n, t.step]));
