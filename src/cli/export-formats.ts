@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import { StudioError } from '../engine/errors.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import type { HostParams } from '../engine/model/params.ts';
-import { onnxFolderFiles } from '../io/onnx-export.ts';
+import { onnxMetadataFiles, onnxModelFiles } from '../io/onnx-export.ts';
 import { writeExportFiles, writeHfFolder } from '../io/node-export.ts';
 import type { TokenizerFiles } from '../io/tokenizer.ts';
 import { writeTorchProject } from './torch-export.ts';
@@ -58,8 +58,13 @@ export const EXPORT_FORMATS: Record<string, ExportFormat> = {
   onnx: {
     summary: 'transformers.js / onnxruntime layout: config.json, generation_config.json, tokenizer, '
       + 'onnx/decoder_model_merged.onnx and onnx/decoder_model_merged_quantized.onnx',
-    write: async (dir, m, opts) =>
-      writeExportFiles(dir, await onnxFolderFiles({ config: m.config, params: m.params, tokenizer: m.tokenizer, quantized: opts.quantized })),
+    // One ONNX file is built and written at a time, so memory holds the weights and one file.
+    write: async (dir, m, opts) => {
+      const input = { config: m.config, params: m.params, tokenizer: m.tokenizer };
+      const names = await writeExportFiles(dir, onnxMetadataFiles(input));
+      for (const quantize of opts.quantized ? [false, true] : [false]) names.push(...(await writeExportFiles(dir, await onnxModelFiles(input, quantize))));
+      return names;
+    },
   },
   torch: {
     summary: 'PyTorch project that continues a checkpoint\'s run under torchrun (train.py + checkpoint + data + README; --model must be a checkpoint-<step> folder)',

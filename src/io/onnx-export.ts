@@ -37,8 +37,21 @@ function asExportFile(f: OnnxFile): ExportFile {
   };
 }
 
-/** The files of the ONNX folder, small ones first. Builds the ONNX files (the model's size, twice with the 8-bit one). */
+/** The files of the ONNX folder, small ones first. Builds the ONNX files (the model's size, and a quarter of it for the 8-bit one). */
 export async function onnxFolderFiles(input: OnnxFolderInput): Promise<ExportFile[]> {
+  const files = onnxMetadataFiles(input);
+  files.push(...(await onnxModelFiles(input, false)));
+  if (input.quantized !== false) files.push(...(await onnxModelFiles(input, true)));
+  return files;
+}
+
+/** One ONNX variant (float32, or 8-bit with `quantize`) with its external data file if any, as ExportFiles under onnx/. */
+export async function onnxModelFiles(input: OnnxFolderInput, quantize: boolean): Promise<ExportFile[]> {
+  return (await gpt2OnnxFiles(input.config, input.params, { externalDataAbove: input.externalDataAbove, quantize })).map(asExportFile);
+}
+
+/** config.json, generation_config.json and the tokenizer files of the ONNX folder. */
+export function onnxMetadataFiles(input: OnnxFolderInput): ExportFile[] {
   const { config } = input;
   const files: ExportFile[] = [];
   const add = (name: string, bytes: Uint8Array) => files.push({ name, size: bytes.length, data: bytes });
@@ -53,9 +66,6 @@ export async function onnxFolderFiles(input: OnnxFolderInput): Promise<ExportFil
     add('tokenizer.json', json(input.tokenizer.tokenizerJson));
     add('tokenizer_config.json', json(input.tokenizer.tokenizerConfig));
   }
-  const opts = { externalDataAbove: input.externalDataAbove };
-  for (const f of await gpt2OnnxFiles(config, input.params, opts)) files.push(asExportFile(f));
-  if (input.quantized !== false) for (const f of await gpt2OnnxFiles(config, input.params, { ...opts, quantize: true })) files.push(asExportFile(f));
   return files;
 }
 
