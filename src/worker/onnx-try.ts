@@ -5,10 +5,13 @@
 // with the returned present.* as past_key_values. Both speeds are new tokens per second over the
 // whole call (prompt included), as the engine's generator reports them.
 import { StudioError } from '../engine/errors.ts';
+import { GREEDY, type Generator } from '../engine/generate/generator.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import { concatChunks, gpt2OnnxFiles, type OnnxParamReader } from '../io/onnx.ts';
 import type { HostParams } from '../engine/model/params.ts';
+import type { Tokenizer } from '../io/tokenizer.ts';
 import { loadOrt, type Ort } from './onnx-runtime.ts';
+import type { TryExportResult } from './protocol.ts';
 
 /** onnxruntime-web could not run the exported model. */
 export class OnnxRuntimeError extends StudioError {}
@@ -85,4 +88,47 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
     },
     release: () => s.release(),
   };
+}
+
+export interface TryExportInput {
+  config: GPT2Config;
+  /** the weights the export holds (LoRA merged) */
+  params: HostParams | OnnxParamReader;
+  /** try onnxruntime-web's WebGPU provider first */
+  webgpu: boolean;
+  /** the engine's generator of the same weights */
+  generator: Generator;
+  tokenizer: Tokenizer;
+  prompt: string;
+  /** the prompt's ids (BOS for an empty prompt) */
+  ids: number[];
+  maxNew: number;
+}
+
+/** Continues `ids` greedily with the engine and with the ONNX export, and says where they first differ. */
+export async function tryOnnxExport(t: TryExportInput): Promise<TryExportResult> {
+  const session = await openOnnxSession(t.config, t.params, t.webgpu);
+  try {
+    const eos = t.config.eosTokenId;
+    const ours = await t.generator.generate(t.ids, { maxNewTokens: t.maxNew, sampling: GREEDY, eosTokenId: eos });
+    const theirs = await session.greedy(t.ids, t.maxNew, eos);
+    let first: number | null = null;
+    for (let i = 0; i < Math.max(ours.tokens.length, theirs.tokens.length); i++) {
+      if (ours.tokens[i] !== theirs.tokens[i]) {
+        first = i;
+        break;
+      }
+    }
+    const text = (ids: number[]) => t.tokenizer.decode(ids.filter((id) => id < t.tokenizer.vocabSize));
+    return {
+      prompt: t.prompt,
+      provider: session.provider,
+      onnxBytes: session.bytes,
+      engine: { tokens: ours.tokens, text: text(ours.tokens), tokensPerSec: ours.tokensPerSecond },
+      onnx: { tokens: theirs.tokens, text: text(theirs.tokens), tokensPerSec: theirs.tokensPerSec },
+      firstDifference: first,
+    };
+  } finally {
+    await session.release();
+  }
 }

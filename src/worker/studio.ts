@@ -31,8 +31,7 @@ import { corpusCard, corpusInfo, loadCorpus, resplit, type Corpus } from './corp
 import { estimateRun, explainOutOfMemory, loraConfigOf } from './estimate.ts';
 import { Evaluator, pageEval, type EvalTarget } from './evaluation.ts';
 import { exportFromGpu, runCard, type RunSummary } from './exporter.ts';
-import { openOnnxSession } from './onnx-try.ts';
-import { GREEDY } from '../engine/generate/generator.ts';
+import { tryOnnxExport } from './onnx-try.ts';
 import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
 import type { CorpusOptions, CorpusSource, EvalResult, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
@@ -824,33 +823,8 @@ export class Studio {
     const params = lora ? mergeLora(config, await gm.tuned.download(), lora.config, await lora.weights.download()) : (name: string) => gm.tuned.read(name);
     this.post({ type: 'progress', task: 'export', label: 'Building the ONNX model and starting onnxruntime-web', done: 0, total: 0, unit: 'items' });
     const webgpu = typeof navigator !== 'undefined' && 'gpu' in navigator && !!navigator.gpu;
-    const session = await openOnnxSession(config, params, webgpu);
-    try {
-      const gen = await this.evaluator.generators.get(gm.ctx, gm.tuned, lora?.weights ?? null);
-      const ours = await gen.generate(ids, { maxNewTokens: maxNew, sampling: GREEDY, eosTokenId: config.eosTokenId });
-      const theirs = await session.greedy(ids, maxNew, config.eosTokenId);
-      let first: number | null = null;
-      for (let i = 0; i < Math.max(ours.tokens.length, theirs.tokens.length); i++) {
-        if (ours.tokens[i] !== theirs.tokens[i]) {
-          first = i;
-          break;
-        }
-      }
-      const text = (t: number[]) => tokenizer.decode(t.filter((id) => id < tokenizer.vocabSize));
-      this.post({
-        type: 'tryExport',
-        result: {
-          prompt,
-          provider: session.provider,
-          onnxBytes: session.bytes,
-          engine: { tokens: ours.tokens, text: text(ours.tokens), tokensPerSec: ours.tokensPerSecond },
-          onnx: { tokens: theirs.tokens, text: text(theirs.tokens), tokensPerSec: theirs.tokensPerSec },
-          firstDifference: first,
-        },
-      });
-    } finally {
-      await session.release();
-    }
+    const generator = await this.evaluator.generators.get(gm.ctx, gm.tuned, lora?.weights ?? null);
+    this.post({ type: 'tryExport', result: await tryOnnxExport({ config, params, webgpu, generator, tokenizer, prompt, ids, maxNew }) });
   }
 
   private async resetWeights(): Promise<void> {
