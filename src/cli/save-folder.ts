@@ -26,6 +26,8 @@ export interface TrainedModel {
   /** tokens of training data */
   tokens: number;
   seconds: number;
+  /** the card's name (default: the folder's name; a save into a temporary folder gives the final one) */
+  cardName?: string;
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt'];
@@ -58,7 +60,7 @@ export async function saveTrainedFolder(outDir: string, m: TrainedModel, log: (l
     params: m.params,
     tokenizer: await tokenizerFor(m.modelDir, m.config, log),
     card: {
-      name: basename(outDir),
+      name: m.cardName ?? basename(outDir),
       // A local path is no Hub id, even when it looks like owner/name: say it is a folder.
       baseModel: fromHub ? m.modelArg.replace(/@main$/, '') : `local folder ${basename(m.modelArg)}`,
       corpus: { names: m.data.map((p) => basename(p)), tokens: m.tokens },

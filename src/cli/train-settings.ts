@@ -1,6 +1,9 @@
 // The train command's run options and their reading into the engine's RunSettings. Every
 // default (and so every default --help shows) comes from the engine's one table,
 // RUN_DEFAULTS in engine/train/run-settings.ts, which the page uses too.
+import { ShapeError } from '../engine/errors.ts';
+import { ATTENTION_MAX_HEAD_SIZE } from '../engine/kernels/attention.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
 import { RUN_DEFAULTS, type RunSettings } from '../engine/train/run-settings.ts';
 import type { ScheduleKind } from '../engine/train/schedule.ts';
 import { UsageError, type Args, type OptionSpec } from './args.ts';
@@ -72,4 +75,19 @@ export function runSettingsFromArgs(a: Args, lora: RunSettings['lora'] | null): 
     unfreeze: hasStart ? { enabled: true, start: a.num('unfreeze-start'), every: a.num('unfreeze-every') } : { ...D.unfreeze, enabled: false },
     lora: lora ?? { ...D.lora, enabled: false },
   };
+}
+
+/**
+ * What the model's config alone rules out, checked before its weights are read: a sequence
+ * longer than n_positions (a usage error), a head size the attention kernel cannot hold.
+ */
+export function checkRunFitsModel(s: RunSettings, config: GPT2Config): void {
+  if (s.seq > config.nPositions) throw new UsageError(`train: --seq ${s.seq} exceeds the model's n_positions ${config.nPositions}.`);
+  const hs = config.nEmbd / config.nHead;
+  if (hs > ATTENTION_MAX_HEAD_SIZE) {
+    throw new ShapeError(
+      `train: the model's head size is ${hs} (n_embd ${config.nEmbd} / n_head ${config.nHead}), above the attention kernel's limit of ` +
+        `${ATTENTION_MAX_HEAD_SIZE}. The studio cannot train this model; GPT-2's sizes (head size 64) all fit.`,
+    );
+  }
 }

@@ -2,7 +2,7 @@
 // with --format llmc), tokenized with the model's tokenizer (a local folder or a Hub id, whose
 // config and tokenizer alone are downloaded), split by documents with a seeded shuffle. The
 // statistics are printed to stdout as JSON, progress goes to stderr.
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StudioError } from '../../engine/errors.ts';
 import { RUN_DEFAULTS } from '../../engine/train/run-settings.ts';
@@ -13,6 +13,7 @@ import { tokenizerFromModelFiles } from '../../io/tokenizer.ts';
 import type { NamedFile } from '../../io/utf8.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { resolveModelDir } from '../model-arg.ts';
+import { checkOutputFolder, writeOutputFolder } from '../paths.ts';
 
 /** A corpus file that cannot be used as given (missing, a token file already, a folder …). */
 export class PrepareInputError extends StudioError {}
@@ -24,7 +25,8 @@ export const prepareSpec: CommandSpec = {
   options: [
     { name: 'model', kind: 'string', meta: 'dir|id', help: 'model folder, or Hub id owner/name[@revision] (only config.json and tokenizer files are downloaded)' },
     { name: 'data', kind: 'list', meta: 'file…', help: 'UTF-8 text: .txt/.md (one file = one document), .jsonl (one line = one document), .csv (one row = one document)' },
-    { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for train.bin and val.bin' },
+    { name: 'out', kind: 'string', meta: 'dir', help: 'output folder for train.bin and val.bin: new, empty, or an earlier output of prepare (never the model folder)' },
+    { name: 'overwrite', kind: 'flag', help: 'write into a non-empty --out holding other files (train.bin and val.bin are replaced, the rest kept)' },
     { name: 'val-fraction', kind: 'float', default: 0.1, help: 'fraction of documents held out for validation (a single document is split at a window boundary)' },
     { name: 'seed', kind: 'int', default: RUN_DEFAULTS.seed, help: 'seed of the document shuffle that picks the validation documents' },
     { name: 'seq', kind: 'int', default: 128, help: 'context length T for the window counts and a single-document split (use train\'s --seq)' },
@@ -38,6 +40,8 @@ export const prepareSpec: CommandSpec = {
 };
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt'];
+/** What prepare writes in --out. */
+const PREPARE_OUTPUTS: readonly string[] = ['train.bin', 'val.bin'];
 
 async function corpusFile(path: string): Promise<NamedFile> {
   const st = await stat(path).catch(() => null);
@@ -48,11 +52,6 @@ async function corpusFile(path: string): Promise<NamedFile> {
   }
   // Read in pieces, so a large text file is never held whole (src/io/corpus-stream.ts).
   return { ...(await nodeFileSource(path)), name: path };
-}
-
-async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  await writeFile(`${path}.partial`, bytes);
-  await rename(`${path}.partial`, path);
 }
 
 export async function runPrepare(a: Args, out: (line: string) => void): Promise<void> {
@@ -67,6 +66,13 @@ export async function runPrepare(a: Args, out: (line: string) => void): Promise<
   const modelArg = a.str('model');
   const dir = await resolveModelDir(modelArg, { endpoint: a.optStr('endpoint'), weights: false, log });
   const config = await loadConfigFile(join(dir, 'config.json'));
+  // Before the (long) tokenization: an --out that would overwrite something is refused now.
+  const outDir = a.str('out');
+  await checkOutputFolder({
+    command: 'prepare', out: outDir, modelDir: dir, inputs: files.map((f) => f.name), writes: PREPARE_OUTPUTS, overwrite: a.flag('overwrite'),
+    // An earlier prepare's folder holds only its token files.
+    isOurs: async (_d, entries) => entries.every((n) => PREPARE_OUTPUTS.includes(n)),
+  });
   const modelFiles = await nodeDirFiles(dir);
   const tokFiles = TOKENIZER_FILES.map((n) => modelFiles.get(n)).filter((s) => s !== undefined);
   const { tokenizer, source } = await tokenizerFromModelFiles(tokFiles);
@@ -91,18 +97,15 @@ export async function runPrepare(a: Args, out: (line: string) => void): Promise<
   const seconds = (performance.now() - t0) / 1000;
   if (prepared.stats.message) log(prepared.stats.message);
 
-  const outDir = a.str('out');
-  try {
-    await mkdir(outDir, { recursive: true });
-  } catch (e) {
-    throw new PrepareInputError(`Cannot create the output folder ${outDir} (${(e as Error).message}).`);
-  }
   const format = a.str('format');
   const write = format === 'llmc' ? writeLlmcTokens : writeNanoGptTokens;
   const trainPath = join(outDir, 'train.bin');
   const valPath = join(outDir, 'val.bin');
-  await writeAtomic(trainPath, write(prepared.train));
-  await writeAtomic(valPath, write(prepared.val));
+  // Both files appear together or not at all (paths.ts): never a new train.bin beside an old val.bin.
+  await writeOutputFolder('prepare', outDir, async (stage) => {
+    await writeFile(join(stage, 'train.bin'), write(prepared.train));
+    await writeFile(join(stage, 'val.bin'), write(prepared.val));
+  });
   out(JSON.stringify({
     model: modelArg,
     tokenizer: source,

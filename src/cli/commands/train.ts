@@ -3,7 +3,7 @@
 // adapter folder and/or merged weights), with checkpoints every --save-every steps and after the
 // last, --resume, and clean stops on SIGINT/SIGTERM and non-finite losses (run-checkpoints.ts).
 // Flags and defaults are described in README.md (Command line).
-import { resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
@@ -25,7 +25,7 @@ import {
 } from '../../io/run-checkpoint.ts';
 import type { TokenizerFiles } from '../../io/tokenizer.ts';
 import { RUN_DEFAULTS, toRunConfig } from '../../engine/train/run-settings.ts';
-import { loadModelDir } from '../../io/node-model.ts';
+import { loadConfigFile, loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import type { GPT2Config } from '../../engine/model/config.ts';
 import type { StepLog } from '../../engine/train/loop.ts';
@@ -37,7 +37,8 @@ import {
   CHECKPOINT_OPTIONS, checkpointDataPath, checkResumeFlags, defaultResumeOut, ResumeDataError, RunInterruptedError, StepLogFile, StopSignals,
 } from '../run-checkpoints.ts';
 import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs, type LoraExport } from '../lora.ts';
-import { RUN_OPTIONS, runSettingsFromArgs } from '../train-settings.ts';
+import { checkTrainPaths, estimateTrainWrite, writeOutputFolder } from '../paths.ts';
+import { checkRunFitsModel, RUN_OPTIONS, runSettingsFromArgs } from '../train-settings.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const trainSpec: CommandSpec = {
@@ -48,7 +49,8 @@ export const trainSpec: CommandSpec = {
     { name: 'model', kind: 'string', optional: true, meta: 'dir|id', help: 'Hugging Face model folder: config.json + model.safetensors (or a sharded set); or a Hub id owner/name[@revision], downloaded to the cache ($STUDIO_CACHE, default ~/.cache/webgpu-studio) (required unless --resume)' },
     { name: 'endpoint', kind: 'string', optional: true, meta: 'url', help: 'Hub endpoint for a Hub id (default $HF_ENDPOINT or https://huggingface.co)' },
     { name: 'data', kind: 'list', optional: true, meta: 'file…', help: 'training data: nanoGPT/llm.c token files (.bin), or UTF-8 text (.txt .md .jsonl .csv; one file / line / row is one document, each followed by EOS) (required unless --resume)' },
-    { name: 'out', kind: 'string', optional: true, meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout) and the checkpoint-<step>/ folders (required unless --resume: then the folder holding the checkpoint)' },
+    { name: 'out', kind: 'string', optional: true, meta: 'dir', help: 'output folder for config.json + model.safetensors (HF layout) and the checkpoint-<step>/ folders: new, empty, or an earlier output of train, never the model folder (required unless --resume: then the folder holding the checkpoint)' },
+    { name: 'overwrite', kind: 'flag', help: 'write into a non-empty --out that is not an output of train (files of the export are replaced, others kept)' },
     ...CHECKPOINT_OPTIONS,
     ...RUN_OPTIONS,
     { name: 'freeze', kind: 'list', optional: true, meta: 'list', help: 'frozen groups: embeddings, block indices 0 … L−1 (or ranges 0-5), ln_f' },
@@ -95,7 +97,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   let modelDir: string;
   let modelSource: string;
   let config: GPT2Config;
-  let params: HostParams;
+  let params!: HostParams; // a fresh run reads the weights once its paths are checked
   let frozen: ReadonlySet<number>;
   let cfg: TrainRunConfig;
   let lora: { config: LoraConfig; exportAs: LoraExport } | null;
@@ -132,13 +134,16 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
     if (!a.has('model')) throw new UsageError('train: --model is required (a model folder or Hub id), or --resume <checkpoint> to continue a run.');
     if (!a.has('data')) throw new UsageError('train: --data is required (the training data), or --resume <checkpoint> to continue a run.');
     if (!a.has('out')) throw new UsageError('train: --out is required (the folder for the model and its checkpoints).');
+    // Flags wrong on their own are usage errors before anything is read.
+    const flags = runSettingsFromArgs(a, null);
     modelSource = a.str('model');
     modelDir = await resolveModelDir(modelSource, { endpoint: a.optStr('endpoint'), weights: true, log: out });
-    ({ config, params } = await loadModelDir(modelDir));
+    // The config alone first: what it rules out is refused before the weights are read.
+    config = await loadConfigFile(join(modelDir, 'config.json'));
+    checkRunFitsModel(flags, config);
     frozen = parseGroupList(config, a.list('freeze').join(','));
     lora = parseLoraArgs(a, config);
-    const settings = runSettingsFromArgs(a, lora ? { enabled: true, ...lora.config } : null);
-    if (settings.seq > config.nPositions) throw new UsageError(`train: --seq ${settings.seq} exceeds the model's n_positions ${config.nPositions}.`);
+    const settings = lora ? { ...flags, lora: { enabled: true, ...lora.config } } : flags;
     cfg = toRunConfig(settings, config, { frozen });
     evalEvery = a.num('eval-every');
     dataPaths = a.list('data');
@@ -148,6 +153,12 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const outDir = a.has('out') ? a.str('out') : defaultResumeOut(resume!.dir);
   if (evalEvery < 0) throw new UsageError('train: --eval-every must be ≥ 0 (0 evaluates only at the end).');
   if (evalEvery > 0 && !evalPaths.length) throw new UsageError('train: --eval-every needs --eval-data <file> (the held-out data to evaluate on).');
+  // Every path before the weights load or the GPU starts: nothing the user made is overwritten.
+  await checkTrainPaths({
+    out: outDir, log: a.optStr('log'), modelDir, data: dataPaths, evalData: evalPaths, overwrite: a.flag('overwrite'),
+    plan: estimateTrainWrite({ config, steps: cfg.steps - (resume?.state.step ?? 0), frozen, lora: lora?.config, loraExport: lora?.exportAs, saveEvery, saveTotalLimit }),
+  });
+  if (!resume) ({ params } = await loadModelDir(modelDir));
   const tokens = await loadTrainingTokens(dataPaths, config.vocabSize, modelDir, out);
   if (tokens.length < seq + 1) {
     throw new UsageError(`train: the data has ${tokens.length} tokens, shorter than one window of --seq ${seq} (${seq + 1} tokens). Add data or lower --seq.`);
@@ -296,14 +307,22 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const allLogs = history.filter((l) => typeof l.loss === 'number') as unknown as StepLog[];
   const dataNames = resume ? absData : a.list('data');
   const seconds = (performance.now() - t0) / 1000;
-  const saved = { config, modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds };
+  // The final save goes through a temporary folder in --out (paths.ts): a failed or interrupted
+  // save leaves the previous content whole; the log and checkpoints stay where they are.
+  const cardName = basename(resolve(outDir));
+  const saved = { config, modelArg: modelSource, modelDir, training: cfg, logs: allLogs, data: dataNames, tokens: tokens.length, seconds, cardName };
   if (lora && loraWeights) {
-    const written = await exportLora(outDir, lora.exportAs, config, params, lora.config, await loraWeights.download(), modelSource, (dir, merged) =>
-      saveTrainedFolder(dir, { ...saved, params: merged }, out));
+    const adapters = await loraWeights.download();
+    const written = await writeOutputFolder('train', outDir, async (stage) => {
+      const files = await exportLora(stage, lora.exportAs, config, params, lora.config, adapters, modelSource, (dir, merged) =>
+        saveTrainedFolder(dir, { ...saved, params: merged }, out));
+      return files.map((f) => join(outDir, relative(stage, f)));
+    });
     out(`saved ${written.join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
     loraWeights.destroy();
   } else {
-    const written = await saveTrainedFolder(outDir, { ...saved, params: await weights.download() }, out);
+    const final = await weights.download();
+    const written = await writeOutputFolder('train', outDir, (stage) => saveTrainedFolder(stage, { ...saved, params: final }, out));
     out(`saved ${written.map((f) => `${outDir}/${f}`).join(', ')} after ${done} steps (final loss ${allLogs.at(-1)?.loss.toFixed(4)})`);
   }
   weights.destroy();
