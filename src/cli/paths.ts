@@ -17,7 +17,7 @@
 // `checkOutputFolder` and `writeOutputFolder` are what another command writing a folder (prepare,
 // export) calls; `checkTrainPaths` is train's whole set.
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { access, mkdir, readdir, readFile, realpath, rm, stat, statfs } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { StudioError } from '../engine/errors.ts';
@@ -437,6 +437,27 @@ function untrack(dir: string): void {
   }
 }
 
+/** The most recently modified file under `dir`, if any. */
+function newestFile(dir: string): string | undefined {
+  let best: { path: string; mtime: number } | undefined;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else {
+        const m = statSync(p).mtimeMs;
+        if (!best || m >= best.mtime) best = { path: p, mtime: m };
+      }
+    }
+  };
+  try {
+    walk(dir);
+  } catch {
+    return undefined;
+  }
+  return best?.path;
+}
+
 /**
  * Moves every entry of `stage` into `out`, the replaced ones into `backup` first; synchronous, so
  * no signal handler runs in between. A failed rename puts everything back and rethrows.
@@ -489,7 +510,9 @@ export async function writeOutputFolder<T>(command: string, out: string, write: 
       const err = e as NodeJS.ErrnoException;
       // Named errors and aborts pass through; a file-system error is told in terms of --out.
       if (typeof err?.code !== 'string' || !err.code.startsWith('E')) throw e;
-      if (typeof err.path === 'string' && isWithin(err.path, stage)) err.path = join(out, relative(stage, err.path)).replace(/\.partial$/, '');
+      // A failed write() names no path: the file being written is the newest in the temporary.
+      const path = typeof err.path === 'string' ? err.path : newestFile(stage);
+      if (path !== undefined && isWithin(path, stage)) err.path = join(out, relative(stage, path)).replace(/\.partial$/, '');
       throw new OutputWriteError(`${command}: ${describeFsError(err, out)} Nothing in ${out} was changed.`);
     }
     track(backup);
