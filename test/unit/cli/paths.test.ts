@@ -306,7 +306,8 @@ const training = {
 async function trained(scale: number): Promise<TrainedModel> {
   const m = await loadModelDir(model);
   const params = new Map([...m.params].map(([k, v]) => [k, v.map((x) => x * scale)]));
-  return { config: m.config, params, modelArg: model, modelDir: model, training, logs: [{ step: 1, loss: 5, lr: 1e-3, grad_norm: 1 }], data: [data], tokens: 100, seconds: 1 };
+  const logs = [{ step: 1, loss: 5, lr: 1e-3, grad_norm: 1 }];
+  return { config: m.config, params, modelArg: model, modelDir: model, training, logs, data: [data], tokens: 100, seconds: 1 };
 }
 
 describe('the final save: all new files or none', () => {
