@@ -28,8 +28,8 @@ describe('train writes only where it may', () => {
     expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([]);
 
     // Things of the user's and of earlier runs in the folder stay as they are.
-    mkdirSync(join(out, 'checkpoint-2'));
-    writeFileSync(join(out, 'checkpoint-2', 'trainer_state.json'), '{"step":2}');
+    mkdirSync(join(out, 'checkpoint-900'));
+    writeFileSync(join(out, 'checkpoint-900', 'trainer_state.json'), '{"step":900}');
     writeFileSync(join(out, 'notes.txt'), 'mine');
     const notesTime = statSync(join(out, 'notes.txt')).mtimeMs;
     const logBefore = readFileSync(log, 'utf8');
@@ -38,7 +38,7 @@ describe('train writes only where it may', () => {
     expect(readFileSync(join(out, 'notes.txt'), 'utf8')).toBe('mine');
     expect(statSync(join(out, 'notes.txt')).mtimeMs).toBe(notesTime);
     expect(readFileSync(log, 'utf8')).toBe(logBefore);
-    expect(readFileSync(join(out, 'checkpoint-2', 'trainer_state.json'), 'utf8')).toBe('{"step":2}');
+    expect(readFileSync(join(out, 'checkpoint-900', 'trainer_state.json'), 'utf8')).toBe('{"step":900}');
     expect(statSync(join(out, 'model.safetensors')).mtimeMs).not.toBe(weightsBefore);
     const second = await loadModelDir(out);
     const w = 'h.0.attn.c_attn.weight';
