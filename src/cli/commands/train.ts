@@ -156,7 +156,9 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   // Every path before the weights load or the GPU starts: nothing the user made is overwritten.
   await checkTrainPaths({
     out: outDir, log: a.optStr('log'), modelDir, data: dataPaths, evalData: evalPaths, overwrite: a.flag('overwrite'),
-    plan: estimateTrainWrite({ config, steps: cfg.steps - (resume?.state.step ?? 0), frozen, lora: lora?.config, loraExport: lora?.exportAs, saveEvery, saveTotalLimit }),
+    plan: estimateTrainWrite({
+      config, steps: cfg.steps - (resume?.state.step ?? 0), frozen, lora: lora?.config, loraExport: lora?.exportAs, saveEvery, saveTotalLimit,
+    }),
   });
   if (!resume) ({ params } = await loadModelDir(modelDir));
   const tokens = await loadTrainingTokens(dataPaths, config.vocabSize, modelDir, out);
