@@ -82,7 +82,9 @@ export async function runTrain(a: Args, out: (line: string) => void): Promise<vo
   try {
     await train(a, out, stops);
   } finally {
-    stops.uninstall();
+    // After a stop the process is on its way out with 130/143; the same Ctrl-C reaching it again
+    // (npm, a shell) must not meet the default action and kill it first, so the handler stays.
+    if (!stops.received) stops.uninstall();
   }
 }
 
