@@ -40,10 +40,19 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
   let session: Awaited<ReturnType<Ort['InferenceSession']['create']>> | null = null;
   let provider: OnnxProvider = 'wasm';
   const errors: string[] = [];
+  // With WebGPU the keys and values stay on the GPU between calls (fed back as they came out, as
+  // transformers.js v3 does with preferredOutputLocation 'gpu-buffer' for present.*);
+  // only the logits come back to the CPU.
+  const presentNames = Array.from({ length: config.nLayer }, (_, l) => [`present.${l}.key`, `present.${l}.value`]).flat();
+  const onGpu = Object.fromEntries(presentNames.map((n) => [n, 'gpu-buffer' as const]));
   for (const p of webgpu ? (['webgpu', 'wasm'] as const) : (['wasm'] as const)) {
     try {
       // A copy each time: a session may take ownership of the buffer it is given.
-      session = await ort.InferenceSession.create(bytes.slice(), { executionProviders: [p], logSeverityLevel: 3 });
+      session = await ort.InferenceSession.create(bytes.slice(), {
+        executionProviders: [p],
+        logSeverityLevel: 3,
+        ...(p === 'webgpu' ? { preferredOutputLocation: onGpu } : {}),
+      });
       provider = p;
       break;
     } catch (e) {
@@ -60,7 +69,7 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
     async greedy(prompt, maxNew, eos) {
       const t0 = performance.now();
       const tokens: number[] = [];
-      let past: Record<string, unknown> | null = null;
+      let past: Record<string, { dispose(): void }> | null = null;
       let pos = 0;
       let feed = prompt;
       while (tokens.length < maxNew) {
@@ -75,6 +84,8 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
           }
         }
         const out = await s.run(feeds as Parameters<typeof s.run>[0]);
+        // The past just fed is replaced by the present returned: free GPU copies as we go.
+        if (past && provider === 'webgpu') for (const n of presentNames) past[n].dispose();
         const logits = out.logits.data as Float32Array;
         const next = argmax(logits, (feed.length - 1) * V, V);
         tokens.push(next);
@@ -83,6 +94,7 @@ export async function openOnnxSession(config: GPT2Config, params: HostParams | O
         past = out;
         if (eos !== null && next === eos) break;
       }
+      if (past && provider === 'webgpu') for (const n of presentNames) past[n].dispose();
       const ms = performance.now() - t0;
       return { tokens, tokensPerSec: (1000 * tokens.length) / ms };
     },
