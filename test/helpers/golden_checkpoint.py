@@ -7,7 +7,8 @@ state, rows_read 0, the case's settings, and the data by absolute path.
   golden_checkpoint.py OUT_DIR CASE [key=json ...]
 
 CASE is full | frozen | accum (test/goldens/gpt2-tiny) or lora | rslora (test/goldens/lora-tiny).
-key=json pairs override settings (e.g. order='"shuffled"'). Prints {"dir", "losses", "grad_norms"}.
+key=json pairs override settings (e.g. order='"shuffled"'); eval=true also names the training
+tokens as the held-out data. Prints {"dir", "losses", "grad_norms"}.
 """
 import hashlib
 import json
@@ -48,6 +49,7 @@ def write_safetensors(path, tensors):
 def main():
     out, case_name = sys.argv[1], sys.argv[2]
     overrides = {k: json.loads(v) for k, v in (a.split('=', 1) for a in sys.argv[3:])}
+    with_eval = overrides.pop('eval', False)
     lora_case = case_name in ('lora', 'rslora')
     g = json.load(open(os.path.join(GOLDENS, 'lora-tiny' if lora_case else 'gpt2-tiny', 'goldens.json')))
     case = next(c for c in g['cases'] if c['name'] == case_name)
@@ -90,6 +92,9 @@ def main():
         },
         'kernels': {}, 'log_history': [], 'created': '2026-11-30T00:00:00.000Z', 'writer': 'cli',
     }
+    if with_eval:
+        state['data']['eval'] = [tokens_path]
+        state['fingerprints']['eval_tokens'] = state['fingerprints']['train_tokens']
     json.dump(state, open(os.path.join(out, 'trainer_state.json'), 'w'), indent=2)
     print(json.dumps({'dir': out, 'losses': case['losses'], 'grad_norms': case['grad_norms']}))
 

@@ -554,11 +554,11 @@ def load_checkpoint(path):
     return ck
 
 
-def resolve_data(ck):
-    """Absolute paths of the training data; a relative path is relative to the checkpoint folder."""
-    paths = ck['state']['data'].get('train') or []
+def resolve_data(ck, which='train'):
+    """Absolute paths of the training (or held-out) data; a relative path is relative to the checkpoint folder."""
+    paths = ck['state']['data'].get(which) or []
     if not paths:
-        raise CorruptCheckpointError('trainer_state.json names no training data (data.train is empty).')
+        raise CorruptCheckpointError('trainer_state.json names no training data (data.%s is empty).' % which)
     return [p if os.path.isabs(p) else os.path.normpath(os.path.join(ck['path'], p)) for p in paths]
 
 
@@ -641,6 +641,17 @@ class Run:
         if vmax >= ck['config']['vocab_size']:
             raise DataFileError('The training data holds token id %d, beyond the vocabulary of %d.' % (vmax, ck['config']['vocab_size']))
         self.order = WindowOrder(W, s.get('order') == 'shuffled', int(s.get('seed', 0)))
+        # Held-out data: evaluated every settings.eval_every steps and after the last one, as the studio does.
+        self.eval_paths = resolve_data(ck, 'eval') if ck['state']['data'].get('eval') else []
+        self.eval_tokens = None
+        if self.eval_paths:
+            self.eval_tokens = load_tokens(self.eval_paths)
+            want = ck['state']['fingerprints'].get('eval_tokens')
+            if want and tokens_fingerprint(self.eval_tokens) != want:
+                raise DataFileError('The held-out data (%s) is not the data the run evaluated on (its fingerprint differs). '
+                                    'Restore the original token file.' % ', '.join(self.eval_paths))
+            if (len(self.eval_tokens) - 1) // self.T < 1:
+                raise DataFileError('The held-out data has %d tokens, fewer than one window of %d.' % (len(self.eval_tokens), self.T + 1))
         self.out = os.path.abspath(a.out)
         if self.out == ck['path']:
             raise OutputExistsError('--out %s is the checkpoint folder itself; choose another folder.' % self.out)
@@ -807,6 +818,31 @@ class Run:
             norm = 0.0
         return {'step': step0 + 1, 'loss': loss_v, 'lr': lr * mult * self.factors[self.L + 1], 'grad_norm': norm}
 
+    @torch.no_grad()
+    def evaluate(self, step):
+        """Every window of the held-out data, dropout off: mean loss, perplexity, top-1 accuracy (the studio's evaluator)."""
+        T, tok = self.T, self.eval_tokens
+        W = (len(tok) - 1) // T
+        Bp = max(1, self.B // self.world)
+        mine = list(range(self.rank, W, self.world))  # windows split across the processes
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.model.eval()
+        for i in range(0, len(mine), Bp):
+            rows = [np.asarray(tok[w * T:w * T + T + 1]) for w in mine[i:i + Bp]]
+            x = torch.from_numpy(np.stack(rows).astype(np.int64)).to(self.device)
+            logits = self.model(x[:, :-1]).float()
+            y = x[:, 1:]
+            loss_sum += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction='sum').double()
+            correct += (logits.argmax(-1) == y).sum().double()
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.all_reduce(loss_sum)
+            dist.all_reduce(correct)
+        n = W * T
+        loss = loss_sum.item() / n
+        return {'step': step, 'eval_loss': loss, 'eval_ppl': math.exp(loss), 'eval_acc': correct.item() / n}
+
     # -- output ----------------------------------------------------------------------------------
     def hf_weights(self, merged):
         """[(transformer. name, tensor)] of the model; LoRA merged into W when `merged` (W + (B A)^T s)."""
@@ -867,9 +903,7 @@ class Run:
             'format': CHECKPOINT_FORMAT, 'format_version': CHECKPOINT_FORMAT_VERSION,
             'step': step, 'total_steps': self.total, 'rows_read': rows_read, 'windows': self.order.W,
             'dropout_step': step, 'settings': settings,
-            'data': dict(st['data'], train=self.data_paths,
-                         **({'eval': [p if os.path.isabs(p) else os.path.normpath(os.path.join(self.ck['path'], p)) for p in st['data']['eval']]}
-                            if st['data'].get('eval') else {})),
+            'data': dict(st['data'], train=self.data_paths, **({'eval': self.eval_paths} if self.eval_paths else {})),
             'fingerprints': st['fingerprints'],
             'kernels': {'torch': torch.__version__, 'device': self.device.type, 'processes': self.world,
                         'precision': 'bf16-autocast' if self.args.bf16 else 'f32'},
@@ -932,6 +966,14 @@ class Run:
                 if self.main and (rec['step'] % 10 == 0 or rec['step'] == self.start + 1 or rec['step'] == self.total):
                     tps = (rec['step'] - self.start) * self.B * self.M * self.T / max(1e-9, time.time() - t0)
                     print('step %d/%d  loss %.4f  lr %.2e  grad_norm %.4f  %.0f tok/s' % (rec['step'], self.total, rec['loss'], rec['lr'], rec['grad_norm'], tps), flush=True)
+                every = int(s.get('eval_every') or 0)
+                if self.eval_tokens is not None and ((every > 0 and rec['step'] % every == 0) or rec['step'] == self.total):
+                    ev = self.evaluate(rec['step'])
+                    logs.append(ev)
+                    if log_f:
+                        log_f.write(json.dumps(ev) + '\n')
+                        log_f.flush()
+                    self.say('eval after step %d: loss %.4f  ppl %.2f  accuracy %.2f%%' % (ev['step'], ev['eval_loss'], ev['eval_ppl'], 100 * ev['eval_acc']))
                 if self.main and rec['step'] in self.save_steps:
                     self.save_checkpoint(rec['step'], rows, logs)
             if self.main:

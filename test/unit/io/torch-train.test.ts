@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { paramSpecs } from '../../../src/engine/model/params.ts';
-import { refTrain } from '../../../src/engine/reference/gpt2.ts';
+import { refForward, refTrain } from '../../../src/engine/reference/gpt2.ts';
 import { epochPermutation, WindowSampler } from '../../../src/engine/train/data.ts';
 import { groupLrFactors, unfreezeSchedule } from '../../../src/engine/train/groups.ts';
 import { lrMultiplier, type ScheduleConfig } from '../../../src/engine/train/schedule.ts';
@@ -217,6 +217,46 @@ describe('a run with cosine warmup, discriminative rates, gradual unfreezing and
     log.forEach((l, i) => expect(rel(l.loss, one[i + 4].loss), `loss step ${l.step}`).toBeLessThan(1e-6));
     const a = readTensors(join(out, 'model.safetensors'));
     for (const [k, t] of readTensors(join(root, 'rich-1', 'model.safetensors'))) expect(fractionOff(a.get(k)!, t, 1e-6), k).toBeLessThanOrEqual(0.001);
+  });
+});
+
+describe('held-out evaluation', () => {
+  it('every eval_every steps and at the end: loss, perplexity and accuracy over every window, as the float64 reference computes them', () => {
+    const ck = join(root, 'eval');
+    goldenCheckpoint(ck, 'full', { eval: true, eval_every: 4, steps: 6 });
+    const out = join(root, 'eval-out');
+    const r = trainPy(['--checkpoint', ck, '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const evals = lines.filter((l) => 'eval_loss' in l);
+    expect(evals.map((l) => l.step)).toEqual([4, 6]);
+    expect(lines.map((l) => l.step)).toEqual([1, 2, 3, 4, 4, 5, 6, 6]);
+    const G = loadGoldens();
+    const T = 37;
+    const W = Math.floor((G.tokens.length - 1) / T);
+    const final = readTensors(join(out, 'model.safetensors'));
+    const params = new Map([...final].map(([k, v]) => [k.replace(/^transformer\./, ''), Float64Array.from(v)]));
+    const inputs = new Int32Array(W * T);
+    const targets = new Int32Array(W * T);
+    for (let w = 0; w < W; w++) for (let t = 0; t < T; t++) {
+      inputs[w * T + t] = G.tokens[w * T + t];
+      targets[w * T + t] = G.tokens[w * T + t + 1];
+    }
+    const f = refForward(G.config, params, inputs, targets, W, T);
+    const V = G.config.vocabSize;
+    let correct = 0;
+    for (let n = 0; n < W * T; n++) {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (f.logits[n * V + v] > f.logits[n * V + best]) best = v;
+      if (best === targets[n]) correct++;
+    }
+    const last = evals[1];
+    expect(rel(last.eval_loss, f.loss!)).toBeLessThan(1e-5);
+    expect(rel(last.eval_ppl, Math.exp(f.loss!))).toBeLessThan(1e-5);
+    expect(Math.abs(last.eval_acc - correct / (W * T))).toBeLessThanOrEqual(1 / (W * T));
+    const state = JSON.parse(readFileSync(join(out, 'checkpoint-6', 'trainer_state.json'), 'utf8'));
+    expect(state.log_history.filter((l: { eval_loss?: number }) => l.eval_loss !== undefined).length).toBe(2);
+    expect(state.data.eval).toEqual(state.data.train);
   });
 });
 
