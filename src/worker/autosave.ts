@@ -15,7 +15,7 @@ import type { CorpusStats, TokenizedCorpus } from '../io/corpus.ts';
 import type { RunFile, RunStore, RunSummary } from '../io/run-store.ts';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, settingsOf, type TrainerStateJson } from '../io/run-checkpoint.ts';
 import type { LocalFile } from '../io/local-files.ts';
-import type { CorpusOptions, EvalResult, SampleSettings, TrainSettings, WorkerEvent } from './protocol.ts';
+import type { CorpusOptions, EvalResult, ModelSource, SampleSettings, TrainSettings, WorkerEvent } from './protocol.ts';
 
 /** A saved run the page cannot restore (not saved by the page, or damaged). */
 export class SavedRunError extends StudioError {}
@@ -44,6 +44,29 @@ export interface PageState {
   events: ShownEvent[];
   /** the base model's validation metrics (the "before" of before/after), if measured */
   evalBefore: EvalResult | null;
+}
+
+/** Where a saved run's model comes from again: the Hub or the built-in model, or its dropped files (kept as assets). */
+export function savedModelSource(source: ModelSource): SavedModelSource {
+  switch (source.kind) {
+    case 'files':
+      return { kind: 'files', paths: source.files.map((f) => f.path) };
+    case 'hub':
+      return { kind: 'hub', endpoint: source.endpoint, repo: source.repo, revision: source.revision };
+    case 'builtin':
+      return { kind: 'builtin' };
+  }
+}
+
+/** The log lines of the format (trainer_state.json's log_history) from what the page showed. */
+export function logHistory(shown: readonly ShownEvent[]): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const ev of shown) {
+    if (ev.type === 'step') out.push({ step: ev.step, loss: ev.loss, lr: ev.lr, grad_norm: ev.gradNorm });
+    else if (ev.type === 'eval' && ev.phase !== 'before') out.push({ step: ev.step, eval_loss: ev.tuned.loss, eval_ppl: ev.tuned.perplexity, eval_acc: ev.tuned.accuracy });
+    else if (ev.type === 'sample') out.push({ step: ev.step, sample: { prompt: ev.prompt, text: ev.tuned } });
+  }
+  return out;
 }
 
 export function pageStateFile(ps: PageState): RunFile {

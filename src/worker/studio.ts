@@ -38,7 +38,10 @@ import { RunControl } from './run-control.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
 import { expandDrop, findCheckpoint, importedRun } from './import-run.ts';
 import type { LocalFile } from '../io/local-files.ts';
-import { corpusAssets, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError, trainerState, type PageState, type SavedModelSource, type ShownEvent } from './autosave.ts';
+import {
+  corpusAssets, logHistory, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError,
+  savedModelSource, trainerState, type PageState, type ShownEvent,
+} from './autosave.ts';
 import { matmulSelftest } from './selftest.ts';
 import { hasErrors, runSteps, validateSample, validateTrain } from './settings.ts';
 
@@ -570,11 +573,9 @@ export class Studio {
   private pageState(settings: TrainSettings, sample: SampleSettings, frozen: number[], shown: ShownEvent[]): PageState {
     const m = this.model!;
     const c = this.corpus!;
-    const src: SavedModelSource = m.source.kind === 'files' ? { kind: 'files', paths: m.source.files.map((f) => f.path) } : m.source.kind === 'hub'
-      ? { kind: 'hub', endpoint: m.source.endpoint, repo: m.source.repo, revision: m.source.revision } : { kind: 'builtin' };
     return {
       format: 'webgpu-finetuning-studio/page-state', version: 1,
-      model: { name: m.folder.name, source: src },
+      model: { name: m.folder.name, source: savedModelSource(m.source) },
       corpus: { name: c.name, names: c.names, options: c.options, stats: c.tokenized.stats },
       settings, frozen, sample, events: shown, evalBefore: this.evaluator.baseResult,
     };
@@ -586,17 +587,6 @@ export class Studio {
     return { corpus: corpusAssets(this.corpus!.tokenized), ...(m.source.kind === 'files' ? { model: modelAssets(m.source.files) } : {}) };
   }
 
-  /** The log lines of the format (trainer_state.json's log_history) from what the page showed. */
-  private static logHistory(shown: ShownEvent[]): Array<Record<string, unknown>> {
-    const out: Array<Record<string, unknown>> = [];
-    for (const ev of shown) {
-      if (ev.type === 'step') out.push({ step: ev.step, loss: ev.loss, lr: ev.lr, grad_norm: ev.gradNorm });
-      else if (ev.type === 'eval' && ev.phase !== 'before') out.push({ step: ev.step, eval_loss: ev.tuned.loss, eval_ppl: ev.tuned.perplexity, eval_acc: ev.tuned.accuracy });
-      else if (ev.type === 'sample') out.push({ step: ev.step, sample: { prompt: ev.prompt, text: ev.tuned } });
-    }
-    return out;
-  }
-
   private async checkpointFilesOf(
     gm: GpuModel, lora: LoraSession | null, snap: RunSnapshot, cfg: TrainRunConfig, settings: TrainSettings, sample: SampleSettings,
     trainTokens: number, fingerprints: TrainerStateJson['fingerprints'], shown: ShownEvent[], snapshotWeights = false,
@@ -606,7 +596,7 @@ export class Studio {
     const state = trainerState({
       snap, dropoutStep: optimizer.stepIndex, cfg, lora: lora?.config ?? null, evalEvery: settings.evalEvery,
       windows: Math.floor((trainTokens - 1) / cfg.seq), modelName: m.folder.baseModel, corpusNames: this.corpus!.names, fingerprints,
-      log: Studio.logHistory(shown),
+      log: logHistory(shown),
     });
     const files = checkpointFiles({
       config: m.folder.config,
@@ -626,7 +616,7 @@ export class Studio {
     const r = await saver.store.open(saver.runId);
     const ps = await readPageState(r.checkpoint.get('studio_state.json'));
     const st = JSON.parse(await r.checkpoint.get('trainer_state.json')!.text()) as TrainerStateJson;
-    st.log_history = Studio.logHistory(shown);
+    st.log_history = logHistory(shown);
     await saver.store.updateCheckpointFile(saver.runId, { name: 'trainer_state.json', data: new TextEncoder().encode(`${JSON.stringify(st, null, 2)}\n`) });
     await saver.store.updateCheckpointFile(saver.runId, pageStateFile(this.pageState(settings, sample, ps?.frozen ?? [], shown)), this.summaryOf(this.runStep, 'finished'));
   }
