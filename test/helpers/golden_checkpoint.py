@@ -85,7 +85,7 @@ def main():
         'step': 0, 'total_steps': settings['steps'], 'rows_read': 0, 'windows': (len(tokens) - 1) // T, 'dropout_step': 0,
         'settings': settings,
         'model': {'source': 'gpt2-tiny', 'dir': os.path.abspath(os.path.join(TINY, 'model'))},
-        'data': {'train': [tokens_path]},
+        'data': {'train': [tokens_path], 'eval': []},
         'fingerprints': {
             'base_weights': 'sha256:' + '0' * 64,
             'train_tokens': 'sha256:' + hashlib.sha256(tokens.astype('<u4').tobytes()).hexdigest(),

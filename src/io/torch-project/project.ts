@@ -49,9 +49,8 @@ export function checkTrainerState(json: unknown, where: string): ExportedState {
 
 /** trainer_state.json of the project's checkpoint/: the same, with the data named inside the project. */
 export function projectTrainerState(state: Record<string, unknown>, hasEval: boolean): Record<string, unknown> {
-  const data = { ...(state.data as Record<string, unknown>), train: ['../' + PROJECT_TRAIN_DATA] } as Record<string, unknown>;
-  if (hasEval) data.eval = ['../' + PROJECT_EVAL_DATA];
-  else delete data.eval;
+  // Both lists are always present: the format's readers require them.
+  const data = { ...(state.data as Record<string, unknown>), train: ['../' + PROJECT_TRAIN_DATA], eval: hasEval ? ['../' + PROJECT_EVAL_DATA] : [] };
   return { ...state, data };
 }
 

@@ -903,7 +903,7 @@ class Run:
             'format': CHECKPOINT_FORMAT, 'format_version': CHECKPOINT_FORMAT_VERSION,
             'step': step, 'total_steps': self.total, 'rows_read': rows_read, 'windows': self.order.W,
             'dropout_step': step, 'settings': settings,
-            'data': dict(st['data'], train=self.data_paths, **({'eval': self.eval_paths} if self.eval_paths else {})),
+            'data': dict(st['data'], train=self.data_paths, eval=self.eval_paths),  # both lists always present
             'fingerprints': st['fingerprints'],
             'kernels': {'torch': torch.__version__, 'device': self.device.type, 'processes': self.world,
                         'precision': 'bf16-autocast' if self.args.bf16 else 'f32'},

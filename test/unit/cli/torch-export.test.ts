@@ -42,7 +42,7 @@ describe('exportTorchProject', () => {
     expect(readFileSync(join(proj, 'data/train.bin'))).toEqual(readFileSync(GOLD_TOKENS));
     const src = JSON.parse(readFileSync(join(ck, 'trainer_state.json'), 'utf8'));
     const got = JSON.parse(readFileSync(join(proj, 'checkpoint/trainer_state.json'), 'utf8'));
-    expect(got).toEqual({ ...src, data: { train: ['../data/train.bin'] } });
+    expect(got).toEqual({ ...src, data: { train: ['../data/train.bin'], eval: [] } });
     const readme = readFileSync(join(proj, 'README.md'), 'utf8');
     expect(readme).toContain('torchrun --standalone --nproc_per_node 4 train.py --steps 5 --out runs/continued');
     expect(readme).toContain('--rdzv_backend c10d --rdzv_endpoint HOST:29500');
@@ -84,7 +84,7 @@ describe('exportTorchProject', () => {
     writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, 'utf8')), vocab_size: 50257 }));
     const tokens = await loadTrainingTokens([txt], 50257, ck, quiet);
     editState(ck, (s) => {
-      s.data = { train: [txt] };
+      s.data = { train: [txt], eval: [] };
       (s.fingerprints as Record<string, string>).train_tokens = tokensFingerprint(tokens);
     });
     const proj = join(root, 'project-text');
