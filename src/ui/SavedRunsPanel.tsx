@@ -57,6 +57,14 @@ export function SavedRunsPanel() {
                   }}>
                   {saved.downloading === r.id ? 'Zipping…' : 'Download .zip'}
                 </button>
+                <button type="button" disabled={saved.downloading !== null} data-testid="saved-run-torch"
+                  title="A .zip with train.py, this checkpoint and its training tokens: continue the run with PyTorch on one GPU or under torchrun on many (its README has the commands)."
+                  onClick={() => {
+                    useStudio.setState((s) => ({ saved: { ...s.saved, downloading: r.id } }));
+                    send({ type: 'runTorchProject', id: r.id });
+                  }}>
+                  Continue on a cluster
+                </button>
                 <button type="button" disabled={current} title={current ? 'This run is training: stop it first.' : undefined} data-testid="saved-run-delete"
                   onClick={() => {
                     if (window.confirm(`Delete the saved run of ${r.model} on ${r.corpus} (step ${r.step}, ${bytes(r.bytes)})? This cannot be undone.`)) send({ type: 'runDelete', id: r.id });

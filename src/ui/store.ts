@@ -377,6 +377,7 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
           patch.progress = withoutProgress(s.progress, 'evaluate');
           break;
         case 'runDownload':
+        case 'runTorchProject':
           patch.saved = { ...s.saved, downloading: null };
           break;
         case 'train':

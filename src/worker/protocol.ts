@@ -155,6 +155,8 @@ export type WorkerRequest =
   | { type: 'runImport'; files: LocalFile[] }
   /** the saved run as a .zip: checkpoint-<step>/ (loads with from_pretrained, resumes in the CLI) and studio/ (the page's extras) */
   | { type: 'runDownload'; id: string }
+  /** the saved run as a PyTorch project .zip that continues it under torchrun (train.py, checkpoint/, data/, README.md); answered with runZip */
+  | { type: 'runTorchProject'; id: string }
   /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */
   | { type: 'loseDevice' };
 

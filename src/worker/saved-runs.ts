@@ -4,7 +4,7 @@
 import { StudioError } from '../engine/errors.ts';
 import type { OpfsDirectory } from '../io/cache.ts';
 import { RunStore, type SavedRun } from '../io/run-store.ts';
-import { zipChunks } from '../io/zip.ts';
+import { zipChunks, type ZipEntry } from '../io/zip.ts';
 import type { SavedRunInfo } from './protocol.ts';
 
 /** Saved runs need the origin private file system, which this browser (or window) does not give. */
@@ -54,8 +54,11 @@ export async function runZip(store: RunStore, id: string): Promise<{ fileName: s
   const r = (await store.list()).find((x) => x.id === id);
   if (!r) throw new NoRunStorageError(`There is no saved run ${id} any more (it may have been deleted in another tab).`);
   const stem = runFileStem(r.summary.model, r.summary.step);
-  const fileName = `${stem}.zip`;
-  const entries = await store.zipEntries(id, stem);
+  return zipBlob(`${stem}.zip`, await store.zipEntries(id, stem), r.bytes);
+}
+
+/** A .zip of `entries` as a Blob, written to a temporary OPFS file when the browser has one (so a model-sized archive lives on disk). */
+export async function zipBlob(fileName: string, entries: ZipEntry[], bytes: number): Promise<{ fileName: string; blob: Blob }> {
   const storage = (globalThis as { navigator?: { storage?: StorageManager } }).navigator?.storage;
   if (storage && typeof storage.getDirectory === 'function') {
     const root = await storage.getDirectory();
@@ -72,7 +75,7 @@ export async function runZip(store: RunStore, id: string): Promise<{ fileName: s
     } catch (e) {
       await w.abort().catch(() => {});
       if ((e as { name?: string })?.name === 'QuotaExceededError') {
-        throw new NoRunStorageError(`The browser's storage is full: the ${Math.round(r.bytes / 1e6)} MB archive of this run does not fit beside it. Delete other saved runs or cached models, then download again.`);
+        throw new NoRunStorageError(`The browser's storage is full: the ${Math.round(bytes / 1e6)} MB archive of this run does not fit beside it. Delete other saved runs or cached models, then download again.`);
       }
       throw e;
     }

@@ -35,6 +35,7 @@ import { tryOnnxExport } from './onnx-try.ts';
 import { browserCache, describeModel, openModelSource, type ModelFolder } from './model-source.ts';
 import type { CorpusOptions, CorpusSource, EvalResult, ExportFormat, MemoryBreakdown, ModelInfo, ModelSource, RunState, SampleSettings, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { RunControl } from './run-control.ts';
+import { torchProjectZip } from './torch-project.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
 import { expandDrop, findCheckpoint, importedRun } from './import-run.ts';
 import type { LocalFile } from '../io/local-files.ts';
@@ -204,6 +205,11 @@ export class Studio {
         case 'runDownload':
           return await this.oneTask('download', async () => {
             const z = await runZip(await requireRunStore(this.runStore), req.id);
+            this.post({ type: 'runZip', id: req.id, ...z });
+          });
+        case 'runTorchProject':
+          return await this.oneTask('download', async () => {
+            const z = await torchProjectZip(await requireRunStore(this.runStore), req.id);
             this.post({ type: 'runZip', id: req.id, ...z });
           });
         case 'loseDevice':
