@@ -82,7 +82,7 @@ describe.each(['tiny', 'tiny, weights ×6', 'demo'])('%s', (which) => {
     expect(pastDims).toEqual([1, config.nHead, seq.length, config.nEmbd / config.nHead]);
     const ref = refLogits(c(), seq);
     expect(relToLargest(logits, ref)).toBeLessThan(1e-4);
-    // and, as a whole, as close as float32 gets (DESIGN-style ‖got − ref‖ / ‖ref‖)
+    // and, as a whole, as close as float32 gets (‖got − ref‖ / ‖ref‖)
     expect(relErr(logits, ref)).toBeLessThan(1e-5);
     // the cached steps are the ones after the prompt: check them on their own too
     const V = config.vocabSize;
