@@ -3,7 +3,7 @@
 // held-out split as data/eval.bin, the checkpoint naming them inside the project, train.py and
 // the README; the project, written out as the zip would unpack, runs under PyTorch. A save whose
 // corpus does not give the checkpoint's training tokens is refused.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { Sha256 } from '../../../src/io/sha256.ts';
 import { readTokenFile } from '../../../src/io/token-files.ts';
 import type { ZipEntry } from '../../../src/io/zip.ts';
 import { corpusAssets, PAGE_STATE_NAME } from '../../../src/worker/autosave.ts';
+import { findCheckpoint, importedRun, type LoadedCorpus } from '../../../src/worker/import-run.ts';
 import { torchProjectEntries } from '../../../src/worker/torch-project.ts';
 import { fakeOpfs } from '../../helpers/fake-opfs.ts';
 import { goldenCheckpoint, readLog, TRAIN_PY, trainPy } from '../../helpers/torch-project.ts';
@@ -89,6 +90,23 @@ describe('the page\'s "Continue on a cluster" zip', () => {
     expect(r.status, r.stderr).toBe(0);
     const log = readLog(join(proj, 'runs/continued/log.jsonl'));
     expect(log.filter((l) => l.loss !== undefined).map((l) => l.step)).toEqual([1, 2, 3]);
+  });
+
+  it('a checkpoint train.py wrote is taken by the page\'s "Resume from a checkpoint" like a command-line one', async () => {
+    const ck = join(root, 'ck-back');
+    goldenCheckpoint(ck, 'full', { steps: 4 });
+    const out = join(root, 'back-out');
+    const r = trainPy(['--checkpoint', ck, '--out', out, '--steps', '4', '--save-every', '2']);
+    expect(r.status, r.stderr).toBe(0);
+    const dir = join(out, 'checkpoint-2');
+    const files = readdirSync(dir).map((n) => ({ path: `checkpoint-2/${n}`, file: new Blob([readFileSync(join(dir, n))]) }));
+    const found = findCheckpoint(files);
+    const all = readTokenFile(new Uint8Array(readFileSync(GOLD_TOKENS)), 'train.bin').tokens;
+    const tokenized = { tokens: all, docStarts: Uint32Array.from([0, all.length]), stats: { files: 1, documents: 1, characters: 0, bytes: 0, tokens: all.length } as TokenizedCorpus['stats'] };
+    const run = await importedRun(found, { name: 'train.bin', names: ['train.bin'], options: {} as LoadedCorpus['options'], tokenized });
+    expect(run.summary).toMatchObject({ step: 2, totalSteps: 4, state: 'stopped' });
+    const other = { ...tokenized, tokens: all.slice(1), docStarts: Uint32Array.from([0, all.length - 1]) };
+    await expect(importedRun(found, { name: 'x', names: ['x'], options: {} as LoadedCorpus['options'], tokenized: other })).rejects.toThrow(/token fingerprints differ/);
   });
 
   it('refuses a save whose corpus does not give the checkpoint\'s training tokens', async () => {
