@@ -796,6 +796,9 @@ class Run:
             loss_sum += loss.detach().double()
             if trainable:
                 (loss / denom).backward()
+        for p in trainable:
+            if p.grad is None:  # a trainable tensor the forward did not reach still takes part (zero gradient), as in the studio
+                p.grad = torch.zeros_like(p)
         if self.world > 1:
             import torch.distributed as dist
             # One all-reduce of every gradient (summed: each process's loss is already divided by the
