@@ -96,7 +96,7 @@ One GPU (or the CPU):
 
     python train.py --steps ${total} --out runs/continued
 
-One node with ${eight} GPUs:
+One node with ${eight} GPUs${eight === 8 ? '' : ` (a node of 8 GPUs needs a batch that divides by 8; this run's is ${B}, so use ${eight} of them)`}:
 
     torchrun --standalone --nproc_per_node ${eight} train.py --steps ${total} --out runs/continued
 
