@@ -437,6 +437,29 @@ function untrack(dir: string): void {
   }
 }
 
+const sweptOnExit = new Map<string, RegExp>();
+
+/**
+ * Removes the entries of `dir` whose names match `pattern` when the process exits (also through
+ * process.exit from a signal handler), so a writer stopped mid-write, such as the checkpoint
+ * writer's `.checkpoint-<step>.tmp-*` folders, leaves no temporary behind. Only temporaries:
+ * never a pattern that could match a complete output.
+ */
+export function removeTemporariesOnExit(dir: string, pattern: RegExp): void {
+  if (sweptOnExit.size === 0) {
+    process.on('exit', () => {
+      for (const [d, re] of sweptOnExit) {
+        try {
+          for (const n of readdirSync(d)) if (re.test(n)) rmSync(join(d, n), { recursive: true, force: true });
+        } catch {
+          // the folder may not exist (nothing was written)
+        }
+      }
+    });
+  }
+  sweptOnExit.set(resolve(dir), pattern);
+}
+
 /** The most recently modified file under `dir`, if any. */
 function newestFile(dir: string): string | undefined {
   let best: { path: string; mtime: number } | undefined;

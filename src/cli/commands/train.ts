@@ -37,7 +37,7 @@ import {
   CHECKPOINT_OPTIONS, checkpointDataPath, checkResumeFlags, defaultResumeOut, ResumeDataError, RunInterruptedError, StepLogFile, StopSignals,
 } from '../run-checkpoints.ts';
 import { describeLora, exportLora, LORA_OPTIONS, parseLoraArgs, type LoraExport } from '../lora.ts';
-import { checkTrainPaths, estimateTrainWrite, writeOutputFolder } from '../paths.ts';
+import { checkTrainPaths, estimateTrainWrite, removeTemporariesOnExit, writeOutputFolder } from '../paths.ts';
 import { checkRunFitsModel, RUN_OPTIONS, runSettingsFromArgs } from '../train-settings.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
@@ -192,6 +192,8 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const basePrint = resume ? resume.state.fingerprints.base_weights : await weightsFingerprint(config, params, nodeSha256());
   const tokenizer: TokenizerFiles | undefined = await tokenizerFor(modelDir, config, out);
   await removeStaleCheckpointTemps(outDir);
+  // A checkpoint being written when the process exits (a second signal) leaves no temporary.
+  removeTemporariesOnExit(outDir, /^\.checkpoint-\d+\.tmp-[0-9a-f]+$/);
 
   const ctx = await GpuContext.create(await nodeGpu());
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());

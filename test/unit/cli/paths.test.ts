@@ -384,6 +384,23 @@ describe('the final save: all new files or none', () => {
     expect(snapshot(out)).toEqual(before);
   }, 30_000);
 
+  it('a checkpoint temporary is removed when the process exits mid-write; complete checkpoints stay', async () => {
+    const out = join(dir, 'exit-sweep');
+    mkdirSync(join(out, '.checkpoint-7.tmp-0a1b2c3d'), { recursive: true });
+    writeFileSync(join(out, '.checkpoint-7.tmp-0a1b2c3d', 'model.safetensors'), 'half');
+    mkdirSync(join(out, 'checkpoint-5'));
+    writeFileSync(join(out, 'checkpoint-5', 'trainer_state.json'), '{}');
+    const script = join(dir, 'exit-sweep.mts');
+    writeFileSync(script, `
+      import { removeTemporariesOnExit } from ${JSON.stringify(join(ROOT, 'src/cli/paths.ts'))};
+      removeTemporariesOnExit(${JSON.stringify(out)}, /^\\.checkpoint-\\d+\\.tmp-[0-9a-f]+$/);
+      process.exit(130);
+    `);
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: ROOT });
+    expect(r.status, r.stderr.toString()).toBe(130);
+    expect(readdirSync(out)).toEqual(['checkpoint-5']);
+  }, 30_000);
+
   it('the disk-space error says what the run would write', async () => {
     const plan = { final: 10 * 2 ** 20, checkpoint: 30 * 2 ** 20, checkpoints: 2, total: 70 * 2 ** 20 };
     const { checkFreeSpace } = await import('../../../src/cli/paths.ts');
