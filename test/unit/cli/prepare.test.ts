@@ -2,7 +2,7 @@
 // (nanoGPT and llm.c formats) with the model's own tokenizer, stats printed as JSON; a Hub id
 // served by the local Hub-layout server (config and tokenizer only, cached: no request the second
 // time); `train` taking a Hub id too; and bad input ending in one clear line.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -172,6 +172,36 @@ describe('prepare', () => {
     const r = await cli(['prepare', '--model', big, '--data', join(dir, 'doc0.txt'), '--out', join(dir, 'x')]);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/error: The tokenizer has 70000 ids; nanoGPT and llm\.c token files store uint16 ids, so at most 65536/);
+  });
+
+  it('--out follows train\'s rules: never the model folder, never a folder of other files unless --overwrite; a rerun replaces its own files', async () => {
+    const snap = async (p: string) => ({ bytes: await readFile(p), mtime: (await stat(p)).mtimeMs });
+    const doc = join(dir, 'doc0.txt');
+    const modelBefore = await snap(join(modelDir, 'config.json'));
+    const inModel = await cli(['prepare', '--model', modelDir, '--data', doc, '--out', modelDir]);
+    expect(inModel.code).toBe(1);
+    expect(inModel.err).toMatch(/prepare: --out .*tiny-model is the model folder: the model would be overwritten/);
+    expect(await snap(join(modelDir, 'config.json'))).toEqual(modelBefore);
+    expect(await readdir(modelDir)).not.toContain('train.bin');
+
+    const mine = join(dir, 'mine');
+    await mkdir(mine, { recursive: true });
+    await writeFile(join(mine, 'notes.txt'), 'mine');
+    const notes = await snap(join(mine, 'notes.txt'));
+    const refused = await cli(['prepare', '--model', modelDir, '--data', doc, '--out', mine]);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/mine is not empty \(notes\.txt\) and is not an output of ours.*--overwrite/);
+    expect(await readdir(mine)).toEqual(['notes.txt']);
+    expect((await cli(['prepare', '--model', modelDir, '--data', doc, '--out', mine, '--overwrite'])).code).toBe(0);
+    expect((await readdir(mine)).sort()).toEqual(['notes.txt', 'train.bin', 'val.bin']);
+    expect(await snap(join(mine, 'notes.txt'))).toEqual(notes);
+
+    const own = join(dir, 'own-out');
+    expect((await cli(['prepare', '--model', modelDir, '--data', doc, '--out', own, '--val-fraction', '0'])).code).toBe(0);
+    const first = await readFile(join(own, 'train.bin'));
+    expect((await cli(['prepare', '--model', modelDir, '--data', doc, join(dir, 'doc1.txt'), '--out', own, '--val-fraction', '0'])).code).toBe(0);
+    expect((await readFile(join(own, 'train.bin'))).length).toBeGreaterThan(first.length);
+    expect((await readdir(own)).sort()).toEqual(['train.bin', 'val.bin']);
   });
 
   it('--help lists the options', async () => {
