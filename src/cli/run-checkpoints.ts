@@ -9,6 +9,7 @@ import type { GPT2Config } from '../engine/model/config.ts';
 import { parseGroupList } from '../engine/model/params.ts';
 import type { TrainerStateJson } from '../io/run-checkpoint.ts';
 import { UsageError, type Args, type OptionSpec } from './args.ts';
+import { describeFsError, OutputWriteError } from './paths.ts';
 
 /** The run stopped on a signal after writing its checkpoint; main prints the message and exits with `exitCode` (130 SIGINT, 143 SIGTERM). */
 export class RunInterruptedError extends StudioError {
@@ -102,14 +103,22 @@ export class StopSignals {
 export class StepLogFile {
   private fd: number | null;
 
-  private constructor(fd: number) {
+  private constructor(fd: number, private readonly path: string) {
     this.fd = fd;
   }
 
   /** `resumeStep` null: a fresh run (the file starts empty); else keep the lines of steps ≤ resumeStep. */
   static open(path: string, resumeStep: number | null): StepLogFile {
+    try {
+      return StepLogFile.openOrThrow(path, resumeStep);
+    } catch (e) {
+      throw new OutputWriteError(`train: --log: ${describeFsError(e, path, 'open the log')}`);
+    }
+  }
+
+  private static openOrThrow(path: string, resumeStep: number | null): StepLogFile {
     mkdirSync(dirname(resolve(path)), { recursive: true }); // it may sit inside an --out not made yet
-    if (resumeStep === null) return new StepLogFile(openSync(path, 'w'));
+    if (resumeStep === null) return new StepLogFile(openSync(path, 'w'), path);
     if (existsSync(path)) {
       const kept = readFileSync(path, 'utf8').split('\n').filter((l) => {
         if (!l.trim()) return false;
@@ -127,11 +136,17 @@ export class StepLogFile {
       closeSync(fd);
       renameSync(tmp, path);
     }
-    return new StepLogFile(openSync(path, 'a'));
+    return new StepLogFile(openSync(path, 'a'), path);
   }
 
   write(record: object): void {
-    if (this.fd !== null) writeSync(this.fd, `${JSON.stringify(record)}\n`);
+    if (this.fd === null) return;
+    try {
+      writeSync(this.fd, `${JSON.stringify(record)}\n`);
+    } catch (e) {
+      // A full disk or a vanished mount mid-run: say which file, and what to do.
+      throw new OutputWriteError(`train: --log: ${describeFsError(e, this.path, 'append to the log')}`);
+    }
   }
 
   close(): void {

@@ -401,6 +401,19 @@ describe('the final save: all new files or none', () => {
     expect(readdirSync(out)).toEqual(['checkpoint-5']);
   }, 30_000);
 
+  it.skipIf(!canMount)('a log write on a full disk names the log and what to do', async () => {
+    const { StepLogFile } = await import('../../../src/cli/run-checkpoints.ts');
+    const m = tmpfs('64k')!;
+    const log = join(m, 'train.jsonl');
+    const f = StepLogFile.open(log, null);
+    const free = Number(spawnSync('df', ['--output=avail', '-B1', m]).stdout.toString().trim().split('\n')[1]);
+    writeFileSync(join(m, 'filler'), new Uint8Array(free));
+    // a page of lines: more than any slack the file system kept
+    expect(() => { for (let i = 0; i < 1000; i++) f.write({ step: i, loss: 1, pad: 'x'.repeat(100) }); }).toThrow(OutputWriteError);
+    expect(() => f.write({ step: 1, pad: 'x'.repeat(100) })).toThrow(new RegExp(`train: --log: Cannot append to the log ${log}: the disk is full \\(ENOSPC\\)`));
+    f.close();
+  });
+
   it('the disk-space error says what the run would write', async () => {
     const plan = { final: 10 * 2 ** 20, checkpoint: 30 * 2 ** 20, checkpoints: 2, total: 70 * 2 ** 20 };
     const { checkFreeSpace } = await import('../../../src/cli/paths.ts');
