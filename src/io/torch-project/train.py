@@ -964,7 +964,7 @@ class Run:
                 rows += self.B * self.M
                 logs.append(rec)
                 if log_f:
-                    log_f.write(json.dumps(rec) + '\n')
+                    log_f.write(json.dumps(rec, separators=(',', ':')) + '\n')
                     log_f.flush()
                 if self.main and (rec['step'] % 10 == 0 or rec['step'] == self.start + 1 or rec['step'] == self.total):
                     tps = (rec['step'] - self.start) * self.B * self.M * self.T / max(1e-9, time.time() - t0)
@@ -974,7 +974,7 @@ class Run:
                     ev = self.evaluate(rec['step'])
                     logs.append(ev)
                     if log_f:
-                        log_f.write(json.dumps(ev) + '\n')
+                        log_f.write(json.dumps(ev, separators=(',', ':')) + '\n')
                         log_f.flush()
                     self.say('eval after step %d: loss %.4f  ppl %.2f  accuracy %.2f%%' % (ev['step'], ev['eval_loss'], ev['eval_ppl'], 100 * ev['eval_acc']))
                 if self.main and rec['step'] in self.save_steps:
