@@ -30,7 +30,7 @@ import { Evaluator } from '../src/engine/eval/evaluate.ts';
 import { Generator } from '../src/engine/generate/generator.ts';
 import { matmul } from '../src/engine/kernels/matmul.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
-import { formatBytes, withTotal } from '../src/engine/model/memory.ts';
+import { formatBytes, withTotal } from '../src/engine/train/memory.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
 import { Trainer } from '../src/engine/train/trainer.ts';
 import { loadModelDir, saveModelDir } from '../src/io/node-model.ts';

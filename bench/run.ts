@@ -21,7 +21,7 @@ import { loadavg } from 'node:os';
 import { nodeGpu } from '../src/cli/webgpu-node.ts';
 import { GpuContext } from '../src/engine/gpu/context.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
-import { estimateMemory, formatBytes, memoryLimitsOf, withTotal, type MemoryBreakdown } from '../src/engine/model/memory.ts';
+import { estimateMemory, formatBytes, memoryLimitsOf, withTotal, type MemoryBreakdown } from '../src/engine/train/memory.ts';
 import { countParams } from '../src/engine/model/params.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
 import { Trainer } from '../src/engine/train/trainer.ts';

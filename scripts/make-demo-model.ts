@@ -13,12 +13,12 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SeededRng } from '../src/engine/generate/sampling.ts';
+import { SeededRng } from '../src/engine/random.ts';
 import { configToJson, type GPT2Config, GPT2_SMALL } from '../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../src/engine/model/params.ts';
 import { checkpointTensors } from '../src/io/checkpoint.ts';
 import { writeSafetensors } from '../src/io/safetensors.ts';
-import { ensureGpt2TokenizerFiles } from './make-tokenizer.ts';
+import { ensureGpt2TokenizerFiles } from '../src/io/node-tokenizer.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 

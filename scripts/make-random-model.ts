@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../src/engine/model/params.ts';
 import { saveModelDir } from '../src/io/node-model.ts';
-import { mulberry32 } from '../src/engine/random.ts';
+import { uniformStream } from '../src/engine/random.ts';
 
 /** GPT-2's initializer_range. */
 const INIT_STD = 0.02;
@@ -39,7 +39,7 @@ export function randomGpt2Params(config: GPT2Config, seed: number): HostParams {
     const t = new Float32Array(s.numel); // s.shape
     if (/(^|\.)ln_[12f]\.weight$/.test(s.name)) t.fill(1);
     else if (s.name.endsWith('.bias')) t.fill(0);
-    else fillNormal(t, s.name.endsWith('c_proj.weight') ? projStd : INIT_STD, mulberry32(Math.imul(seed ^ 0x5bd1e995, k + 1) ^ k));
+    else fillNormal(t, s.name.endsWith('c_proj.weight') ? projStd : INIT_STD, uniformStream(seed, k + 1));
     out.set(s.name, t);
   });
   return out;
@@ -48,7 +48,7 @@ export function randomGpt2Params(config: GPT2Config, seed: number): HostParams {
 /** `n` token ids uniform over [0, V), deterministic in `seed`. */
 export function randomTokens(n: number, V: number, seed: number): Uint16Array {
   if (V > 65536) throw new Error(`vocabulary ${V} does not fit uint16 token files`);
-  const next = mulberry32(seed ^ 0x2545f491);
+  const next = uniformStream(seed, 0);
   return Uint16Array.from({ length: n }, () => Math.floor(next() * V));
 }
 

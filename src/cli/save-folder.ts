@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import type { GPT2Config } from '../engine/model/config.ts';
 import type { HostParams } from '../engine/model/params.ts';
-import type { StepLog, TrainRunConfig } from '../engine/train/loop.ts';
+import type { StepLog, TrainRunConfig } from '../engine/train/config.ts';
 import type { ByteSource } from '../io/bytes.ts';
 import { nodeDirFiles } from '../io/node-model.ts';
 import { writeHfFolder } from '../io/node-export.ts';

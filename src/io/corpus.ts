@@ -13,7 +13,8 @@
 import { StudioError } from '../engine/errors.ts';
 import { type Tokenizer, isSafeCut, safeCut } from './tokenizer.ts';
 import { type NamedFile, baseName, decodeUtf8, knownSize, readAllBytes, readText, utf8Length } from './utf8.ts';
-import { mulberry32 } from '../engine/random.ts';
+import { SeededRng } from '../engine/random.ts';
+import { windowCount } from '../engine/windows.ts';
 // token-files.ts imports this module too; readTokenFile is only called at run time, so the cycle is harmless.
 import { readTokenFile } from './token-files.ts';
 import type { ByteSource } from './bytes.ts';
@@ -84,11 +85,6 @@ export type ProgressFn = (done: number, total: number) => void;
 
 const DEFAULT_CHUNK_CHARS = 1 << 16;
 
-/** W = ⌊(N−1)/T⌋: windows of T inputs and T shifted targets in N tokens (DESIGN "Windows"). */
-export function windowCount(tokens: number, T: number): number {
-  if (!(Number.isInteger(T) && T >= 1)) throw new CorpusSplitError(`The context length must be a positive integer, got ${T}.`);
-  return tokens < 2 ? 0 : Math.floor((tokens - 1) / T);
-}
 
 /** Unicode code points in s (a surrogate pair is one). */
 function codePoints(s: string, from = 0, to = s.length): number {
@@ -556,7 +552,7 @@ function concatDocs(corpus: TokenizedCorpus, docs: readonly number[]): TokenArra
 export function splitCorpus(corpus: TokenizedCorpus, options: SplitOptions): CorpusSplit {
   const { valFraction: f, seed, contextLength: T } = options;
   if (!(f >= 0 && f < 1)) throw new CorpusSplitError(`The validation fraction must be in [0, 1), got ${f}.`);
-  windowCount(0, T); // validates T
+  if (!(Number.isInteger(T) && T >= 1)) throw new CorpusSplitError(`The context length must be a positive integer, got ${T}.`);
   const D = corpus.docStarts.length - 1;
   const all = corpus.tokens;
   const empty = all instanceof Uint16Array ? new Uint16Array(0) : new Uint32Array(0);
@@ -569,9 +565,9 @@ export function splitCorpus(corpus: TokenizedCorpus, options: SplitOptions): Cor
   if (f === 0) return result(all.slice(), empty, D, 0, 'documents');
   if (D >= 2) {
     const order = Array.from({ length: D }, (_, i) => i);
-    const rand = mulberry32(seed);
+    const rng = new SeededRng(seed);
     for (let i = D - 1; i > 0; i--) { // Fisher–Yates
-      const j = Math.floor(rand() * (i + 1));
+      const j = rng.nextInt(i + 1);
       const t = order[i];
       order[i] = order[j];
       order[j] = t;

@@ -15,7 +15,7 @@ import { StudioError } from '../engine/errors.ts';
 import { formatLoss, formatPerplexity } from '../engine/eval/metrics.ts';
 import { configToJson, type GPT2Config } from '../engine/model/config.ts';
 import { checkHostParams, countParams, groupName, paramSpecs, type HostParams } from '../engine/model/params.ts';
-import type { TrainRunConfig } from '../engine/train/loop.ts';
+import type { TrainRunConfig } from '../engine/train/config.ts';
 import { HF_PREFIX, SAFE_WEIGHTS_NAME } from './checkpoint.ts';
 import type { CorpusStats } from './corpus.ts';
 import { safetensorsStream, type StreamTensor } from './safetensors.ts';

@@ -13,7 +13,7 @@ import { StudioError } from '../engine/errors.ts';
 import { parseConfig, type GPT2Config } from '../engine/model/config.ts';
 import { loraSpecs, type LoraConfig } from '../engine/model/lora.ts';
 import { paramSpecs, type HostParams, type ParamSpec } from '../engine/model/params.ts';
-import type { TrainRunConfig } from '../engine/train/loop.ts';
+import type { TrainRunConfig } from '../engine/train/config.ts';
 import type { ScheduleKind } from '../engine/train/schedule.ts';
 import type { TensorOptimizerState, TrainerState } from '../engine/train/trainer.ts';
 import { HF_PREFIX, loadCheckpoint, type ModelFiles } from './checkpoint.ts';

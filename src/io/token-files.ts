@@ -1,14 +1,12 @@
-// Token files, as the two projects the studio is compared with write them (DESIGN "Corpora"):
+// Token files, as the two projects the studio is compared with write them (docs/ARCHITECTURE.md,
+// "Corpora"):
 //   - nanoGPT's train.bin / val.bin: raw little-endian uint16 ids, nothing else
 //     (data/*/prepare.py: `np.array(ids, dtype=np.uint16).tofile(...)`);
 //   - llm.c's: a header of 256 little-endian int32 (magic 20240520, version 1, token count,
 //     the rest zero), then the ids as uint16 (dev/data/data_common.py, write_datafile).
-// The format of a file is told by the header magic. prepareCorpus turns corpus files into the
+// The format of a file is told by the header magic. prepare.ts turns corpus files into the
 // train/validation id arrays these files hold (the CLI's `prepare` command writes them).
 import { StudioError } from '../engine/errors.ts';
-import { type CorpusOptions, type CorpusStats, type ProgressFn, type SplitOptions, splitCorpus, tokenizeCorpus } from './corpus.ts';
-import type { Tokenizer } from './tokenizer.ts';
-import type { NamedFile } from './utf8.ts';
 
 /** A token file whose byte length cannot be whole uint16 ids, or too short for its header. */
 export class TokenFileLengthError extends StudioError {}
@@ -126,58 +124,4 @@ export function writeLlmcTokens(tokens: ArrayLike<number>): Uint8Array {
   header.setInt32(8, tokens.length, true);
   writeU16(out, LLMC_HEADER_BYTES, tokens);
   return out;
-}
-
-export interface PreparedStats extends CorpusStats {
-  trainTokens: number;
-  valTokens: number;
-  trainDocuments: number;
-  valDocuments: number;
-  trainWindows: number;
-  valWindows: number;
-  splitBy: 'documents' | 'window';
-  singleDocument: boolean;
-  message?: string;
-}
-
-export interface PreparedCorpus {
-  train: Uint16Array;
-  val: Uint16Array;
-  stats: PreparedStats;
-}
-
-/**
- * Corpus files → train and validation uint16 ids (+ stats), ready for writeNanoGptTokens /
- * writeLlmcTokens. Refuses a vocabulary above 65,536 before reading anything.
- */
-export async function prepareCorpus(
-  files: readonly NamedFile[],
-  tokenizer: Tokenizer,
-  options: CorpusOptions & SplitOptions,
-  onProgress?: ProgressFn,
-): Promise<PreparedCorpus> {
-  if (tokenizer.vocabSize > UINT16_VOCAB_LIMIT) {
-    throw new VocabTooLargeError(`The tokenizer has ${tokenizer.vocabSize} ids; nanoGPT and llm.c token files store uint16 ids, so at most ${UINT16_VOCAB_LIMIT}. Use a GPT-2 tokenizer (50,257 ids).`);
-  }
-  const corpus = await tokenizeCorpus(files, tokenizer, { ...options }, onProgress);
-  const split = splitCorpus(corpus, options);
-  // vocabSize ≤ 65536 made tokenizeCorpus choose Uint16Array.
-  const train = split.train as Uint16Array;
-  const val = split.val as Uint16Array;
-  return {
-    train,
-    val,
-    stats: {
-      ...corpus.stats,
-      trainTokens: train.length,
-      valTokens: val.length,
-      trainDocuments: split.trainDocuments,
-      valDocuments: split.valDocuments,
-      trainWindows: split.trainWindows,
-      valWindows: split.valWindows,
-      splitBy: split.by,
-      singleDocument: split.singleDocument,
-      ...(split.message === undefined ? {} : { message: split.message }),
-    },
-  };
 }

@@ -3,7 +3,7 @@
 // Only its tokenizer module is imported (not the package's index, which brings models and
 // pipelines); in the browser builds, its ONNX backend is replaced by src/io/no-onnxruntime.ts.
 //   - gpt2TokenizerFiles builds both files from GPT-2's vocabulary (encoder.json / vocab.json)
-//     and merges (vocab.bpe / merges.txt); scripts/make-tokenizer.ts writes them to
+//     and merges (vocab.bpe / merges.txt); node-tokenizer.ts writes them to
 //     public/tokenizer/gpt2/, where the page fetches them and the Node CLI reads them.
 //   - tokenizerFromJson wraps the two JSON objects as a `Tokenizer`.
 //   - loadDefaultTokenizer finds the default files (Node: on disk, generated when missing;
@@ -13,7 +13,6 @@
 import { PreTrainedTokenizer } from '@xenova/transformers/src/tokenizers.js';
 import { StudioError } from '../engine/errors.ts';
 import { type NamedFile, baseName, readAllBytes, decodeUtf8 } from './utf8.ts';
-import type * as MakeTokenizer from '../../scripts/make-tokenizer.ts';
 
 /** Tokenizer files that are missing, unparsable or not a BPE tokenizer we can run. */
 export class TokenizerFileError extends StudioError {}
@@ -246,11 +245,13 @@ export function loadDefaultTokenizer(dir?: string): Promise<HfTokenizer> {
 }
 
 async function loadFromDisk(dir?: string): Promise<HfTokenizer> {
-  // A specifier Vite cannot read statically: given `new URL('literal', import.meta.url)` it would
-  // inline the Node-only script into the browser bundle as an asset.
-  const script = ['..', '..', 'scripts', 'make-tokenizer.ts'].join('/');
-  const spec = new URL(script, import.meta.url).href;
-  const mod = (await import(/* @vite-ignore */ spec)) as typeof MakeTokenizer;
+  // A specifier Vite cannot read statically: given a literal it would bundle the Node-only
+  // module (node:fs) into the page, and given `new URL('literal', import.meta.url)` it would
+  // inline it as an asset.
+  const file = ['.', 'node-tokenizer.ts'].join('/');
+  const spec = new URL(file, import.meta.url).href;
+  // Typed here rather than by `import type` of node-tokenizer.ts, which imports this module.
+  const mod = (await import(/* @vite-ignore */ spec)) as { ensureGpt2TokenizerFiles(dir?: string): Promise<TokenizerFiles> };
   const files = await mod.ensureGpt2TokenizerFiles(dir);
   return new HfTokenizer(files);
 }

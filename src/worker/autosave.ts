@@ -10,7 +10,8 @@
 //        cannot reopen them); built-in and Hub models are fetched again (the Hub from its cache)
 import { StudioError } from '../engine/errors.ts';
 import type { LoraConfig } from '../engine/model/lora.ts';
-import type { RunSnapshot, TrainRunConfig } from '../engine/train/loop.ts';
+import type { TrainRunConfig } from '../engine/train/config.ts';
+import type { RunSnapshot } from '../engine/train/loop.ts';
 import type { CorpusStats, TokenizedCorpus } from '../io/corpus.ts';
 import type { RunFile, RunStore, RunSummary } from '../io/run-store.ts';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, settingsOf, type TrainerStateJson } from '../io/run-checkpoint.ts';

@@ -1,5 +1,5 @@
 // GPU memory a run will take, before anything is allocated: the engine's own estimate
-// (model/memory.ts, laid out as the allocators lay it out) at the run's widest point, plus the
+// (train/memory.ts, laid out as the allocators lay it out) at the run's widest point, plus the
 // base-model copy the studio keeps for side-by-side samples and evaluation; and, when an
 // allocation did not fit after all, the sentence that says what the run needed and what to change.
 import { OutOfMemoryError } from '../engine/errors.ts';
@@ -7,7 +7,7 @@ import type { GpuContext } from '../engine/gpu/context.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import type { LoraConfig } from '../engine/model/lora.ts';
 import { loraSpecs } from '../engine/model/lora.ts';
-import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, type MemoryLimits } from '../engine/model/memory.ts';
+import { describeMemory, estimateMemory, formatBytes, memoryLimitsOf, type MemoryLimits } from '../engine/train/memory.ts';
 import { paramSpecs } from '../engine/model/params.ts';
 import { unfreezeSchedule } from '../engine/train/groups.ts';
 import { loraConfigOf as engineLoraConfigOf } from '../engine/train/run-settings.ts';

@@ -10,7 +10,7 @@ import type { GPT2Config } from '../engine/model/config.ts';
 import type { LoraConfig, LoraWeights } from '../engine/model/lora.ts';
 import type { HostParams } from '../engine/model/params.ts';
 import type { GpuWeights } from '../engine/model/weights.ts';
-import type { TrainRunConfig } from '../engine/train/loop.ts';
+import type { TrainRunConfig } from '../engine/train/config.ts';
 import { hfExportZipBlob, hfFolderFiles, safeFolderName, type ExportInput, type ParamReader } from '../io/export.ts';
 import { onnxExportZip } from '../io/onnx-export.ts';
 import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, mergeLora } from '../io/peft.ts';

@@ -6,7 +6,7 @@
 import type { EvalResult as EngineEvalResult } from '../engine/eval/evaluate.ts';
 import type { AdapterReport } from '../engine/gpu/context.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
-import type { MemoryBreakdown as EngineMemory } from '../engine/model/memory.ts';
+import type { MemoryBreakdown as EngineMemory } from '../engine/train/memory.ts';
 import type { CachedModelSummary } from '../io/cache.ts';
 import type { CorpusOptions as IoCorpusOptions, CorpusSplit, CorpusStats } from '../io/corpus.ts';
 import type { HubReachability } from '../io/hub.ts';

@@ -4,7 +4,7 @@
 import type { GpuContext } from '../engine/gpu/context.ts';
 import { run } from '../engine/gpu/dispatch.ts';
 import { matmul } from '../engine/kernels/matmul.ts';
-import { mulberry32 } from '../engine/random.ts';
+import { uniformStream } from '../engine/random.ts';
 import { refMatmul } from '../engine/reference/matmul.ts';
 
 export interface SelftestShape {
@@ -28,7 +28,7 @@ export interface SelftestReport {
 
 /** C (M, N) = A (M, K) · B (K, N) on the GPU, A and B uniform in [−1, 1) from `seed`. */
 export async function matmulSelftest(ctx: GpuContext, { M, N, K, seed }: SelftestShape): Promise<SelftestReport> {
-  const rand = mulberry32(seed);
+  const rand = uniformStream(seed >>> 0);
   const a = Float32Array.from({ length: M * K }, () => rand() * 2 - 1); // (M, K)
   const b = Float32Array.from({ length: K * N }, () => rand() * 2 - 1); // (K, N)
   const t0 = performance.now();

@@ -2,7 +2,7 @@
 // defaults (the engine's one table, engine/train/run-settings.ts, plus the page's own), and the
 // checks that explain a bad value where it is typed (the page) and again before a run starts
 // (the worker). Pure TypeScript with no GPU: both sides of the protocol use it.
-import { MAX_MICRO_BATCHES } from '../engine/kernels/dropout.ts';
+import { MAX_MICRO_BATCHES } from '../engine/random.ts';
 import { DEFAULT_SAMPLING } from '../engine/generate/sampling.ts';
 import { PAGE_OVERRIDES, RUN_DEFAULTS, UNTRAINED_MODEL_LR, type LoraRunSettings, type RunSettings } from '../engine/train/run-settings.ts';
 import type { ScheduleKind } from '../engine/train/schedule.ts';

@@ -7,7 +7,7 @@ import { run, uniformWords, type BufferRange } from '../../src/engine/gpu/dispat
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { DROPOUT_SITE, dropoutStream } from '../../src/engine/reference/rng.ts';
+import { DROPOUT_SITE, dropoutStream } from '../../src/engine/random.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { loadShader } from '../../src/engine/gpu/shaders.ts';
@@ -75,10 +75,10 @@ describe('attention kernel', () => {
       const { B, T, C, NH } = c;
       const qkv = randn(B * T * 3 * C, seed++);
       const dout = randn(B * T * C, seed++);
-      const stream = dropoutStream(STEP, MICRO, DROPOUT_SITE.attn(LAYER));
+      const stream = dropoutStream(STEP, MICRO, DROPOUT_SITE.attnProbs(LAYER));
       const spec = c.p > 0 ? { p: c.p, seed: SEED, stream } : undefined;
       const dropout: AttentionDropout | undefined =
-        c.p > 0 ? { p: c.p, rng: rngUniform(ctx, SEED, STEP), micro: MICRO, site: DROPOUT_SITE.attn(LAYER) } : undefined;
+        c.p > 0 ? { p: c.p, rng: rngUniform(ctx, SEED, STEP), micro: MICRO, site: DROPOUT_SITE.attnProbs(LAYER) } : undefined;
 
       const qkvBuf = upload(ctx, Float32Array.from(qkv), 'qkv');
       const out = poisoned(ctx, B * T * C, 'out');

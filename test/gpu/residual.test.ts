@@ -3,11 +3,11 @@
 // size bigger than one grid dimension covers.
 import { describe, expect, it } from 'vitest';
 import { residualBackward, residualForward } from '../../src/engine/kernels/residual.ts';
-import { createRngUniform, dropoutSite } from '../../src/engine/kernels/dropout.ts';
+import { createRngUniform } from '../../src/engine/kernels/dropout.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { dropoutStream, dropoutUniform } from '../../src/engine/reference/rng.ts';
+import { DROPOUT_SITE, dropoutStream, dropoutUniform } from '../../src/engine/random.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
 
@@ -24,7 +24,7 @@ describe('residual kernel', () => {
       const ctx = await gpuContext();
       const step = 7;
       const micro = 3;
-      const site = c.attn ? dropoutSite.attnResid(c.layer) : dropoutSite.mlpResid(c.layer);
+      const site = c.attn ? DROPOUT_SITE.attnResid(c.layer) : DROPOUT_SITE.mlpResid(c.layer);
       const stream = dropoutStream(step, micro, site);
       const rng = createRngUniform(ctx, 'rng', SEED, step);
       const a = Float32Array.from(randn(c.n, 1));

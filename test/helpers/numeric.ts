@@ -1,8 +1,8 @@
 // Seeded random inputs and the error measures the numeric tests use (DESIGN: ‖got − ref‖ / ‖ref‖).
-import { mulberry32 } from '../../src/engine/random.ts';
+import { uniformStream } from '../../src/engine/random.ts';
 
-/** Seeded uniform floats in [0, 1) (mulberry32), so failures reproduce. */
-export const rng = mulberry32;
+/** Seeded uniform floats in [0, 1) (the studio's SeededRng), so failures reproduce. */
+export const rng = (seed: number): (() => number) => uniformStream(seed >>> 0);
 
 /** Standard normal samples (Box–Muller), scaled. */
 export function randn(n: number, seed: number, scale = 1): Float64Array {

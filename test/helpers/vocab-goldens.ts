@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseConfig, type GPT2Config } from '../../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../../src/engine/model/params.ts';
-import { hashU32 } from '../../src/engine/reference/rng.ts';
+import { hashU32 } from '../../src/engine/random.ts';
 import { readSafetensors, type ReadTensor } from '../../src/io/safetensors.ts';
 
 export interface VocabGolden {

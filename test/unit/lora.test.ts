@@ -11,7 +11,7 @@ import {
 import { ShapeError } from '../../src/engine/errors.ts';
 import { DEFAULT_LORA } from '../../src/engine/train/run-settings.ts';
 import { LORA_SITE } from '../../src/engine/reference/lora.ts';
-import { DROPOUT_SITE } from '../../src/engine/reference/rng.ts';
+import { DROPOUT_SITE } from '../../src/engine/random.ts';
 
 const model: GPT2Config = parseConfig({ vocab_size: 50, n_positions: 16, n_embd: 12, n_layer: 3, n_head: 3, n_inner: 20 });
 const cfg = (over: Partial<LoraConfig> = {}): LoraConfig => ({ ...DEFAULT_LORA, r: 2, ...over });
@@ -103,7 +103,7 @@ describe('LoRA dropout sites', () => {
   it('are 1000 + 4·layer + module index, the same in the engine and the reference, clear of the model sites', () => {
     const L = 332;
     const seen = new Set<number>();
-    for (let i = 0; i < L; i++) for (const s of [DROPOUT_SITE.attn(i), DROPOUT_SITE.attnResid(i), DROPOUT_SITE.mlpResid(i)]) seen.add(s);
+    for (let i = 0; i < L; i++) for (const s of [DROPOUT_SITE.attnProbs(i), DROPOUT_SITE.attnResid(i), DROPOUT_SITE.mlpResid(i)]) seen.add(s);
     seen.add(DROPOUT_SITE.embedding);
     for (let i = 0; i < L; i++) {
       LORA_MODULES.forEach((_, m) => {

@@ -6,7 +6,7 @@ import { stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StudioError } from '../../engine/errors.ts';
 import { RUN_DEFAULTS } from '../../engine/train/run-settings.ts';
-import { prepareCorpus } from '../../io/token-files.ts';
+import { prepareCorpus } from '../../io/prepare.ts';
 import { writeLlmcTokens, writeNanoGptTokens } from '../../io/token-files.ts';
 import { loadConfigFile, nodeDirFiles, nodeFileSource } from '../../io/node-model.ts';
 import { tokenizerFromModelFiles } from '../../io/tokenizer.ts';

@@ -13,7 +13,7 @@
 import { StudioError } from '../errors.ts';
 import { GREEDY, type Generator } from '../generate/generator.ts';
 import { corpusBleu, type BleuResult, type BleuSmoothing } from './bleu.ts';
-import { tokensPerSecond } from './metrics.ts';
+import { tokensPerSecond } from '../throughput.ts';
 
 /** BLEU settings that cannot be used with this model or data. */
 export class BleuEvalError extends StudioError {}

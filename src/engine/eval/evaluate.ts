@@ -25,8 +25,9 @@ import { Activations, rows } from '../model/activations.ts';
 import { buildForward, buildHead } from '../model/graph.ts';
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
-import { NotEnoughTokensError, windowCount } from '../train/data.ts';
-import { perplexity, tokensPerSecond } from './metrics.ts';
+import { NotEnoughTokensError, windowCount } from '../windows.ts';
+import { tokensPerSecond } from '../throughput.ts';
+import { perplexity } from './metrics.ts';
 
 export interface EvaluatorOptions {
   /** rows per batch (B) */

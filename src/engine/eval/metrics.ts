@@ -2,6 +2,7 @@
 // running mean and accuracy accumulators, TensorBoard-style debiased EMA smoothing, and
 // training throughput in tokens per second.
 import { StudioError } from '../errors.ts';
+import { tokensPerSecond } from '../throughput.ts';
 
 /** A metric setting out of range (EMA weight outside [0, 1), a window of 0 steps ...). */
 export class MetricConfigError extends StudioError {}
@@ -139,11 +140,6 @@ export function emaSmooth(values: ArrayLike<number>, weight: number): Float64Arr
   const out = new Float64Array(values.length); // (n,)
   for (let i = 0; i < values.length; i++) out[i] = s.push(values[i]);
   return out;
-}
-
-/** Tokens per second for `tokens` processed in `ms` milliseconds; 0 when no time has passed. */
-export function tokensPerSecond(tokens: number, ms: number): number {
-  return ms > 0 ? (tokens * 1000) / ms : 0;
 }
 
 /**

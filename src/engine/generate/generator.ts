@@ -11,7 +11,7 @@
 // With LoRA adapters (model/lora.ts), each targeted layer adds s·B·(A·x) to its output, in the
 // prefill (graph.ts) and in every step, without dropout (evaluation mode), as PEFT's forward does.
 import { ShapeError, StudioError } from '../errors.ts';
-import { tokensPerSecond } from '../eval/metrics.ts';
+import { tokensPerSecond } from '../throughput.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { createStepUniform, decodeAttend, decodeEmbed, decodeGemv, decodeGemvT, fillCache, writeDecodeStep } from '../kernels/decode.ts';

@@ -5,6 +5,7 @@
 // then TopPLogitsWarper), a temperature, a top-k filter and a nucleus (top-p) filter, then draws
 // from the softmax of what is left with a seeded generator, so the same seed gives the same text.
 import { StudioError } from '../errors.ts';
+import { SeededRng } from '../random.ts';
 
 /** A sampling setting out of range (negative temperature, top-p above 1 ...). */
 export class SamplingConfigError extends StudioError {}
@@ -27,82 +28,6 @@ export interface SamplingConfig {
 
 /** HF's generate() defaults for sampling: temperature 1, top_k 50, top_p 1. */
 export const DEFAULT_SAMPLING: SamplingConfig = { temperature: 1, topK: 50, topP: 1 };
-
-// ---------------------------------------------------------------------------------------------
-// Seeded random numbers.
-
-/** murmur3's 32-bit finalizer (Appleby, MurmurHash3 fmix32): spreads the bits of a seed. */
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/**
- * xoshiro128** (Blackman & Vigna, "Scrambled linear pseudorandom number generators", 2018),
- * seeded from (seed, stream) through a Weyl sequence and fmix32 as the authors recommend
- * (never from raw seed bits). `stream` gives independent sequences from one user seed, e.g.
- * one per epoch for shuffling.
- */
-export class SeededRng {
-  private s0: number;
-  private s1: number;
-  private s2: number;
-  private s3: number;
-
-  constructor(seed: number, stream = 0) {
-    if (!Number.isSafeInteger(seed) || seed < 0 || !Number.isSafeInteger(stream) || stream < 0) {
-      throw new SamplingConfigError(`Random seed ${seed} (stream ${stream}) must be a whole number ≥ 0.`);
-    }
-    // Fold the high bits of seeds above 2^32 (e.g. a timestamp) in as well.
-    let x = fmix32((seed >>> 0) ^ fmix32(Math.floor(seed / 2 ** 32) + 0x632be5ab));
-    x = fmix32(x ^ fmix32((stream >>> 0) + 0x9e3779b9) ^ fmix32(Math.floor(stream / 2 ** 32) + 0x7f4a7c15));
-    const next = () => {
-      x = (x + 0x9e3779b9) >>> 0; // golden-ratio Weyl increment
-      return fmix32(x);
-    };
-    this.s0 = next();
-    this.s1 = next();
-    this.s2 = next();
-    this.s3 = next();
-    if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1; // the one forbidden state
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  nextUint32(): number {
-    const rotl = (v: number, k: number) => (v << k) | (v >>> (32 - k));
-    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
-    const t = this.s1 << 9;
-    this.s2 ^= this.s0;
-    this.s3 ^= this.s1;
-    this.s1 ^= this.s2;
-    this.s0 ^= this.s3;
-    this.s2 ^= t;
-    this.s3 = rotl(this.s3, 11);
-    return result;
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  next(): number {
-    const hi = this.nextUint32() >>> 5; // 27 bits
-    const lo = this.nextUint32() >>> 6; // 26 bits
-    return (hi * 67108864 + lo) / 9007199254740992;
-  }
-
-  /** Uniform integer in [0, n), without modulo bias (rejects the top partial block). */
-  nextInt(n: number): number {
-    if (!Number.isInteger(n) || n < 1 || n > 2 ** 32) {
-      throw new SamplingConfigError(`nextInt(${n}): the range must be a whole number in 1 … 2^32.`);
-    }
-    const limit = 2 ** 32 - (2 ** 32 % n);
-    let x = this.nextUint32();
-    while (x >= limit) x = this.nextUint32();
-    return x % n;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Token choice.

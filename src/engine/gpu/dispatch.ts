@@ -1,6 +1,7 @@
 // A kernel launch prepared once and replayed every step: the pipeline, its bind group (which
 // pins the buffer ranges and a uniform of sizes) and the workgroup counts. Building these up
 // front is what keeps the steady-state training step free of allocation.
+import { ShapeError } from '../errors.ts';
 import type { GpuContext } from './context.ts';
 
 /** A byte range of a GPU buffer, bound as one storage binding. */
@@ -21,27 +22,17 @@ export interface Dispatch {
   flops?: number;
 }
 
-/** Bytes bound by each bind group made through bindGroup(): the profiler's traffic estimate. */
+/** Bytes bound by each bind group made through bindAll() or bindAt(): the profiler's traffic estimate. */
 const bound = new WeakMap<GPUBindGroup, number>();
 
-/** Bytes of the buffer ranges bound by `group` (0 for a group not made by bindGroup()). */
+/** Bytes of the buffers and ranges bound by `group` (0 for a group not made here). */
 export function boundBytes(group: GPUBindGroup): number {
   return bound.get(group) ?? 0;
 }
 
+/** The first `bytes` of a buffer (all of it by default) as a range. */
 export function whole(buffer: GPUBuffer, bytes = buffer.size): BufferRange {
   return { buffer, offset: 0, size: bytes };
-}
-
-/** Bind group for `pipeline`'s group 0: a uniform (if given) at binding 0, then the storage ranges in order. */
-export function bindGroup(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, uniform: GPUBuffer | null, ranges: BufferRange[]): GPUBindGroup {
-  const entries: GPUBindGroupEntry[] = [];
-  let i = 0;
-  if (uniform) entries.push({ binding: i++, resource: { buffer: uniform } });
-  for (const r of ranges) entries.push({ binding: i++, resource: { buffer: r.buffer, offset: r.offset, size: r.size } });
-  const group = ctx.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
-  bound.set(group, (uniform?.size ?? 0) + ranges.reduce((a, r) => a + r.size, 0));
-  return group;
 }
 
 /** Uniform of u32/f32 words, written once. */
@@ -56,10 +47,57 @@ export function uniformWords(ctx: GpuContext, label: string, words: Array<number
   return ctx.createUniform(buf, label);
 }
 
+/** Checks a 1-D workgroup count against the adapter's per-dimension limit. */
 export function workgroupCount(ctx: GpuContext, n: number, label: string): number {
   const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  if (n > max) throw new Error(`${label}: ${n} workgroups exceed the adapter's ${max} per dimension`);
+  if (n > max) throw new ShapeError(`${label}: ${n} workgroups exceed the adapter's ${max} per dimension; use a smaller batch or sequence.`);
   return Math.max(1, n);
+}
+
+/** Throws ShapeError unless `range` holds at least `count` 4-byte elements. */
+export function needElements(range: BufferRange, count: number, what: string, label: string): void {
+  if (range.size < count * 4) {
+    throw new ShapeError(`${label}: ${what} is bound with ${range.size} bytes but needs ${count} elements (${count * 4} bytes).`);
+  }
+}
+
+/** Throws ShapeError unless `n` is a positive integer. */
+export function needPositive(n: number, what: string, label: string): void {
+  if (!Number.isInteger(n) || n <= 0) throw new ShapeError(`${label}: ${what} must be a positive integer, got ${n}.`);
+}
+
+/**
+ * Workgroup grid for `count` workgroups laid out as x + y·X (shaders read num_workgroups.x), so
+ * counts above maxComputeWorkgroupsPerDimension (65535) still fit. Surplus workgroups exit.
+ */
+export function flatGrid(ctx: GpuContext, count: number, label: string): [number, number, number] {
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const n = Math.max(1, Math.ceil(count));
+  const x = Math.min(n, max);
+  const y = Math.ceil(n / x);
+  if (y > max) throw new ShapeError(`${label}: ${n} workgroups exceed the adapter's ${max}×${max} grid.`);
+  return [x, y, 1];
+}
+
+/** Bind group for group 0: the uniforms at bindings 0, 1, ... then the storage ranges in order. */
+export function bindAll(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, uniforms: GPUBuffer[], ranges: BufferRange[]): GPUBindGroup {
+  const entries: GPUBindGroupEntry[] = [];
+  for (const u of uniforms) entries.push({ binding: entries.length, resource: { buffer: u } });
+  for (const r of ranges) entries.push({ binding: entries.length, resource: { buffer: r.buffer, offset: r.offset, size: r.size } });
+  const group = ctx.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
+  bound.set(group, uniforms.reduce((a, u) => a + u.size, 0) + ranges.reduce((a, r) => a + r.size, 0));
+  return group;
+}
+
+/** Bind group with explicit binding numbers (for shaders whose entry points use different slots). */
+export function bindAt(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, slots: Array<[number, BufferRange]>): GPUBindGroup {
+  const group = ctx.device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: slots.map(([binding, r]) => ({ binding, resource: { buffer: r.buffer, offset: r.offset, size: r.size } })),
+  });
+  bound.set(group, slots.reduce((a, [, r]) => a + r.size, 0));
+  return group;
 }
 
 /** Records prepared dispatches into one compute pass. */

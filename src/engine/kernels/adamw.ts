@@ -3,7 +3,7 @@
 // the hyperparameters from a per-tensor record buffer the trainer rewrites every step.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindGroup, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /**
  * f32 words per tensor record: [beta1, beta2, 1 − beta1, 1 − beta2, eps, 1 − lr·wd,
@@ -109,7 +109,7 @@ export async function adamw(ctx: GpuContext, args: AdamwArgs): Promise<Dispatch>
   return {
     label: args.label,
     pipeline,
-    bindGroup: bindGroup(ctx, pipeline, args.label, dims, [records, args.norm, args.grad, args.param, args.m, args.v]),
+    bindGroup: bindAll(ctx, pipeline, args.label, [dims], [records, args.norm, args.grad, args.param, args.m, args.v]),
     workgroups: [Math.min(Math.ceil(n / 256), ADAMW_MAX_WORKGROUPS, ctx.limits.maxComputeWorkgroupsPerDimension), 1, 1],
   };
 }

@@ -1,8 +1,7 @@
 // Wrapper for shaders/argmax.wgsl: the index of each row's largest logit (ties → lowest index),
 // for next-token top-1 accuracy without copying (N × V) logits to the CPU.
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** What argmax writes for a row with no finite maximum (all −∞ or NaN): matches no token. */
 export const NO_ARGMAX = 0xffffffff;

@@ -2,7 +2,7 @@
 // (forward saves only the row logsumexp; backward recomputes the probabilities from it).
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAt, uniformWords, whole, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Largest head size the kernel holds per thread (its private arrays are this long). */
 export const ATTENTION_MAX_HEAD_SIZE = 128;
@@ -82,18 +82,7 @@ function dims(ctx: GpuContext, a: AttentionShape & { label: string; dropout?: At
   return uniformWords(ctx, `${a.label}.dims`, [a.B, a.T, a.C, a.NH, hs, d?.micro ?? 0, d?.site ?? 0, { f32: d?.p ?? 0 }]);
 }
 
-/** Bind group with explicit binding numbers (the shader's forward and backward use different slots). */
-function bindAt(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, slots: Array<[number, BufferRange]>): GPUBindGroup {
-  return ctx.device.createBindGroup({
-    label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: slots.map(([binding, r]) => ({ binding, resource: { buffer: r.buffer, offset: r.offset, size: r.size } })),
-  });
-}
 
-function whole(buffer: GPUBuffer, size: number): BufferRange {
-  return { buffer, offset: 0, size };
-}
 
 /** out (B, T, C), lse (B, NH, T) ← causal softmax(q·kᵀ/√hs) [dropout] · v, one dispatch. */
 export async function attentionForward(ctx: GpuContext, args: AttentionForwardArgs): Promise<Dispatch> {

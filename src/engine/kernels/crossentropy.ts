@@ -2,8 +2,7 @@
 // writing per-row losses and overwriting the logits in place with their gradient.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** A target with this value (u32 0xFFFFFFFF) contributes loss 0 and a zero gradient (padding). */
 export const IGNORE_TARGET = 0xffffffff;

@@ -4,9 +4,8 @@
 // generator rewrites before each step, so these dispatches are built once and replayed.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAt, flatGrid, needElements, needPositive, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { ATTENTION_MAX_HEAD_SIZE } from './attention.ts';
-import { flatGrid, needElements, needPositive } from './dropout.ts';
 
 export interface DecodeShape {
   label: string;
@@ -49,18 +48,7 @@ function dims(ctx: GpuContext, s: DecodeShape, hs: number, T: number, wteRows = 
   return uniformWords(ctx, `${s.label}.dims`, [s.C, s.NH, hs, s.P, T, { f32: 1 / Math.sqrt(hs) }, wteRows.start, wteRows.count]);
 }
 
-function whole(buffer: GPUBuffer, size: number): BufferRange {
-  return { buffer, offset: 0, size };
-}
 
-/** Bind group with explicit binding numbers (each entry point uses its own slots). */
-function bindAt(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, slots: Array<[number, BufferRange]>): GPUBindGroup {
-  return ctx.device.createBindGroup({
-    label,
-    layout: pipeline.getBindGroupLayout(0),
-    entries: slots.map(([binding, r]) => ({ binding, resource: { buffer: r.buffer, offset: r.offset, size: r.size } })),
-  });
-}
 
 export interface DecodeEmbedArgs extends DecodeShape {
   /** vocabulary size (rows of wte) */

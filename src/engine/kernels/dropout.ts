@@ -1,36 +1,22 @@
 // Wrapper for shaders/dropout.wgsl (out = x · mask / (1 − p), forward and backward alike), and
 // the pieces every dropout-capable kernel wrapper shares: the dropout parameters in a dims
-// uniform, the per-step `rng` uniform, the site numbering, and 2-D grids for flat tensors.
+// uniform, the per-step `rng` uniform and the site numbering.
 //
-// The mask is counter-based (see the RNG contract in shaders/dropout.wgsl and
-// src/engine/reference/rng.ts): stream = (step · 64 + micro) · 4096 + site, index = the flat
+// The mask is counter-based (see the dropout stream in src/engine/random.ts and its WGSL twin
+// in shaders/prelude.wgsl): stream = (step · 64 + micro) · 4096 + site, index = the flat
 // element index within the site's tensor, so backward regenerates the forward's mask.
-import { ShapeError, StudioError } from '../errors.ts';
+import { StudioError } from '../errors.ts';
+import { MAX_DROPOUT_SITES, MAX_MICRO_BATCHES } from '../random.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Dropout parameters that cannot be reproduced (p outside [0, 1), a site or micro-batch out of range, no rng). */
 export class DropoutConfigError extends StudioError {}
 
-/** Micro-batches per optimizer step and dropout sites per micro-batch that the stream numbering leaves room for. */
-export const MAX_MICRO_BATCHES = 64;
-export const MAX_DROPOUT_SITES = 4096;
-
-/** Dropout site numbers within one micro-batch (the stream's low part). */
-export const dropoutSite = {
-  embedding: 0,
-  /** block i, attention probabilities */
-  attnProbs: (i: number) => 1 + 3 * i,
-  /** block i, attention output before the residual add */
-  attnResid: (i: number) => 2 + 3 * i,
-  /** block i, MLP output before the residual add */
-  mlpResid: (i: number) => 3 + 3 * i,
-} as const;
-
 export interface DropoutSpec {
   /** drop probability in [0, 1); 0 reproduces the no-dropout result exactly */
   p: number;
-  /** site number (see dropoutSite) */
+  /** site number (see DROPOUT_SITE in random.ts) */
   site: number;
   /** micro-batch index within the optimizer step, 0 ≤ micro < 64 */
   micro: number;
@@ -76,39 +62,6 @@ export function dropoutParams(ctx: GpuContext, spec: DropoutSpec | undefined, la
   // keep ⇔ f32(u >> 8)·2^-24 ≥ p ⇔ (u >> 8) ≥ ceil(p·2^24): exact, p·2^24 is exact in float64.
   const threshold = Math.ceil(p * 2 ** 24);
   return { words: [micro, site, threshold, { f32: 1 / (1 - p) }], rng };
-}
-
-/** Throws ShapeError unless `range` holds at least `count` 4-byte elements. */
-export function needElements(range: BufferRange, count: number, what: string, label: string): void {
-  if (range.size < count * 4) {
-    throw new ShapeError(`${label}: ${what} is bound with ${range.size} bytes but needs ${count} elements (${count * 4} bytes).`);
-  }
-}
-
-/** Throws ShapeError unless `n` is a positive integer. */
-export function needPositive(n: number, what: string, label: string): void {
-  if (!Number.isInteger(n) || n <= 0) throw new ShapeError(`${label}: ${what} must be a positive integer, got ${n}.`);
-}
-
-/**
- * Workgroup grid for `count` workgroups laid out as x + y·X (shaders read num_workgroups.x), so
- * counts above maxComputeWorkgroupsPerDimension (65535) still fit. Surplus workgroups exit.
- */
-export function flatGrid(ctx: GpuContext, count: number, label: string): [number, number, number] {
-  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  const n = Math.max(1, Math.ceil(count));
-  const x = Math.min(n, max);
-  const y = Math.ceil(n / x);
-  if (y > max) throw new ShapeError(`${label}: ${n} workgroups exceed the adapter's ${max}×${max} grid.`);
-  return [x, y, 1];
-}
-
-/** Bind group for group 0: the uniforms at bindings 0, 1, ... then the storage ranges in order. */
-export function bindAll(ctx: GpuContext, pipeline: GPUComputePipeline, label: string, uniforms: GPUBuffer[], ranges: BufferRange[]): GPUBindGroup {
-  const entries: GPUBindGroupEntry[] = [];
-  for (const u of uniforms) entries.push({ binding: entries.length, resource: { buffer: u } });
-  for (const r of ranges) entries.push({ binding: entries.length, resource: { buffer: r.buffer, offset: r.offset, size: r.size } });
-  return ctx.device.createBindGroup({ label, layout: pipeline.getBindGroupLayout(0), entries });
 }
 
 export interface DropoutArgs {

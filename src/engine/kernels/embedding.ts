@@ -7,8 +7,9 @@
 // storage binding: one forward / gather dispatch per range, each touching only its own tokens.
 import { ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, dropoutParams, dropoutSite, flatGrid, needElements, needPositive, type DropoutSpec } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { DROPOUT_SITE } from '../random.ts';
+import { dropoutParams, type DropoutSpec } from './dropout.ts';
 
 /** A token id outside the vocabulary (a tokenizer / model mismatch). */
 export class TokenOutOfRangeError extends StudioError {}
@@ -148,7 +149,7 @@ export async function embeddingForward(ctx: GpuContext, args: EmbeddingForwardAr
   needElements(args.wte, rows.count * C, 'wte', label);
   needElements(args.wpe, P * C, 'wpe', label);
   needElements(args.out, B * T * C, 'out', label);
-  const { words, rng } = dropoutParams(ctx, args.dropout && { ...args.dropout, site: dropoutSite.embedding }, label);
+  const { words, rng } = dropoutParams(ctx, args.dropout && { ...args.dropout, site: DROPOUT_SITE.embedding }, label);
   const pipeline = await ctx.pipeline('embedding', 'forward');
   const dims = uniformWords(ctx, `${label}.dims`, dimsWords(args, words, B * T * C, rows));
   return {
@@ -165,7 +166,7 @@ export async function embeddingBackward(ctx: GpuContext, args: EmbeddingBackward
   const { label, B, T, C, V, P } = args;
   if (!args.dwte && !args.dwpe) throw new ShapeError(`${label}: pass dwte and/or dwpe (for frozen embeddings skip the backward).`);
   needElements(args.dout, B * T * C, 'dout', label);
-  const { words, rng } = dropoutParams(ctx, args.dropout && { ...args.dropout, site: dropoutSite.embedding }, label);
+  const { words, rng } = dropoutParams(ctx, args.dropout && { ...args.dropout, site: DROPOUT_SITE.embedding }, label);
   const out: Dispatch[] = [];
   if (args.dwpe) {
     needElements(args.dwpe, P * C, 'dwpe', label);

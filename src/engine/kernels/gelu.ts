@@ -2,8 +2,7 @@
 // Hugging Face's GPT-2 may name in `activation_function`: 'gelu_new' (tanh form) and 'gelu' (erf).
 import { UnsupportedConfigError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 export type GeluKind = 'gelu_new' | 'gelu';
 

@@ -3,8 +3,7 @@
 // buffer of per-chunk partial sums).
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, flatGrid, needElements, needPositive } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Rows summed by one thread in the first stage of the dw/db reduction. */
 export const LAYERNORM_ROWS_PER_CHUNK = 32;

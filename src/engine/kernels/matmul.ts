@@ -2,7 +2,7 @@
 // leading dimensions so A, B or C can be a column block of a wider row-major matrix.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindGroup, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 export interface MatmulArgs {
   label: string;
@@ -69,7 +69,7 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   return {
     label: args.label,
     pipeline,
-    bindGroup: bindGroup(ctx, pipeline, args.label, dims, [args.a, args.b, bias, args.out]),
+    bindGroup: bindAll(ctx, pipeline, args.label, [dims], [args.a, args.b, bias, args.out]),
     workgroups: [
       workgroupCount(ctx, Math.ceil(N / MATMUL_TILE), args.label),
       workgroupCount(ctx, Math.ceil(M / MATMUL_TILE), args.label),
@@ -97,7 +97,7 @@ export async function biasGrad(ctx: GpuContext, args: BiasGradArgs): Promise<Dis
   return {
     label: args.label,
     pipeline,
-    bindGroup: bindGroup(ctx, pipeline, args.label, dims, [args.dout, args.dbias]),
+    bindGroup: bindAll(ctx, pipeline, args.label, [dims], [args.dout, args.dbias]),
     workgroups: [workgroupCount(ctx, Math.ceil(args.N / 256), args.label), 1, 1],
     flops: args.M * args.N,
   };

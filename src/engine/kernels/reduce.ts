@@ -3,7 +3,7 @@
 // scaled sum (the step loss). All sums run in a fixed order, so results are reproducible.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindGroup, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Partial sums each sum-of-squares dispatch writes: one per workgroup, a fixed count per range. */
 export const NORM_PARTIALS_PER_RANGE = 256;
@@ -56,7 +56,7 @@ export async function sumSquares(ctx: GpuContext, args: SumSquaresArgs): Promise
   return {
     label: args.label,
     pipeline,
-    bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.x, out]),
+    bindGroup: bindAll(ctx, pipeline, args.label, [u], [args.x, out]),
     // No more workgroups than the range has 256-element blocks: element i goes to workgroup
     // ⌊i/256⌋ mod the count either way, so the partials are the same as with all of them, and the
     // slots of workgroups not launched keep the zeros the buffer was created with. A small
@@ -100,7 +100,7 @@ export async function normFinalize(ctx: GpuContext, args: NormFinalizeArgs): Pro
   const pipeline = await ctx.pipeline('reduce', 'norm_finalize');
   const u = dims(ctx, args.label, args.count, 0, !!args.sticky, args.maxNorm);
   return {
-    dispatch: { label: args.label, pipeline, bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.partials, args.norm]), workgroups: [1, 1, 1] },
+    dispatch: { label: args.label, pipeline, bindGroup: bindAll(ctx, pipeline, args.label, [u], [args.partials, args.norm]), workgroups: [1, 1, 1] },
     setMaxNorm(maxNorm: number) {
       checkMaxNorm(args.label, maxNorm);
       ctx.device.queue.writeBuffer(u, 12, new Float32Array([maxNorm]));
@@ -167,5 +167,5 @@ export async function meanReduce(ctx: GpuContext, args: MeanReduceArgs): Promise
   const pipeline = await ctx.pipeline('reduce', 'mean_reduce');
   const u = dims(ctx, args.label, n, args.slot, !!args.accumulate, args.scale);
   const out = slotRange(args.label, args.out, args.slot, 1);
-  return { label: args.label, pipeline, bindGroup: bindGroup(ctx, pipeline, args.label, u, [args.x, out]), workgroups: [1, 1, 1] };
+  return { label: args.label, pipeline, bindGroup: bindAll(ctx, pipeline, args.label, [u], [args.x, out]), workgroups: [1, 1, 1] };
 }

@@ -2,8 +2,8 @@
 // output dropout; and its backward db = dropout_backward(dout) through shaders/dropout.wgsl
 // (da = dout, so the trainer reuses dout and nothing is launched for it).
 import type { GpuContext } from '../gpu/context.ts';
-import { uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { bindAll, dropout, dropoutParams, flatGrid, needElements, needPositive, type DropoutSpec } from './dropout.ts';
+import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { dropout, dropoutParams, type DropoutSpec } from './dropout.ts';
 
 export interface ResidualForwardArgs {
   label: string;
@@ -15,7 +15,7 @@ export interface ResidualForwardArgs {
   b: BufferRange;
   /** (n) written: a + dropout(b); must not alias a or b */
   out: BufferRange;
-  /** resid_pdrop at site dropoutSite.attnResid(i) or .mlpResid(i); omitted means p = 0 */
+  /** resid_pdrop at site DROPOUT_SITE.attnResid(i) or .mlpResid(i); omitted means p = 0 */
   dropout?: DropoutSpec;
 }
 

@@ -10,7 +10,7 @@
 // block runs in the shared set.
 //
 // planActivations is the one description of these buffers: Activations allocates through it, and
-// model/memory.ts counts bytes through it before anything exists on the GPU.
+// train/memory.ts counts bytes through it before anything exists on the GPU.
 import { AdapterLimitError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';

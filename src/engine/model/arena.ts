@@ -10,7 +10,7 @@
 // parameter, its gradient and its moments split the same way in every arena.
 //
 // arenaLayout is the pure packing rule; the Arena allocates exactly what it computes, and
-// model/memory.ts estimates with the same function before anything is allocated.
+// train/memory.ts estimates with the same function before anything is allocated.
 import { AdapterLimitError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';

@@ -4,10 +4,10 @@
 // layer). Semantics: Hugging Face GPT2LMHeadModel (pre-LN blocks, causal
 // attention, tied LM head), DESIGN.md "GPT-2 semantics".
 import type { GpuContext } from '../gpu/context.ts';
+import { DROPOUT_SITE } from '../random.ts';
 import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
 import { attentionBackward, attentionForward } from '../kernels/attention.ts';
 import { crossEntropy } from '../kernels/crossentropy.ts';
-import { dropoutSite } from '../kernels/dropout.ts';
 import { embeddingBackward, embeddingForward } from '../kernels/embedding.ts';
 import { geluBackward, geluForward } from '../kernels/gelu.ts';
 import { layernormBackward, layernormForward } from '../kernels/layernorm.ts';
@@ -74,7 +74,7 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
   const C = c.nEmbd;
   const I = c.nInner;
   const out: Dispatch[] = [];
-  const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
+  const embDrop = drop(g, g.dropout.embd, DROPOUT_SITE.embedding);
   // One dispatch per bindable range of wte; each writes the positions of its own tokens.
   for (const [k, wte] of w.ranges('wte.weight').entries()) {
     out.push(await embeddingForward(ctx, {
@@ -90,17 +90,17 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
     out.push(await layernormForward(ctx, { label: `h${i}.ln1`, N, C, eps: c.layerNormEpsilon, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
     out.push(...await loraForward(g, `h.${i}.attn.c_attn`, N, L.ln1, L.qkv));
-    out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, dropoutSite.attnProbs(i)) }));
+    out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)) }));
     out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
     out.push(...await loraForward(g, `h.${i}.attn.c_proj`, N, L.atty, L.attproj));
-    out.push(await residualForward(ctx, { label: `h${i}.resid2`, n: N * C, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, dropoutSite.attnResid(i)) }));
+    out.push(await residualForward(ctx, { label: `h${i}.resid2`, n: N * C, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)) }));
     out.push(await layernormForward(ctx, { label: `h${i}.ln2`, N, C, eps: c.layerNormEpsilon, x: L.resid2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
     out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
     out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_proj`, N, L.fchGelu, L.fcproj));
-    out.push(await residualForward(ctx, { label: `h${i}.resid3`, n: N * C, a: L.resid2, b: L.fcproj, out: L.resid3, dropout: drop(g, g.dropout.resid, dropoutSite.mlpResid(i)) }));
+    out.push(await residualForward(ctx, { label: `h${i}.resid3`, n: N * C, a: L.resid2, b: L.fcproj, out: L.resid3, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.mlpResid(i)) }));
   }
   out.push(await layernormForward(ctx, {
     label: 'ln_f', N, C, eps: c.layerNormEpsilon, x: a.blockInput(c.nLayer),
@@ -196,7 +196,7 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
     const pre = `h.${i}.`;
     const lastNeeded = i + 1 === low; // nothing below this block trains
     // MLP branch: resid3 = resid2 + dropout(c_proj(gelu(c_fc(ln2(resid2)))))
-    out.push(await residualBackward(ctx, { label: `h${i}.resid3.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, dropoutSite.mlpResid(i)) }));
+    out.push(await residualBackward(ctx, { label: `h${i}.resid3.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.mlpResid(i)) }));
     await linear(`h${i}.mlp.c_proj`, pre + 'mlp.c_proj', L.fchGelu, a.dA, a.dfch, I, C);
     out.push(await geluBackward(ctx, { label: `h${i}.gelu.bwd`, n: N * I, kind: c.activation, x: L.fch, dout: a.dfch }));
     await linear(`h${i}.c_fc`, pre + 'mlp.c_fc', L.ln2, a.dfch, a.dB, C, I);
@@ -205,11 +205,11 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
       dx: a.dresid, accumulateDx: true, dweight: g.grad(pre + 'ln_2.weight'), dbias: g.grad(pre + 'ln_2.bias'), accumulateParams: true, scratch: a.lnScratch,
     }));
     // Attention branch: resid2 = x + dropout(c_proj(attn(c_attn(ln1(x)))))
-    out.push(await residualBackward(ctx, { label: `h${i}.resid2.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, dropoutSite.attnResid(i)) }));
+    out.push(await residualBackward(ctx, { label: `h${i}.resid2.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)) }));
     await linear(`h${i}.attn.c_proj`, pre + 'attn.c_proj', L.atty, a.dA, a.dB, C, C);
     out.push(...await attentionBackward(ctx, {
       label: `h${i}.attn.bwd`, B, T, C, NH: c.nHead, dout: a.dB, qkv: L.qkv, out: L.atty, lse: L.lse, dqkv: a.dqkv,
-      dropout: drop(g, g.dropout.attn, dropoutSite.attnProbs(i)),
+      dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)),
     }));
     await linear(`h${i}.c_attn`, pre + 'attn.c_attn', L.ln1, a.dqkv, a.dB, C, 3 * C);
     const ln1W = g.grad(pre + 'ln_1.weight');
@@ -222,7 +222,7 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
   }
 
   if (low === 0) {
-    const embDrop = drop(g, g.dropout.embd, dropoutSite.embedding);
+    const embDrop = drop(g, g.dropout.embd, DROPOUT_SITE.embedding);
     // dwpe once, then the dwte gather once per bindable range of dwte (each gathers its own tokens).
     const dwte = wteGradRanges(g) ?? [];
     const dwpe = g.grad('wpe.weight');

@@ -26,12 +26,12 @@
 import { ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
-import { dropout, MAX_DROPOUT_SITES } from '../kernels/dropout.ts';
+import { dropout } from '../kernels/dropout.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { Arena } from './arena.ts';
 import type { GPT2Config } from './config.ts';
 import type { HostParams, ParamSpec } from './params.ts';
-import { mulberry32 } from '../random.ts';
+import { MAX_DROPOUT_SITES, SeededRng } from '../random.ts';
 
 /** A LoRA setting that cannot be applied (bad rank, a target matching nothing, a model too deep for the dropout sites …). */
 export class LoraConfigError extends StudioError {}
@@ -167,9 +167,9 @@ export function initLoraParams(c: GPT2Config, cfg: LoraConfig, seed: number): Ho
   const out: HostParams = new Map();
   for (const t of loraTargets(c, cfg)) {
     const bound = 1 / Math.sqrt(t.in);
-    const rnd = mulberry32((Math.imul(seed >>> 0, 0x9e3779b1) ^ Math.imul(4 * t.layer + t.moduleIndex + 1, 0x85ebca77)) >>> 0);
+    const rng = new SeededRng(seed, 4 * t.layer + t.moduleIndex);
     const A = new Float32Array(cfg.r * t.in);
-    for (let i = 0; i < A.length; i++) A[i] = (2 * rnd() - 1) * bound;
+    for (let i = 0; i < A.length; i++) A[i] = (2 * rng.next() - 1) * bound;
     out.set(t.a, A);
     out.set(t.b, new Float32Array(t.out * cfg.r));
   }

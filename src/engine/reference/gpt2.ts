@@ -12,6 +12,7 @@
 import { NonFiniteLossError, ShapeError } from '../errors.ts';
 import type { GPT2Config } from '../model/config.ts';
 import { paramSpecs, type HostParams, type ParamSpec } from '../model/params.ts';
+import { windowCount } from '../windows.ts';
 import { refMatmul } from './matmul.ts';
 import {
   adamwStep, attentionBackward, attentionForward, clipCoefficient, crossEntropyBackward,
@@ -19,7 +20,7 @@ import {
   geluBackward, geluForward, globalNorm, layernormBackward, layernormForward, linearBackward,
   type DropoutSpec,
 } from './ops.ts';
-import { DROPOUT_SITE, dropoutStream } from './rng.ts';
+import { DROPOUT_SITE, dropoutStream } from '../random.ts';
 
 type F64 = Float64Array;
 
@@ -141,7 +142,7 @@ export function refForward(
   const blocks: BlockCache[] = [];
   for (let l = 0; l < L; l++) {
     const p = (n: string) => get(params, `h.${l}.${n}`);
-    const dAttn = dropSpec(config.attnPdrop, on, seed, step, micro, DROPOUT_SITE.attn(l));
+    const dAttn = dropSpec(config.attnPdrop, on, seed, step, micro, DROPOUT_SITE.attnProbs(l));
     const dAttnResid = dropSpec(config.residPdrop, on, seed, step, micro, DROPOUT_SITE.attnResid(l));
     const dMlpResid = dropSpec(config.residPdrop, on, seed, step, micro, DROPOUT_SITE.mlpResid(l));
     drop.attn.push(dAttn);
@@ -296,11 +297,6 @@ export interface RefTrainResult {
 }
 
 interface AdamState { m: F64; v: F64; step: number }
-
-/** Number of windows of T+1 tokens in a stream of n ids: ⌊(n − 1)/T⌋. */
-export function windowCount(n: number, T: number): number {
-  return Math.floor((n - 1) / T);
-}
 
 /** Inputs and targets (B·T each) of the micro-batch whose first row is the `row`-th row read since the start. */
 export function sequentialBatch(tokens: ArrayLike<number>, B: number, T: number, row: number): { inputs: Int32Array; targets: Int32Array } {

@@ -34,7 +34,7 @@ import {
   linearBackward,
   type DropoutSpec,
 } from './ops.ts';
-import { DROPOUT_SITE, dropoutStream } from './rng.ts';
+import { DROPOUT_SITE, dropoutStream } from '../random.ts';
 
 type F64 = Float64Array;
 
@@ -157,7 +157,7 @@ export function refLoraForward(
     const pre = `h.${l}.`;
     const p = (n: string) => get(base, pre + n);
     const drop = {
-      attn: spec(config.attnPdrop, DROPOUT_SITE.attn(l)),
+      attn: spec(config.attnPdrop, DROPOUT_SITE.attnProbs(l)),
       attnResid: spec(config.residPdrop, DROPOUT_SITE.attnResid(l)),
       mlpResid: spec(config.residPdrop, DROPOUT_SITE.mlpResid(l)),
     };

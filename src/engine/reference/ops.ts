@@ -6,7 +6,7 @@
 // (see /work/shared/DESIGN.md); the backward formulas are the ones llm.c's train_gpt2.c uses.
 import { ShapeError } from '../errors.ts';
 import { refMatmul } from './matmul.ts';
-import { dropoutKeep } from './rng.ts';
+import { dropoutKeep } from '../random.ts';
 
 type F64 = Float64Array;
 

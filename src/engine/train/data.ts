@@ -7,20 +7,8 @@
 // window j mod W; shuffled, row j reads permutation(seed, e)[j mod W] with epoch e = ⌊j / W⌋,
 // a fresh seeded permutation per epoch. A run resumed at row j therefore reads what an
 // uninterrupted run would have.
-import { StudioError } from '../errors.ts';
-import { SeededRng } from '../generate/sampling.ts';
-
-/** The token stream is too short to make one window of the requested context length. */
-export class NotEnoughTokensError extends StudioError {}
-
-/** A batch or window setting that cannot be used (B < 1, T < 1, a negative row ...). */
-export class BatchConfigError extends StudioError {}
-
-/** W = ⌊(N − 1)/T⌋: how many windows of context length T a stream of N tokens makes. */
-export function windowCount(N: number, T: number): number {
-  if (!Number.isInteger(T) || T < 1) throw new BatchConfigError(`Context length T = ${T} must be a whole number ≥ 1.`);
-  return N < 1 ? 0 : Math.floor((N - 1) / T);
-}
+import { SeededRng } from '../random.ts';
+import { BatchConfigError, NotEnoughTokensError, windowCount } from '../windows.ts';
 
 /**
  * A seeded uniform permutation of 0 … W−1 (Fisher–Yates, Knuth TAOCP vol. 2, algorithm 3.4.2P),

@@ -7,57 +7,13 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { ProfileMethod, ProfileResult } from '../gpu/profile.ts';
 import type { LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
-import { NotEnoughTokensError, WindowSampler, windowCount } from './data.ts';
+import { NotEnoughTokensError, windowCount } from '../windows.ts';
+import { WindowSampler } from './data.ts';
 import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
-import { lrMultiplier, type ScheduleConfig } from './schedule.ts';
-import { Trainer, type OptimizerOptions, type StepMetrics, type TrainerState } from './trainer.ts';
+import { lrMultiplier } from './schedule.ts';
+import type { EvalLog, StepLog, TrainRunConfig } from './config.ts';
+import { Trainer, type StepMetrics, type TrainerState } from './trainer.ts';
 import { NonFiniteLossError } from '../errors.ts';
-import type { DropoutRates } from '../model/graph.ts';
-
-export interface TrainRunConfig extends OptimizerOptions {
-  /** optimizer steps */
-  steps: number;
-  batch: number;
-  seq: number;
-  gradAccum: number;
-  /** base (peak) learning rate of the top group */
-  lr: number;
-  schedule: ScheduleConfig;
-  /** discriminative factor f: group d trains at lr / f^(L+1−d); 1 = off */
-  lrDecay: number;
-  /** gradual unfreezing: k groups open at first, one more every N steps; null = off */
-  unfreeze: { start: number; every: number } | null;
-  dropout: DropoutRates;
-  seed: number;
-  order: 'sequential' | 'shuffled';
-  /** depth groups the user froze */
-  frozen: ReadonlySet<number>;
-  /**
-   * Held-out evaluation (eval/evaluate.ts: every window, mean loss, perplexity, top-1 accuracy,
-   * no dropout, with the run's batch and seq) after every `every` optimizer steps and after the
-   * last one; `every` 0 evaluates only at the end. Absent or null: no evaluation.
-   */
-  evaluation?: { every: number; tokens: ArrayLike<number> } | null;
-}
-
-/** One line of the training log (the CLI's --log format). */
-export interface StepLog {
-  step: number;
-  loss: number;
-  /** learning rate of the top group (ln_f) at this step */
-  lr: number;
-  grad_norm: number;
-}
-
-/** One evaluation line of the training log, after optimizer step `step`. */
-export interface EvalLog {
-  step: number;
-  eval_loss: number;
-  /** exp(eval_loss) */
-  eval_ppl: number;
-  /** next-token top-1 accuracy */
-  eval_acc: number;
-}
 
 /** Where a resumed run starts: after `state.stepIndex` optimizer steps, with that optimizer state. */
 export interface TrainResume {

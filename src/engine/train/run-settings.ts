@@ -6,7 +6,7 @@
 import type { GPT2Config } from '../model/config.ts';
 import type { LoraConfig } from '../model/lora.ts';
 import { StudioError } from '../errors.ts';
-import type { TrainRunConfig } from './loop.ts';
+import type { TrainRunConfig } from './config.ts';
 import type { ScheduleConfig, ScheduleKind } from './schedule.ts';
 
 /** A run setting that cannot become a run (a frozen group that does not exist, nothing left to train). */

@@ -16,7 +16,8 @@ import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { profileDispatches, type ProfileMethod, type ProfileResult } from '../gpu/profile.ts';
 import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
-import { createRngUniform, writeRng, MAX_MICRO_BATCHES } from '../kernels/dropout.ts';
+import { createRngUniform, writeRng } from '../kernels/dropout.ts';
+import { MAX_MICRO_BATCHES } from '../random.ts';
 import { tokenBucketWords, writeTokenBuckets } from '../kernels/embedding.ts';
 import { gradNorm, meanReduce, NORM_WORDS, type GradNorm } from '../kernels/reduce.ts';
 import { Activations, firstSavedBlock } from '../model/activations.ts';
@@ -25,17 +26,7 @@ import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroIn
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { ParamSpec } from '../model/params.ts';
 import { arenaItems, type GpuWeights } from '../model/weights.ts';
-
-export interface OptimizerOptions {
-  /** AdamW betas and eps (torch defaults 0.9, 0.999, 1e-8) */
-  beta1: number;
-  beta2: number;
-  eps: number;
-  /** decoupled weight decay, applied to ≥2-D tensors only */
-  weightDecay: number;
-  /** max global gradient norm; 0 turns clipping off */
-  gradClip: number;
-}
+import type { OptimizerOptions } from './config.ts';
 
 export interface TrainerOptions extends OptimizerOptions {
   /** rows per micro-batch */
@@ -136,7 +127,7 @@ const METRIC_WORDS = 4;
 
 /**
  * Bytes of the trainer's own small buffers as GpuContext allocates them (rng uniform, metrics,
- * norm, AdamW records for `recordCount` tensors, the metrics ring): model/memory.ts's estimate.
+ * norm, AdamW records for `recordCount` tensors, the metrics ring): train/memory.ts's estimate.
  */
 export function trainerSmallBytes(recordCount: number): number {
   const round = (b: number) => Math.max(16, Math.ceil(b / 16) * 16);
@@ -230,7 +221,7 @@ export class Trainer {
 
   /**
    * Bytes of the GPU buffers this trainer and its weights hold, by category, summed from the
-   * buffers' own sizes (model/memory.ts estimateMemory predicts the same numbers). The small
+   * buffers' own sizes (train/memory.ts estimateMemory predicts the same numbers). The small
    * uniform buffers of the prepared dispatches (a few KB) are not counted.
    */
   memory(): TrainerMemory {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveTrainedFolder, type TrainedModel } from '../../../src/cli/save-folder.ts';
-import type { TrainRunConfig } from '../../../src/engine/train/loop.ts';
+import type { TrainRunConfig } from '../../../src/engine/train/config.ts';
 import { DEFAULT_SCHEDULE } from '../../../src/engine/train/run-settings.ts';
 import { loadModelDir } from '../../../src/io/node-model.ts';
 import { hubFixtures } from '../../helpers/hub-server.ts';

@@ -11,8 +11,8 @@ import {
   RunningAccuracy,
   RunningMean,
   ThroughputMeter,
-  tokensPerSecond,
 } from '../../../src/engine/eval/metrics.ts';
+import { tokensPerSecond } from '../../../src/engine/throughput.ts';
 
 describe('perplexity', () => {
   it('is exp of the mean loss', () => {

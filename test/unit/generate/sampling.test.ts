@@ -6,7 +6,6 @@ import {
   DEFAULT_SAMPLING,
   InvalidLogitsError,
   SamplingConfigError,
-  SeededRng,
   TokenSampler,
   type SamplingConfig,
 } from '../../../src/engine/generate/sampling.ts';
@@ -29,47 +28,6 @@ function expectClose(freq: number[], p: number[], draws: number): void {
     expect(Math.abs(freq[i] - pi), `token ${i}: frequency ${freq[i]} vs ${pi}`).toBeLessThanOrEqual(5 * sd + 1e-12);
   });
 }
-
-describe('SeededRng', () => {
-  it('repeats its sequence for a seed and differs between seeds and streams', () => {
-    const seq = (seed: number, stream = 0) => {
-      const r = new SeededRng(seed, stream);
-      return Array.from({ length: 8 }, () => r.nextUint32());
-    };
-    expect(seq(1)).toEqual(seq(1));
-    expect(seq(1)).not.toEqual(seq(2));
-    expect(seq(1, 0)).not.toEqual(seq(1, 1));
-    expect(seq(0)).not.toEqual(new Array(8).fill(0));
-    expect(seq(2 ** 40)).not.toEqual(seq(0)); // high bits of a large seed count
-  });
-
-  it('next() is uniform in [0, 1)', () => {
-    const r = new SeededRng(9);
-    const n = 20000;
-    const bins = new Array(10).fill(0);
-    for (let i = 0; i < n; i++) {
-      const u = r.next();
-      expect(u >= 0 && u < 1).toBe(true);
-      bins[Math.floor(u * 10)]++;
-    }
-    expectClose(bins.map((b) => b / n), new Array(10).fill(0.1), n);
-  });
-
-  it('nextInt(n) is uniform over 0 … n−1', () => {
-    const r = new SeededRng(4);
-    const n = 30000;
-    const counts = new Array(3).fill(0);
-    for (let i = 0; i < n; i++) counts[r.nextInt(3)]++;
-    expectClose(counts.map((c) => c / n), [1 / 3, 1 / 3, 1 / 3], n);
-    expect(new SeededRng(1).nextInt(1)).toBe(0);
-    expect(() => r.nextInt(0)).toThrow(SamplingConfigError);
-  });
-
-  it('refuses seeds that are not whole numbers ≥ 0', () => {
-    expect(() => new SeededRng(-1)).toThrow(SamplingConfigError);
-    expect(() => new SeededRng(0.5)).toThrow(SamplingConfigError);
-  });
-});
 
 describe('argmax / greedy', () => {
   it('takes the lowest index among equal maxima and skips −∞', () => {

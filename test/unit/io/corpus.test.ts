@@ -5,8 +5,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bytesSource } from '../../../src/io/bytes.ts';
 import {
   CorpusFormatError, CorpusSplitError, EmptyCorpusError, type TokenizedCorpus, csvRecords, splitCorpus,
-  tokenizeCorpus, windowCount,
+  tokenizeCorpus,
 } from '../../../src/io/corpus.ts';
+import { BatchConfigError, windowCount } from '../../../src/engine/windows.ts';
 import { type Tokenizer, loadDefaultTokenizer } from '../../../src/io/tokenizer.ts';
 import {
   BinaryCorpusError, CorpusEncodingError, type NamedFile, decodeUtf8, firstInvalidUtf8, readAllBytes, utf8Length,
@@ -309,7 +310,7 @@ describe('windows and the train/validation split', () => {
   it.each([[0, 4, 0], [1, 4, 0], [4, 4, 0], [5, 4, 1], [8, 4, 1], [9, 4, 2], [1025, 1024, 1]])('N=%i T=%i → W=%i', (n, T, w) => {
     expect(windowCount(n, T)).toBe(w);
   });
-  it('refuses a bad context length', () => expect(() => windowCount(10, 0)).toThrow(CorpusSplitError));
+  it('refuses a bad context length', () => expect(() => windowCount(10, 0)).toThrow(BatchConfigError));
 
   /** D documents, document d being d+1 copies of id d then EOS (id 999). */
   function corpus(D: number): TokenizedCorpus {

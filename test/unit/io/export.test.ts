@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type GPT2Config } from '../../../src/engine/model/config.ts';
 import { paramSpecs, type HostParams } from '../../../src/engine/model/params.ts';
-import type { TrainRunConfig } from '../../../src/engine/train/loop.ts';
+import type { TrainRunConfig } from '../../../src/engine/train/config.ts';
 import { DEFAULT_SCHEDULE } from '../../../src/engine/train/run-settings.ts';
 import { ExportError, hfExportZip, hfExportZipBlob, hfFolderFiles, modelCard, safeFolderName, type ExportInput } from '../../../src/io/export.ts';
 import { checkpointTensors } from '../../../src/io/checkpoint.ts';

@@ -14,7 +14,7 @@ import { initLoraParams, loraSpecs, type LoraConfig } from '../../../src/engine/
 import { paramSpecs, type HostParams } from '../../../src/engine/model/params.ts';
 import { DEFAULT_SCHEDULE } from '../../../src/engine/train/run-settings.ts';
 import type { TrainerState } from '../../../src/engine/train/trainer.ts';
-import type { TrainRunConfig } from '../../../src/engine/train/loop.ts';
+import type { TrainRunConfig } from '../../../src/engine/train/config.ts';
 import { nodeDirFiles } from '../../../src/io/node-model.ts';
 import { CheckpointWriteError, listCheckpoints, nodeSha256, resolveCheckpointPath, writeCheckpointFolder } from '../../../src/io/node-run-checkpoint.ts';
 import {
@@ -23,17 +23,17 @@ import {
 } from '../../../src/io/run-checkpoint.ts';
 import { parseSafetensorsHeaderSync } from '../../../src/io/safetensors.ts';
 import { Sha256 } from '../../../src/io/sha256.ts';
-import { mulberry32 } from '../../../src/engine/random.ts';
+import { uniformStream } from '../../../src/engine/random.ts';
 
 const CONFIG: GPT2Config = { ...GPT2_SMALL, vocabSize: 50, nPositions: 16, nEmbd: 8, nLayer: 2, nHead: 2, nInner: 32, bosTokenId: 49, eosTokenId: 49 };
 
 function randParams(specs: Array<{ name: string; numel: number }>, seed: number): HostParams {
-  const r = mulberry32(seed);
+  const r = uniformStream(seed);
   return new Map(specs.map((s) => [s.name, Float32Array.from({ length: s.numel }, () => r() * 2 - 1)]));
 }
 
 function randState(names: Array<{ name: string; numel: number }>, seed: number, stepIndex: number): TrainerState {
-  const r = mulberry32(seed);
+  const r = uniformStream(seed);
   return {
     stepIndex,
     tensors: new Map(names.map((s, i) => [s.name, {
@@ -65,7 +65,7 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'run-ckpt-'));
 
 describe('SHA-256 and fingerprints', () => {
   it('the incremental hasher gives Node crypto\'s digest for every length and any chunking', () => {
-    const r = mulberry32(1);
+    const r = uniformStream(1);
     for (const n of [0, 1, 3, 55, 56, 57, 63, 64, 65, 127, 128, 1000, 100_003]) {
       const data = Uint8Array.from({ length: n }, () => Math.floor(r() * 256));
       const want = createHash('sha256').update(data).digest('hex');

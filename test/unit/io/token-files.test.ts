@@ -5,9 +5,10 @@ import type { Tokenizer } from '../../../src/io/tokenizer.ts';
 import { loadDefaultTokenizer } from '../../../src/io/tokenizer.ts';
 import {
   LLMC_HEADER_BYTES, TokenCountMismatchError, TokenFileLengthError, TokenIdRangeError, UnsupportedTokenFileError,
-  VocabTooLargeError, checkTokenIds, detectTokenFileFormat, prepareCorpus, readTokenFile, writeLlmcTokens,
+  VocabTooLargeError, checkTokenIds, detectTokenFileFormat, readTokenFile, writeLlmcTokens,
   writeNanoGptTokens,
 } from '../../../src/io/token-files.ts';
+import { prepareCorpus } from '../../../src/io/prepare.ts';
 import { rng } from '../../helpers/numeric.ts';
 
 const ids = [0, 1, 258, 50256, 65535, 12345];

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getEncoding } from 'js-tiktoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildGpt2TokenizerFiles, ensureGpt2TokenizerFiles, writeGpt2TokenizerFiles } from '../../../scripts/make-tokenizer.ts';
+import { buildGpt2TokenizerFiles, ensureGpt2TokenizerFiles, writeGpt2TokenizerFiles } from '../../../src/io/node-tokenizer.ts';
 import {
   type HfTokenizer, TokenizerFileError, gpt2TokenizerFiles, isSafeCut, loadDefaultTokenizer, parseMerges, safeCut,
   tokenizerFromJson, tokenizerFromModelFiles, tokenizerFromSite,

@@ -5,11 +5,12 @@ import { describe, expect, it } from 'vitest';
 import type { GPT2Config } from '../../../src/engine/model/config.ts';
 import { paramSpecs } from '../../../src/engine/model/params.ts';
 import {
-  cloneParams, refBackward, refForward, refTrain, sequentialBatch, toF32Params, toF64Params, windowCount,
+  cloneParams, refBackward, refForward, refTrain, sequentialBatch, toF32Params, toF64Params,
   type RefParams,
 } from '../../../src/engine/reference/gpt2.ts';
 import { adamwStep, clipCoefficient, crossEntropyForward, globalNorm } from '../../../src/engine/reference/ops.ts';
 import { ShapeError } from '../../../src/engine/errors.ts';
+import { windowCount } from '../../../src/engine/windows.ts';
 import { randn, relErr, rng } from '../../helpers/numeric.ts';
 import { numericGrad } from './fd.ts';
 

@@ -2,13 +2,8 @@
 // inputs and targets shifted by one; row j reads window j mod W in order, or the epoch's
 // seeded permutation when shuffled.
 import { describe, expect, it } from 'vitest';
-import {
-  BatchConfigError,
-  epochPermutation,
-  NotEnoughTokensError,
-  windowCount,
-  WindowSampler,
-} from '../../../src/engine/train/data.ts';
+import { epochPermutation, WindowSampler } from '../../../src/engine/train/data.ts';
+import { BatchConfigError, NotEnoughTokensError, windowCount } from '../../../src/engine/windows.ts';
 
 /** A stream whose token at position i is i, so a batch shows where it was read from. */
 const iota = (n: number) => Uint32Array.from({ length: n }, (_, i) => i);

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { GPT2_SMALL } from '../../../src/engine/model/config.ts';
 import { countLoraParams } from '../../../src/engine/model/lora.ts';
-import { estimateMemory } from '../../../src/engine/model/memory.ts';
+import { estimateMemory } from '../../../src/engine/train/memory.ts';
 import { paramSpecs } from '../../../src/engine/model/params.ts';
 import { estimateRun, trainableGroups } from '../../../src/worker/estimate.ts';
 import { DEFAULT_TRAIN, type TrainSettings } from '../../../src/worker/settings.ts';

@@ -11,13 +11,13 @@
 import type { GpuContext } from '../gpu/context.ts';
 import { tokenBucketWords } from '../kernels/embedding.ts';
 import { normPartialsCount } from '../kernels/reduce.ts';
-import { trainerSmallBytes } from '../train/trainer.ts';
-import { bufferBytes, firstSavedBlock, planActivations, type BufferKind } from './activations.ts';
-import { arenaLayout, type ArenaLimits } from './arena.ts';
-import type { GPT2Config } from './config.ts';
-import { loraSpecs, loraTargets, type LoraConfig } from './lora.ts';
-import { paramSpecs, type ParamSpec } from './params.ts';
-import { arenaItems } from './weights.ts';
+import { trainerSmallBytes } from './trainer.ts';
+import { bufferBytes, firstSavedBlock, planActivations, type BufferKind } from '../model/activations.ts';
+import { arenaLayout, type ArenaLimits } from '../model/arena.ts';
+import type { GPT2Config } from '../model/config.ts';
+import { loraSpecs, loraTargets, type LoraConfig } from '../model/lora.ts';
+import { paramSpecs, type ParamSpec } from '../model/params.ts';
+import { arenaItems } from '../model/weights.ts';
 
 /** The device limits the layout depends on. */
 export interface MemoryLimits extends ArenaLimits {

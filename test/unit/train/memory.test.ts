@@ -1,4 +1,4 @@
-// estimateMemory without a GPU (model/memory.ts): GPT-2 124M's figures from DESIGN.md (0.5 GB
+// estimateMemory without a GPU (train/memory.ts): GPT-2 124M's figures from DESIGN.md (0.5 GB
 // parameters, 0.5 GB gradients, 1.0 GB Adam moments), frozen groups holding no gradient or
 // state, a frozen prefix holding no saved activations, logits that do not grow with B·T·V, and
 // LoRA. Equality with real allocations is test/gpu/memory.test.ts.
@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { GPT2_SMALL } from '../../../src/engine/model/config.ts';
 import { countLoraParams } from '../../../src/engine/model/lora.ts';
 import { DEFAULT_LORA } from '../../../src/engine/train/run-settings.ts';
-import { DEFAULT_MEMORY_LIMITS, describeMemory, estimateMemory } from '../../../src/engine/model/memory.ts';
+import { DEFAULT_MEMORY_LIMITS, describeMemory, estimateMemory } from '../../../src/engine/train/memory.ts';
 import { countParams, paramSpecs } from '../../../src/engine/model/params.ts';
 
 const c = GPT2_SMALL;
