@@ -32,8 +32,8 @@
 //   7 dout   storage read        (B, T, C)         backward
 //   8 dqkv   storage read_write  (B, T, 3C)        backward, overwritten
 //
-// Dropout RNG (the contract shared with src/engine/reference/rng.ts): lowbias32 hash (Chris
-// Wellons, "Prospecting for hash functions"); stream = (step·64 + micro)·4096 + site,
+// Dropout RNG: the stream of shaders/prelude.wgsl (CPU twin: src/engine/random.ts),
+// stream = (step·64 + micro)·4096 + site,
 // index = ((b·NH + h)·T + i)·T + j; keep when uniform(seed, stream, index) ≥ p.
 // p = 0 takes a branch that never touches the RNG, so it reproduces the no-dropout result exactly.
 
@@ -73,25 +73,10 @@ var<workgroup> tileB: array<f32, 1920>; // (kt, HS): V (forward, dq) or dout (dk
 var<workgroup> rowA: array<f32, 64>;    // (kt): lse of the tile's queries (dkv)
 var<workgroup> rowB: array<f32, 64>;    // (kt): D of the tile's queries (dkv)
 
-fn hash(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u;
-  x *= 0x7feb352du;
-  x ^= x >> 15u;
-  x *= 0x846ca68bu;
-  x ^= x >> 16u;
-  return x;
-}
-
-// uniform(seed, stream, index) = f32(hash(index ^ hash(seed ^ hash(stream))) >> 8) · 2^-24, with the
-// per-site part hash(seed ^ hash(stream)) computed once per thread (siteKey).
-fn dropUniform(siteKey: u32, index: u32) -> f32 {
-  return f32(hash(index ^ siteKey) >> 8u) * (1.0 / 16777216.0);
-}
-
+// The dropout stream (shaders/prelude.wgsl): the per-site part of the hash is computed once
+// per thread (siteKey), then dropoutUniform(key, index) per probability.
 fn siteKey() -> u32 {
-  let stream = (rng.step * 64u + dims.micro) * 4096u + dims.site;
-  return hash(rng.seed ^ hash(stream));
+  return dropoutKey(rng.seed, rng.step, dims.micro, dims.site);
 }
 
 fn tileRows() -> u32 {
@@ -156,7 +141,7 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: 
         l += pr;
         if (p > 0.0) {
           let index = (bh * T + i) * T + j0 + r;
-          pr = select(0.0, pr * keepScale, dropUniform(key, index) >= p);
+          pr = select(0.0, pr * keepScale, dropoutUniform(key, index) >= p);
         }
         if (pr != 0.0) {
           for (var d = 0u; d < HS; d++) { acc[d] = fma(pr, tileB[r * HS + d], acc[d]); }
@@ -233,7 +218,7 @@ fn backward_dq(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l
         let P = exp(sc - L);
         if (p > 0.0) {
           let index = (bh * T + i) * T + j0 + r;
-          dP = select(0.0, dP * keepScale, dropUniform(key, index) >= p);
+          dP = select(0.0, dP * keepScale, dropoutUniform(key, index) >= p);
         }
         let dS = P * (dP - D);
         for (var d = 0u; d < HS; d++) { dq[d] = fma(dS, tileA[r * HS + d], dq[d]); }
@@ -312,7 +297,7 @@ fn backward_dkv(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) 
         var Pt = P;
         if (p > 0.0) {
           let index = (bh * T + i0 + r) * T + j;
-          let kept = dropUniform(key, index) >= p;
+          let kept = dropoutUniform(key, index) >= p;
           Pt = select(0.0, P * keepScale, kept);
           dP = select(0.0, dP * keepScale, kept);
         }

@@ -28,31 +28,6 @@ const WG: u32 = 256u;
 const IGNORE: u32 = 0xFFFFFFFFu;
 const LOWEST: f32 = -0x1.fffffep+127f; // −FLT_MAX
 
-var<workgroup> red: array<f32, 256>;
-
-fn reduceMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -69,10 +44,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 
   var m = LOWEST;
   for (var v = lid; v < V; v += WG) { m = max(m, logits[base + v]); }
-  m = reduceMax(m, lid);
+  m = workgroupMax(m, lid, WG);
   var s = 0.0;
   for (var v = lid; v < V; v += WG) { s += exp(logits[base + v] - m); }
-  s = reduceSum(s, lid);
+  s = workgroupSum(s, lid, WG);
   // A quiet NaN built at run time (a constant NaN is a WGSL compile error).
   let nan = bitcast<f32>(0x7fc00000u | (dims.N & 0u));
 

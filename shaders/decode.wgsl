@@ -1,10 +1,9 @@
 // decode.wgsl — the pieces of a one-token GPT-2 step with a key/value cache (batch 1) that the
-// training kernels do not cover, and matrix-vector products for its one-row linear layers (the
-// training matmul's 64×64 tiles would compute 64 rows to keep one). LayerNorm, GELU and the
-// residual adds reuse the training kernels with one row.
+// training kernels do not cover. Its one-row linear layers and the head run on gemv.wgsl;
+// LayerNorm, GELU and the residual adds reuse the training kernels with one row.
 //
 //   kv cache of a layer (2, P, C): keys [0, P·C), values [P·C, 2·P·C); row t holds position t,
-//   head h is the slice [h·HS, (h+1)·HS) of a row, as in c_attn's output (DESIGN, GPT-2 semantics).
+//   head h is the slice [h·HS, (h+1)·HS) of a row, as in c_attn's output (docs/ARCHITECTURE.md, GPT-2 semantics).
 //
 // Entry points:
 //   embed       x (C) = wte[token] + wpe[pos], by the dispatch whose wte row range
@@ -13,11 +12,6 @@
 //   attend      one workgroup per head h: writes the new token's k, v into cache row pos, then
 //               out_h = Σ_{j≤pos} softmax_j(scale · q_h·k_j) v_j, scale = 1/sqrt(HS)   grid (NH)
 //   fill_cache  cache rows [0, T) from a prefill's qkv (T, 3C)              grid (ceil(T·C/256))
-//   gemv        y (N) = x (K) · W (K, N) + b: a Conv1D layer on one row; one thread per output,
-//               k in order with fma, as the training matmul sums        grid (ceil(N/256))
-//   gemv_t      y (N) [+]= scale · W (N, K) · x (K): the tied LM head (W = a range of wte's
-//               rows), and LoRA's A·x and += B·(s·A·x) (A (r, in), B (out, r) as PEFT stores
-//               them); one thread per output row, k in order with fma     grid (ceil(N/256))
 // `token` and `pos` come from the Step uniform, rewritten before every step, so the step's
 // dispatches are built once and replayed (no allocation per token).
 //
@@ -32,11 +26,6 @@
 //   7 scores   storage read_write  (NH, P) scratch       attend
 //   8 out      storage read_write  (C)                   attend
 //   9 qkvRows  storage read        (T, 3C)               fill_cache
-//  10 gx       storage read        (K)                   gemv, gemv_t
-//  11 gw       storage read        (K, N) or (N, K)      gemv, gemv_t
-//  12 gbias    storage read        (N)                   gemv
-//  13 gout     storage read_write  (N)                   gemv, gemv_t
-//  14 gdims    uniform GemvDims {K, N, scale}            gemv, gemv_t
 
 struct Dims {
   C: u32,
@@ -49,9 +38,6 @@ struct Dims {
   rows: u32,
 }
 struct Step { token: u32, pos: u32 }
-struct GemvDims { K: u32, N: u32, scale: f32 }
-
-override ACCUMULATE: bool = false; // gemv_t: add into gout instead of overwriting it
 
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<uniform> step: Step;
@@ -63,41 +49,10 @@ override ACCUMULATE: bool = false; // gemv_t: add into gout instead of overwriti
 @group(0) @binding(7) var<storage, read_write> scores: array<f32>;
 @group(0) @binding(8) var<storage, read_write> out: array<f32>;
 @group(0) @binding(9) var<storage, read> qkvRows: array<f32>;
-@group(0) @binding(10) var<storage, read> gx: array<f32>;
-@group(0) @binding(11) var<storage, read> gw: array<f32>;
-@group(0) @binding(12) var<storage, read> gbias: array<f32>;
-@group(0) @binding(13) var<storage, read_write> gout: array<f32>;
-@group(0) @binding(14) var<uniform> gdims: GemvDims;
 
 const WG: u32 = 64u;
 const LOWEST: f32 = -0x1.fffffep+127f; // −FLT_MAX
 
-var<workgroup> red: array<f32, 64>;
-var<workgroup> xs: array<f32, 256>; // gemv: a tile of x
-
-fn reduceMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
-fn reduceSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
 
 @compute @workgroup_size(256)
 fn embed(@builtin(global_invocation_id) gid: vec3u) {
@@ -136,7 +91,7 @@ fn attend(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     scores[so + j] = s;
     m = max(m, s);
   }
-  m = reduceMax(m, lid);
+  m = workgroupMax(m, lid, WG);
 
   // 3. Unnormalised probabilities (each thread rewrites the scores it wrote) and their sum.
   var l = 0.0;
@@ -145,7 +100,7 @@ fn attend(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     scores[so + j] = p;
     l += p;
   }
-  l = reduceSum(l, lid);
+  l = workgroupSum(l, lid, WG);
   storageBarrier(); // every thread reads every probability below
 
   // 4. out_h[d] = Σ_j p_j v_j[d] / l, summed over j in order (deterministic).
@@ -166,47 +121,4 @@ fn fill_cache(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: ve
   let c = i % C;
   kv[t * C + c] = qkvRows[t * 3u * C + C + c];
   kv[dims.P * C + t * C + c] = qkvRows[t * 3u * C + 2u * C + c];
-}
-
-@compute @workgroup_size(256)
-fn gemv(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let K = gdims.K;
-  let N = gdims.N;
-  let n = (wg.y * nwg.x + wg.x) * 256u + lid;
-  var acc = 0.0;
-  // Every thread stays for the barriers; only n < N accumulate and write.
-  for (var k0 = 0u; k0 < K; k0 += 256u) {
-    if (k0 + lid < K) { xs[lid] = gx[k0 + lid]; }
-    workgroupBarrier();
-    if (n < N) {
-      let kn = min(256u, K - k0);
-      // Consecutive threads read consecutive columns of one row of W.
-      for (var i = 0u; i < kn; i++) { acc = fma(xs[i], gw[(k0 + i) * N + n], acc); }
-    }
-    workgroupBarrier();
-  }
-  if (n < N) { gout[n] = acc + gbias[n]; }
-}
-
-@compute @workgroup_size(256)
-fn gemv_t(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let K = gdims.K;
-  let N = gdims.N;
-  let n = (wg.y * nwg.x + wg.x) * 256u + lid;
-  var acc = 0.0;
-  for (var k0 = 0u; k0 < K; k0 += 256u) {
-    if (k0 + lid < K) { xs[lid] = gx[k0 + lid]; }
-    workgroupBarrier();
-    if (n < N) {
-      let kn = min(256u, K - k0);
-      let row = n * K + k0;
-      for (var i = 0u; i < kn; i++) { acc = fma(gw[row + i], xs[i], acc); }
-    }
-    workgroupBarrier();
-  }
-  if (n < N) {
-    var y = gdims.scale * acc;
-    if (ACCUMULATE) { y += gout[n]; }
-    gout[n] = y;
-  }
 }

@@ -3,14 +3,10 @@
 // gradient): the mask is regenerated from (seed, stream, index), never stored.
 // Also the backward of residual.wgsl (db = dropout_backward(dout)).
 //
-// RNG (shared contract with src/engine/reference/rng.ts; every dropout-capable shader carries a
-// copy of these three functions, since WGSL has no includes):
-//   hash = lowbias32 (Chris Wellons, "Prospecting for hash functions", 2018)
-//   u = hash(index ^ hash(seed ^ hash(stream)));  uniform = f32(u >> 8) · 2^-24
-//   keep  ⇔  uniform ≥ p  ⇔  (u >> 8) ≥ ceil(p · 2^24) = dims.threshold
-// The integer threshold (computed on the CPU in float64) makes the comparison exact, so the
-// mask is bit-identical to the float64 reference for every p.
-// stream = (rng.step · 64 + dims.micro) · 4096 + dims.site (u32, wrapping).
+// RNG: the counter-based dropout stream of shaders/prelude.wgsl (CPU twin: src/engine/random.ts),
+// keep ⇔ dropoutBits(key, index) ≥ ceil(p · 2^24) = dims.threshold. The integer threshold
+// (computed on the CPU in float64) makes the comparison exact, so the mask is bit-identical to
+// the float64 reference for every p.
 //
 // Bindings:
 //   0 dims  uniform {n, micro, site, threshold, scale: f32}
@@ -28,23 +24,13 @@ struct Rng { seed: u32, step: u32 }
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn hash(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u;
-  h *= 0x7feb352du;
-  h ^= h >> 15u;
-  h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
-
+// The dropout hash, its stream numbering and dropoutBits are in shaders/prelude.wgsl.
 fn streamKey() -> u32 {
-  let stream = (rng.step * 64u + dims.micro) * 4096u + dims.site;
-  return hash(rng.seed ^ hash(stream));
+  return dropoutKey(rng.seed, rng.step, dims.micro, dims.site);
 }
 
 fn kept(key: u32, index: u32) -> bool {
-  return (hash(index ^ key) >> 8u) >= dims.threshold;
+  return dropoutBits(key, index) >= dims.threshold;
 }
 
 @compute @workgroup_size(256)

@@ -61,25 +61,15 @@ struct Rng { seed: u32, step: u32 }
 
 const WG: u32 = 256u;
 
-fn hash(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u;
-  h *= 0x7feb352du;
-  h ^= h >> 15u;
-  h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
-
+// The dropout hash, its stream numbering and dropoutBits are in shaders/prelude.wgsl.
 fn streamKey() -> u32 {
-  let stream = (rng.step * 64u + dims.micro) * 4096u + dims.site;
-  return hash(rng.seed ^ hash(stream));
+  return dropoutKey(rng.seed, rng.step, dims.micro, dims.site);
 }
 
 // x · mask / (1 − p) at flat index i; exactly x when p = 0.
 fn drop(key: u32, i: u32, v: f32) -> f32 {
   if (dims.threshold == 0u) { return v; }
-  if ((hash(i ^ key) >> 8u) >= dims.threshold) { return v * dims.scale; }
+  if (dropoutBits(key, i) >= dims.threshold) { return v * dims.scale; }
   return 0.0;
 }
 

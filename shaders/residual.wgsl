@@ -23,23 +23,13 @@ struct Rng { seed: u32, step: u32 }
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn hash(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u;
-  h *= 0x7feb352du;
-  h ^= h >> 15u;
-  h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
-
+// The dropout hash, its stream numbering and dropoutBits are in shaders/prelude.wgsl.
 fn streamKey() -> u32 {
-  let stream = (rng.step * 64u + dims.micro) * 4096u + dims.site;
-  return hash(rng.seed ^ hash(stream));
+  return dropoutKey(rng.seed, rng.step, dims.micro, dims.site);
 }
 
 fn kept(key: u32, index: u32) -> bool {
-  return (hash(index ^ key) >> 8u) >= dims.threshold;
+  return dropoutBits(key, index) >= dims.threshold;
 }
 
 @compute @workgroup_size(256)

@@ -146,24 +146,15 @@ export class Evaluator {
     const g = { ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined, lora: loraGraph };
     const inp = { tokens: this.tokensIn, targets: this.targetsIn, buckets: this.tokensIn }; // buckets: backward only
     const forward = await buildForward(g, inp);
-    const head = await buildHead(g, this.targetsIn, false, 1);
-    // Without backward the head's chunk k ends with its cross-entropy (label head<k>.ce), which
-    // leaves the logits unchanged: the argmax of that chunk goes right after it.
-    const N = this.B * this.T;
+    // Without backward the cross-entropy leaves each chunk's logits unchanged: its argmax goes
+    // right after it, before the next chunk overwrites them.
     const V = c.vocabSize;
-    const out = [...forward];
-    let k = 0;
-    for (const d of head) {
-      out.push(d);
-      if (d.label !== `head${k}.ce`) continue;
-      const r0 = k * acts.chunkRows;
-      const n = Math.min(acts.chunkRows, N - r0);
-      out.push(await argmaxRows(ctx, { label: `head${k}.argmax`, N: n, V, logits: rows(acts.logits, 0, n * V), out: rows(this.argmaxOut, r0, n) }));
-      k++;
-    }
-    const chunks = Math.ceil(N / acts.chunkRows);
-    if (k !== chunks) throw new Error(`Evaluator: found the cross-entropy of ${k} of ${chunks} LM-head chunks; model/graph.ts labels changed.`);
-    this.dispatches = out;
+    const head = await buildHead(g, this.targetsIn, false, 1, {
+      afterChunkLoss: async (k, r0, n) => [
+        await argmaxRows(ctx, { label: `head${k}.argmax`, N: n, V, logits: rows(acts.logits, 0, n * V), out: rows(this.argmaxOut, r0, n) }),
+      ],
+    });
+    this.dispatches = [...forward, ...head];
   }
 
   /** Loss, perplexity and top-1 accuracy over every window of `tokens` (N,). */

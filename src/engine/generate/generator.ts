@@ -14,7 +14,8 @@ import { ShapeError, StudioError } from '../errors.ts';
 import { tokensPerSecond } from '../throughput.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { createStepUniform, decodeAttend, decodeEmbed, decodeGemv, decodeGemvT, fillCache, writeDecodeStep } from '../kernels/decode.ts';
+import { createStepUniform, decodeAttend, decodeEmbed, fillCache, writeDecodeStep } from '../kernels/decode.ts';
+import { gemv, gemvT } from '../kernels/gemv.ts';
 import { createRngUniform } from '../kernels/dropout.ts';
 import { geluForward } from '../kernels/gelu.ts';
 import { layernormForward } from '../kernels/layernorm.ts';
@@ -150,12 +151,12 @@ export class Generator {
     const body: Dispatch[] = [];
     // A Conv1D layer on one row, then its adapter's update when it has one.
     const linear = async (name: string, K: number, N: number, x: BufferRange, out: BufferRange) => {
-      body.push(await decodeGemv(ctx, { label: `decode.${name}`, K, N, x, w: w.range(`${name}.weight`), bias: w.range(`${name}.bias`), out }));
+      body.push(await gemv(ctx, { label: `decode.${name}`, K, N, x, w: w.range(`${name}.weight`), bias: w.range(`${name}.bias`), out }));
       const t = this.lora?.target(name);
       if (!t || !this.lora || !loraT) return;
       const r = this.lora.config.r;
-      body.push(await decodeGemvT(ctx, { label: `decode.${name}.lora_A`, K, N: r, x, w: this.lora.range(t.a), out: loraT, scale: this.lora.scaling }));
-      body.push(await decodeGemvT(ctx, { label: `decode.${name}.lora_B`, K: r, N, x: loraT, w: this.lora.range(t.b), out, accumulate: true }));
+      body.push(await gemvT(ctx, { label: `decode.${name}.lora_A`, K, N: r, x, w: this.lora.range(t.a), out: loraT, scale: this.lora.scaling }));
+      body.push(await gemvT(ctx, { label: `decode.${name}.lora_B`, K: r, N, x: loraT, w: this.lora.range(t.b), out, accumulate: true }));
     };
     const wte = w.ranges('wte.weight'); // one range unless wte exceeds a storage binding
     for (const [k, wr] of wte.entries()) {
@@ -184,7 +185,7 @@ export class Generator {
     // block's byte offset keeps the binding alignment).
     this.head = [];
     for (const [k, wr] of wte.entries()) {
-      this.head.push(await decodeGemvT(ctx, { label: `decode.head${k}`, K: C, N: wr.rows, x: this.lnf, w: wr, out: rows(this.logits, wr.row0, wr.rows) }));
+      this.head.push(await gemvT(ctx, { label: `decode.head${k}`, K: C, N: wr.rows, x: this.lnf, w: wr, out: rows(this.logits, wr.row0, wr.rows) }));
     }
   }
 
@@ -212,22 +213,15 @@ export class Generator {
       ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined,
       lora: this.lora && lora ? { weights: this.lora, acts: lora } : undefined,
     };
-    // buildForward reads only the tokens; targets and buckets matter to the head and backward.
-    const forward = await buildForward(g, { tokens, targets: tokens, buckets: tokens });
     // Without backward every block runs in one shared set of activation buffers, so block i's
     // qkv is overwritten by block i + 1: its keys and values go to the cache right before its
     // attention (after c_attn and anything that adds into qkv, such as a LoRA update).
-    const dispatches: Dispatch[] = [];
-    let filled = 0;
-    for (const d of forward) {
-      const i = filled;
-      if (i < c.nLayer && d.label === `h${i}.attn`) {
-        dispatches.push(await fillCache(ctx, { label: `prefill.h${i}.kv`, C: c.nEmbd, NH: c.nHead, P: c.nPositions, T, qkv: acts.layers[i].qkv, kv: this.cache.layers[i] }));
-        filled++;
-      }
-      dispatches.push(d);
-    }
-    if (filled !== c.nLayer) throw new Error(`prefill: found the attention of ${filled} of ${c.nLayer} blocks in the forward graph; model/graph.ts labels changed.`);
+    // buildForward reads only the tokens; targets and buckets matter to the head and backward.
+    const dispatches = await buildForward(g, { tokens, targets: tokens, buckets: tokens }, {
+      beforeAttention: async (i) => [
+        await fillCache(ctx, { label: `prefill.h${i}.kv`, C: c.nEmbd, NH: c.nHead, P: c.nPositions, T, qkv: acts.layers[i].qkv, kv: this.cache.layers[i] }),
+      ],
+    });
     this.prefillPlan = { T, acts, tokens, rng, lora, dispatches };
     return this.prefillPlan;
   }

@@ -3,7 +3,7 @@
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
 import { AdapterLimitError, DeviceLostError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
-import { loadShader, type ShaderName } from './shaders.ts';
+import { loadShader, sourceLine, type ShaderName } from './shaders.ts';
 
 /** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */
 export interface AdapterReport {
@@ -205,7 +205,8 @@ export class GpuContext {
         const info = await mod.getCompilationInfo();
         const errors = info.messages.filter((x) => x.type === 'error');
         if (errors.length) {
-          throw new ShaderError(`shaders/${name}.wgsl does not compile:\n` + errors.map((x) => `  ${x.lineNum}:${x.linePos} ${x.message}`).join('\n'));
+          const where = await Promise.all(errors.map((x) => sourceLine(name, x.lineNum)));
+          throw new ShaderError(`shaders/${name}.wgsl does not compile:\n` + errors.map((x, i) => `  ${where[i]}:${x.linePos} ${x.message}`).join('\n'));
         }
         return mod;
       })();

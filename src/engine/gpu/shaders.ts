@@ -2,6 +2,11 @@
 // `new URL(..., import.meta.url)` resolves to a file: URL under Node (tests, CLI) and to an
 // asset URL that Vite emits for the page and the worker bundle. The text is never copied
 // into TypeScript.
+//
+// Every kernel is composed with shaders/prelude.wgsl (the dropout hash and workgroup
+// reductions), since WGSL has no #include. The prelude goes after the kernel's own text —
+// WGSL module-scope declarations may appear in any order — so a compiler message's line number
+// is the kernel file's own line; `sourceLine` maps lines past it into the prelude.
 import { ShaderError } from '../errors.ts';
 
 /** Every kernel family, one file each in shaders/. */
@@ -16,17 +21,20 @@ export type ShaderName =
   | 'dropout'
   | 'adamw'
   | 'reduce'
-  | 'sampling'
   | 'decode'
+  | 'gemv'
   | 'argmax';
 
-const cache = new Map<ShaderName, Promise<string>>();
+/** Files of shaders/ that are not kernels of their own. */
+type PartName = 'prelude';
 
-export function shaderUrl(name: ShaderName): URL {
+const cache = new Map<ShaderName | PartName, Promise<string>>();
+
+export function shaderUrl(name: ShaderName | PartName): URL {
   return new URL(`../../../shaders/${name}.wgsl`, import.meta.url);
 }
 
-async function read(name: ShaderName): Promise<string> {
+async function read(name: ShaderName | PartName): Promise<string> {
   const url = shaderUrl(name);
   try {
     if (url.protocol === 'file:') {
@@ -43,7 +51,7 @@ async function read(name: ShaderName): Promise<string> {
   }
 }
 
-export function loadShader(name: ShaderName): Promise<string> {
+function cached(name: ShaderName | PartName): Promise<string> {
   let p = cache.get(name);
   if (!p) {
     p = read(name);
@@ -51,4 +59,24 @@ export function loadShader(name: ShaderName): Promise<string> {
     cache.set(name, p);
   }
   return p;
+}
+
+/** Lines of text, counting a last line without a newline. */
+function lineCount(text: string): number {
+  return text.split('\n').length;
+}
+
+/** The WGSL module for kernel `name`: its own file, then the prelude. */
+export async function loadShader(name: ShaderName): Promise<string> {
+  const [kernel, prelude] = await Promise.all([cached(name), cached('prelude')]);
+  return `${kernel}\n${prelude}`;
+}
+
+/**
+ * Where line `line` (1-based) of loadShader(name)'s module comes from, as `file:line`: the
+ * kernel's own file up to its last line, the prelude after it.
+ */
+export async function sourceLine(name: ShaderName, line: number): Promise<string> {
+  const kernelLines = lineCount(await cached(name));
+  return line <= kernelLines ? `shaders/${name}.wgsl:${line}` : `shaders/prelude.wgsl:${line - kernelLines}`;
 }

@@ -1,7 +1,8 @@
 // Wrapper for shaders/decode.wgsl: the embedding of one token at one position, single-query
-// attention over a layer's key/value cache (storing the new key and value first), the cache
-// fill from a prefill's qkv, and matrix-vector products for one-row linear layers and the head. The token and position come from a Step uniform that the
-// generator rewrites before each step, so these dispatches are built once and replayed.
+// attention over a layer's key/value cache (storing the new key and value first) and the cache
+// fill from a prefill's qkv (the one-row linear layers are kernels/gemv.ts). The token and
+// position come from a Step uniform that the generator rewrites before each step, so these
+// dispatches are built once and replayed.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAt, flatGrid, needElements, needPositive, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -141,76 +142,5 @@ export async function fillCache(ctx: GpuContext, args: FillCacheArgs): Promise<D
     pipeline,
     bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims(ctx, args, hs, T), 32)], [6, args.kv], [9, args.qkv]]),
     workgroups: flatGrid(ctx, Math.ceil((T * C) / 256), label),
-  };
-}
-
-export interface GemvArgs {
-  label: string;
-  /** input length */
-  K: number;
-  /** output length */
-  N: number;
-  /** (K) read */
-  x: BufferRange;
-  /** (K, N) read: a Conv1D weight (y = x·W + b) */
-  w: BufferRange;
-  /** (N) read */
-  bias: BufferRange;
-  /** (N) written */
-  out: BufferRange;
-}
-
-/** out (N) = x (K) · W (K, N) + bias: a Conv1D layer on one row. */
-export async function decodeGemv(ctx: GpuContext, args: GemvArgs): Promise<Dispatch> {
-  const { label, K, N } = args;
-  needPositive(K, 'K', label);
-  needPositive(N, 'N', label);
-  needElements(args.x, K, 'x', label);
-  needElements(args.w, K * N, 'w', label);
-  needElements(args.bias, N, 'bias', label);
-  needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('decode', 'gemv');
-  const gdims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: 1 }]);
-  return {
-    label,
-    pipeline,
-    bindGroup: bindAt(ctx, pipeline, label, [[10, args.x], [11, args.w], [12, args.bias], [13, args.out], [14, whole(gdims, 16)]]),
-    workgroups: flatGrid(ctx, Math.ceil(N / 256), label),
-  };
-}
-
-export interface GemvTArgs {
-  label: string;
-  /** input length (C) */
-  K: number;
-  /** output length: rows of W */
-  N: number;
-  /** (K) read */
-  x: BufferRange;
-  /** (N, K) read: rows of wte, or a LoRA A (r, in) or B (out, r) */
-  w: BufferRange;
-  /** (N) written, or added into with accumulate */
-  out: BufferRange;
-  /** multiplies W·x; default 1 */
-  scale?: number;
-  /** out += scale·W·x instead of out = scale·W·x */
-  accumulate?: boolean;
-}
-
-/** out (N) [+]= scale · W (N, K) · x (K): the tied LM head on one row (over a range of wte's rows), or a LoRA factor. */
-export async function decodeGemvT(ctx: GpuContext, args: GemvTArgs): Promise<Dispatch> {
-  const { label, K, N } = args;
-  needPositive(K, 'K', label);
-  needPositive(N, 'N', label);
-  needElements(args.x, K, 'x', label);
-  needElements(args.w, K * N, 'w', label);
-  needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('decode', 'gemv_t', { ACCUMULATE: !!args.accumulate });
-  const gdims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: args.scale ?? 1 }]);
-  return {
-    label,
-    pipeline,
-    bindGroup: bindAt(ctx, pipeline, label, [[10, args.x], [11, args.w], [13, args.out], [14, whole(gdims, 16)]]),
-    workgroups: flatGrid(ctx, Math.ceil(N / 256), label),
   };
 }

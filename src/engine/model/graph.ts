@@ -1,8 +1,9 @@
 // GPT-2's forward and backward passes as lists of prepared dispatches for one micro-batch,
 // in the order llm.c's train_gpt2 runs them. Built once per (run shape, trainable set) and
 // replayed every step (LoRA adapters, model/lora.ts, splice in after each targeted linear
-// layer). Semantics: Hugging Face GPT2LMHeadModel (pre-LN blocks, causal
-// attention, tied LM head), DESIGN.md "GPT-2 semantics".
+// layer; evaluation and generation add theirs through ForwardHooks / HeadHooks). Semantics:
+// Hugging Face GPT2LMHeadModel (pre-LN blocks, causal attention, tied LM head),
+// docs/ARCHITECTURE.md "GPT-2 semantics".
 import type { GpuContext } from '../gpu/context.ts';
 import { DROPOUT_SITE } from '../random.ts';
 import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
@@ -62,12 +63,31 @@ function wteGradRanges(g: GraphContext): TensorRange[] | undefined {
   return r && [{ ...r, row0: 0, rows: g.config.vocabSize }];
 }
 
+/**
+ * Where a caller adds its own dispatches to the forward graph, instead of finding a place by a
+ * dispatch's label: generation copies each block's keys and values to its cache right before
+ * the block's attention (after c_attn and its LoRA update have written qkv).
+ */
+export interface ForwardHooks {
+  /** block i's qkv (acts.layers[i].qkv) is complete; its attention runs next */
+  beforeAttention?(block: number): Promise<Dispatch[]>;
+}
+
+/**
+ * Hooks into the LM head: evaluation takes each chunk's argmax while its logits exist.
+ * Rows [r0, r0 + n) of the batch are chunk k; acts.logits holds their (n, V) logits when the
+ * head runs without backward (with backward they have become dlogits by then).
+ */
+export interface HeadHooks {
+  afterChunkLoss?(chunk: number, r0: number, n: number): Promise<Dispatch[]>;
+}
+
 function drop(g: GraphContext, p: number, site: number) {
   return p > 0 ? { p, site, micro: g.micro, rng: g.rng } : undefined;
 }
 
 /** Embedding through ln_f: fills acts.encoded … acts.lnf. */
-export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<Dispatch[]> {
+export async function buildForward(g: GraphContext, inp: MicroInputs, hooks: ForwardHooks = {}): Promise<Dispatch[]> {
   const { ctx, config: c, weights: w, acts: a } = g;
   const { B, T } = a;
   const N = B * T;
@@ -90,6 +110,7 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
     out.push(await layernormForward(ctx, { label: `h${i}.ln1`, N, C, eps: c.layerNormEpsilon, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
     out.push(...await loraForward(g, `h.${i}.attn.c_attn`, N, L.ln1, L.qkv));
+    if (hooks.beforeAttention) out.push(...await hooks.beforeAttention(i));
     out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)) }));
     out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
     out.push(...await loraForward(g, `h.${i}.attn.c_proj`, N, L.atty, L.attproj));
@@ -117,7 +138,7 @@ export async function buildForward(g: GraphContext, inp: MicroInputs): Promise<D
  * [v0, v0 + nv) (leading dimension V), dlnf is the sum over ranges of block·wte_range (the first
  * writes, the others add, in range order), and each dwte range takes its own column block.
  */
-export async function buildHead(g: GraphContext, targets: BufferRange, backward: boolean, lossScale: number): Promise<Dispatch[]> {
+export async function buildHead(g: GraphContext, targets: BufferRange, backward: boolean, lossScale: number, hooks: HeadHooks = {}): Promise<Dispatch[]> {
   const { ctx, config: c, weights: w, acts: a } = g;
   const N = a.B * a.T;
   const C = c.nEmbd;
@@ -135,6 +156,7 @@ export async function buildHead(g: GraphContext, targets: BufferRange, backward:
       out.push(await matmul(ctx, { label: `head${k}.logits${j}`, M: n, N: wr.rows, K: C, a: lnf, b: wr, out: block(wr.row0, wr.rows), ldc: V, transB: true }));
     }
     out.push(await crossEntropy(ctx, { label: `head${k}.ce`, N: n, V, targets: rows(targets, r0, n), logits, losses: rows(a.losses, r0, n), scale: lossScale, writeGrad: backward }));
+    if (hooks.afterChunkLoss) out.push(...await hooks.afterChunkLoss(k, r0, n));
     if (!backward) continue;
     for (const [j, wr] of wte.entries()) {
       out.push(await matmul(ctx, {

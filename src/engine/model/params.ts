@@ -51,11 +51,6 @@ export function countParams(c: GPT2Config): number {
   return paramSpecs(c).reduce((a, s) => a + s.numel, 0);
 }
 
-/** Number of depth groups: L + 2. */
-export function groupCount(c: GPT2Config): number {
-  return c.nLayer + 2;
-}
-
 export function groupName(c: GPT2Config, g: number): string {
   if (g === 0) return 'embeddings';
   if (g === c.nLayer + 1) return 'ln_f';
