@@ -1,5 +1,5 @@
 // The train command's LoRA options (PEFT semantics, src/engine/model/lora.ts) and the export of
-// a LoRA run: a PEFT adapter folder, the merged full weights, or both.
+// a LoRA run: a PEFT LoRA folder, the merged full weights, or both.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StudioError } from '../engine/errors.ts';
@@ -8,7 +8,7 @@ import { countLoraParams, LoraConfigError, loraScaling, loraTargets, type LoraCo
 import { countParams, type HostParams } from '../engine/model/params.ts';
 import { DEFAULT_LORA } from '../engine/train/run-settings.ts';
 import { saveModelDir } from '../io/node-model.ts';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, mergeLora } from '../io/peft.ts';
+import { PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME, loraFiles, mergeLora } from '../io/peft.ts';
 import { UsageError, type Args, type OptionSpec } from './args.ts';
 
 export type LoraExport = 'adapter' | 'merged' | 'both';
@@ -17,7 +17,7 @@ export type LoraExport = 'adapter' | 'merged' | 'both';
 export class LoraExportError extends StudioError {}
 
 export const LORA_OPTIONS: OptionSpec[] = [
-  { name: 'lora-r', kind: 'int', optional: true, meta: 'r', help: 'train LoRA adapters of rank r instead of the full model (PEFT semantics: base weights frozen, only A and B train)' },
+  { name: 'lora-r', kind: 'int', optional: true, meta: 'r', help: 'train LoRA weights of rank r instead of the full model (PEFT semantics: base weights frozen, only A and B train)' },
   { name: 'lora-alpha', kind: 'float', optional: true, help: `LoRA alpha: the update is scaled by alpha/r (default ${DEFAULT_LORA.alpha}, PEFT's)` },
   { name: 'lora-dropout', kind: 'float', optional: true, help: `dropout on the LoRA input only (default ${DEFAULT_LORA.dropout})` },
   { name: 'lora-targets', kind: 'list', optional: true, meta: 'list', help: `layers to adapt, matched by suffix as PEFT does: c_attn, c_proj (attention and MLP), c_fc, or e.g. attn.c_proj (default ${DEFAULT_LORA.targets.join(',')})` },
@@ -72,7 +72,7 @@ export function describeLora(model: GPT2Config, cfg: LoraConfig): string {
  * returns its file names (default: config.json + model.safetensors only).
  */
 export async function exportLora(
-  outDir: string, exportAs: LoraExport, model: GPT2Config, base: HostParams, cfg: LoraConfig, adapters: HostParams, baseModel: string,
+  outDir: string, exportAs: LoraExport, model: GPT2Config, base: HostParams, cfg: LoraConfig, lora: HostParams, baseModel: string,
   saveMerged: (dir: string, params: HostParams) => Promise<string[]> = async (dir, params) => {
     await saveModelDir(dir, model, params);
     return ['config.json', 'model.safetensors'];
@@ -80,7 +80,7 @@ export async function exportLora(
 ): Promise<string[]> {
   const written: string[] = [];
   if (exportAs === 'merged' || exportAs === 'both') {
-    for (const f of await saveMerged(outDir, mergeLora(model, base, cfg, adapters))) written.push(join(outDir, f));
+    for (const f of await saveMerged(outDir, mergeLora(model, base, cfg, lora))) written.push(join(outDir, f));
   }
   if (exportAs === 'adapter' || exportAs === 'both') {
     const dir = exportAs === 'both' ? join(outDir, 'adapter') : outDir;
@@ -89,10 +89,10 @@ export async function exportLora(
     } catch (e) {
       throw new LoraExportError(`Cannot create the adapter folder ${dir}: ${(e as Error).message}. Choose another --out.`);
     }
-    const files = adapterFiles(model, cfg, adapters, baseModel);
-    await writeFile(join(dir, ADAPTER_WEIGHTS_NAME), files[ADAPTER_WEIGHTS_NAME]);
-    await writeFile(join(dir, ADAPTER_CONFIG_NAME), files[ADAPTER_CONFIG_NAME]);
-    written.push(join(dir, ADAPTER_CONFIG_NAME), join(dir, ADAPTER_WEIGHTS_NAME));
+    const files = loraFiles(model, cfg, lora, baseModel);
+    await writeFile(join(dir, PEFT_WEIGHTS_NAME), files[PEFT_WEIGHTS_NAME]);
+    await writeFile(join(dir, PEFT_CONFIG_NAME), files[PEFT_CONFIG_NAME]);
+    written.push(join(dir, PEFT_CONFIG_NAME), join(dir, PEFT_WEIGHTS_NAME));
   }
   return written;
 }

@@ -321,7 +321,7 @@ function sideFiles(config: GPT2Config): number {
 
 /**
  * What a train run writes, from the parameter count (float32 safetensors): the final model (and
- * with LoRA the adapter, the merged model or both) and its checkpoints (the model, the adapters,
+ * with LoRA the adapter, the merged model or both) and its checkpoints (the model, the LoRA factors,
  * two AdamW moments per trainable value, tokenizer and state): one every `saveEvery` steps and
  * one after the last step, at most `saveTotalLimit` + 1 at once when a limit is set.
  */

@@ -25,7 +25,7 @@ import {
 /** A file the model needs is not there (no weights, a shard listed in the index, config.json). */
 export class MissingModelFileError extends StudioError {}
 
-/** Weights in a format we do not read (PyTorch pickle .bin, TensorFlow, Flax, a LoRA adapter alone). */
+/** Weights in a format we do not read (PyTorch pickle .bin, TensorFlow, Flax, a LoRA weights alone). */
 export class UnsupportedCheckpointFormatError extends StudioError {}
 
 /** The checkpoint's tensors are not those of the configured GPT-2 (missing or unexpected names). */

@@ -326,7 +326,7 @@ async function fetchInto(key: HubFileKey, writer: CacheWriter, opts: HubOptions,
       clearTimeout(timer);
       timer = setTimeout(() => {
         stalled = true;
-        ctl.abort(new Error('stalled'));
+        ctl.abort(new DownloadInterruptedError(`No data from ${url} for ${stallMs} ms.`));
       }, stallMs);
     };
     try {

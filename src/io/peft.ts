@@ -1,4 +1,4 @@
-// LoRA adapters in PEFT's folder format, and merging them into the base weights.
+// LoRA weights in PEFT's folder format, and merging them into the base weights.
 //
 // A PEFT adapter folder (peft PeftModel.save_pretrained) holds adapter_config.json (LoraConfig's
 // fields) and adapter_model.safetensors with keys like
@@ -14,11 +14,11 @@ import type { HostParams } from '../engine/model/params.ts';
 import type { ModelFiles } from './checkpoint.ts';
 import { parseSafetensorsHeader, readTensorF32, writeSafetensors, type WriteTensor } from './safetensors.ts';
 
-/** An adapter folder we cannot use: a missing file, a config PEFT would not write for GPT-2 LoRA, tensors that do not fit. */
-export class AdapterFormatError extends StudioError {}
+/** A LoRA folder we cannot use: a missing file, a config PEFT would not write for GPT-2 LoRA, tensors that do not fit. */
+export class LoraFormatError extends StudioError {}
 
-export const ADAPTER_CONFIG_NAME = 'adapter_config.json';
-export const ADAPTER_WEIGHTS_NAME = 'adapter_model.safetensors';
+export const PEFT_CONFIG_NAME = 'adapter_config.json';
+export const PEFT_WEIGHTS_NAME = 'adapter_model.safetensors';
 /** Key prefix of a GPT2LMHeadModel wrapped by PeftModelForCausalLM. */
 export const PEFT_PREFIX = 'base_model.model.transformer.';
 /** The prefix when the wrapped model was a bare GPT2Model. */
@@ -30,7 +30,7 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
  * adapter_config.json for `cfg`: the fields of peft's LoraConfig that decide how the adapter is
  * applied, with PEFT's values for the options this studio does not use.
  */
-export function adapterConfigJson(cfg: LoraConfig, baseModel: string): Record<string, unknown> {
+export function loraConfigJson(cfg: LoraConfig, baseModel: string): Record<string, unknown> {
   return {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
@@ -52,7 +52,7 @@ export function adapterConfigJson(cfg: LoraConfig, baseModel: string): Record<st
 }
 
 /** The tensors of adapter_model.safetensors, in target order: A (r, in) then B (out, r). */
-export function adapterTensors(model: GPT2Config, cfg: LoraConfig, params: HostParams): WriteTensor[] {
+export function loraTensors(model: GPT2Config, cfg: LoraConfig, params: HostParams): WriteTensor[] {
   const out: WriteTensor[] = [];
   for (const t of loraTargets(model, cfg)) {
     for (const [name, shape] of [[t.a, [cfg.r, t.in]], [t.b, [t.out, cfg.r]]] as const) {
@@ -64,31 +64,31 @@ export function adapterTensors(model: GPT2Config, cfg: LoraConfig, params: HostP
   return out;
 }
 
-/** Both files of an adapter folder. */
-export function adapterFiles(model: GPT2Config, cfg: LoraConfig, params: HostParams, baseModel: string): { [ADAPTER_CONFIG_NAME]: string; [ADAPTER_WEIGHTS_NAME]: Uint8Array } {
+/** Both files of a LoRA folder. */
+export function loraFiles(model: GPT2Config, cfg: LoraConfig, params: HostParams, baseModel: string): { [PEFT_CONFIG_NAME]: string; [PEFT_WEIGHTS_NAME]: Uint8Array } {
   return {
-    [ADAPTER_CONFIG_NAME]: `${JSON.stringify(adapterConfigJson(cfg, baseModel), null, 2)}\n`,
-    [ADAPTER_WEIGHTS_NAME]: writeSafetensors(adapterTensors(model, cfg, params)),
+    [PEFT_CONFIG_NAME]: `${JSON.stringify(loraConfigJson(cfg, baseModel), null, 2)}\n`,
+    [PEFT_WEIGHTS_NAME]: writeSafetensors(loraTensors(model, cfg, params)),
   };
 }
 
-function bad(file: string, problem: string): AdapterFormatError {
-  return new AdapterFormatError(`${file}: ${problem}`);
+function bad(file: string, problem: string): LoraFormatError {
+  return new LoraFormatError(`${file}: ${problem}`);
 }
 
 /**
  * LoraConfig from a parsed adapter_config.json. Refuses what would change the function the
- * adapter computes and that this studio does not implement (bias other than "none", DoRA,
+ * LoRA variant computes and that this studio does not implement (bias other than "none", DoRA,
  * per-layer rank or alpha patterns, layers_to_transform, modules_to_save). A string
  * target_modules is a regular expression PEFT matches against the whole module name (re.fullmatch);
  * it is resolved here to the matching module names.
  */
-export function parseAdapterConfig(model: GPT2Config, json: unknown, file = ADAPTER_CONFIG_NAME): { config: LoraConfig; baseModel: string | null } {
+export function parseLoraConfig(model: GPT2Config, json: unknown, file = PEFT_CONFIG_NAME): { config: LoraConfig; baseModel: string | null } {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw bad(file, 'is not a JSON object.');
   const j = json as Record<string, unknown>;
-  if (j.peft_type !== 'LORA') throw bad(file, `peft_type is ${JSON.stringify(j.peft_type)}; only LoRA adapters ("LORA") can be loaded.`);
+  if (j.peft_type !== 'LORA') throw bad(file, `peft_type is ${JSON.stringify(j.peft_type)}; only LoRA weights ("LORA") can be loaded.`);
   if (j.task_type !== undefined && j.task_type !== null && j.task_type !== 'CAUSAL_LM') {
-    throw bad(file, `task_type is ${JSON.stringify(j.task_type)}; GPT-2 language-model adapters are "CAUSAL_LM".`);
+    throw bad(file, `task_type is ${JSON.stringify(j.task_type)}; GPT-2 language-model LoRA weights are "CAUSAL_LM".`);
   }
   const r = j.r ?? 8;
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) throw bad(file, `r must be a positive integer, got ${JSON.stringify(j.r)}.`);
@@ -137,26 +137,26 @@ export function parseAdapterConfig(model: GPT2Config, json: unknown, file = ADAP
 }
 
 /**
- * Reads an adapter folder (adapter_config.json + adapter_model.safetensors, F32/F16/BF16) for
+ * Reads a LoRA folder (adapter_config.json + adapter_model.safetensors, F32/F16/BF16) for
  * `model`: exactly the A and B of every targeted layer, with PEFT's shapes.
  */
-export async function loadAdapter(model: GPT2Config, files: ModelFiles): Promise<{ config: LoraConfig; params: HostParams; baseModel: string | null }> {
-  const cfgSrc = files.get(ADAPTER_CONFIG_NAME);
-  const wSrc = files.get(ADAPTER_WEIGHTS_NAME);
+export async function loadLora(model: GPT2Config, files: ModelFiles): Promise<{ config: LoraConfig; params: HostParams; baseModel: string | null }> {
+  const cfgSrc = files.get(PEFT_CONFIG_NAME);
+  const wSrc = files.get(PEFT_WEIGHTS_NAME);
   if (!cfgSrc || !wSrc) {
-    const missing = [cfgSrc ? null : ADAPTER_CONFIG_NAME, wSrc ? null : ADAPTER_WEIGHTS_NAME].filter(Boolean).join(' and ');
-    throw new AdapterFormatError(
+    const missing = [cfgSrc ? null : PEFT_CONFIG_NAME, wSrc ? null : PEFT_WEIGHTS_NAME].filter(Boolean).join(' and ');
+    throw new LoraFormatError(
       `The adapter folder lacks ${missing}. A PEFT LoRA adapter is the two files adapter_config.json and adapter_model.safetensors (PeftModel.save_pretrained with safe_serialization; adapter_model.bin is not read).`,
     );
   }
-  if (cfgSrc.size > MAX_CONFIG_BYTES) throw bad(ADAPTER_CONFIG_NAME, `is ${cfgSrc.size} bytes, far too large for an adapter config.`);
+  if (cfgSrc.size > MAX_CONFIG_BYTES) throw bad(PEFT_CONFIG_NAME, `is ${cfgSrc.size} bytes, far too large for a LoRA config.`);
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await cfgSrc.read(0, cfgSrc.size)));
   } catch (e) {
-    throw bad(ADAPTER_CONFIG_NAME, `is not valid UTF-8 JSON (${(e as Error).message}).`);
+    throw bad(PEFT_CONFIG_NAME, `is not valid UTF-8 JSON (${(e as Error).message}).`);
   }
-  const { config, baseModel } = parseAdapterConfig(model, json);
+  const { config, baseModel } = parseLoraConfig(model, json);
   const header = await parseSafetensorsHeader(wSrc);
   const stored = [...header.tensors.keys()];
   const prefix = stored.every((k) => k.startsWith(PEFT_PREFIX)) ? PEFT_PREFIX : PEFT_PREFIX_BARE;
@@ -167,22 +167,22 @@ export async function loadAdapter(model: GPT2Config, files: ModelFiles): Promise
       const key = prefix + name;
       expected.add(key);
       const info = header.tensors.get(key);
-      if (!info) throw bad(ADAPTER_WEIGHTS_NAME, `has no tensor '${PEFT_PREFIX + name}' although adapter_config.json targets ${t.name} with r = ${config.r}.`);
+      if (!info) throw bad(PEFT_WEIGHTS_NAME, `has no tensor '${PEFT_PREFIX + name}' although adapter_config.json targets ${t.name} with r = ${config.r}.`);
       if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
-        throw bad(ADAPTER_WEIGHTS_NAME, `tensor '${key}' has shape [${info.shape.join(', ')}]; r = ${config.r} on ${t.name} needs [${shape.join(', ')}] (PEFT: lora_A (r, in), lora_B (out, r)). Was the adapter made for another model size?`);
+        throw bad(PEFT_WEIGHTS_NAME, `tensor '${key}' has shape [${info.shape.join(', ')}]; r = ${config.r} on ${t.name} needs [${shape.join(', ')}] (PEFT: lora_A (r, in), lora_B (out, r)). Was the adapter made for another model size?`);
       }
       params.set(name, await readTensorF32(wSrc, header, key));
     }
   }
   const extra = stored.filter((k) => !expected.has(k));
   if (extra.length) {
-    throw bad(ADAPTER_WEIGHTS_NAME, `holds tensors adapter_config.json does not explain: ${extra.slice(0, 4).map((k) => `'${k}'`).join(', ')}${extra.length > 4 ? ` and ${extra.length - 4} more` : ''}.`);
+    throw bad(PEFT_WEIGHTS_NAME, `holds tensors adapter_config.json does not explain: ${extra.slice(0, 4).map((k) => `'${k}'`).join(', ')}${extra.length > 4 ? ` and ${extra.length - 4} more` : ''}.`);
   }
   return { config, params, baseModel };
 }
 
 /**
- * The base weights with every adapter merged: W + (B·A)ᵀ·s on each targeted Conv1D weight
+ * The base weights with every LoRA update merged: W + (B·A)ᵀ·s on each targeted Conv1D weight
  * (summed in float64, rounded once to float32); every other tensor is shared, not copied.
  */
 export function mergeLora(model: GPT2Config, base: HostParams, cfg: LoraConfig, params: HostParams): HostParams {

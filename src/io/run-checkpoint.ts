@@ -18,7 +18,7 @@ import type { ScheduleKind } from '../engine/train/schedule.ts';
 import type { TensorOptimizerState, TrainerState } from '../engine/train/trainer.ts';
 import { HF_PREFIX, loadCheckpoint, type ModelFiles } from './checkpoint.ts';
 import { hfFolderFiles, type ExportFile, type ParamReader } from './export.ts';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, loadAdapter, PEFT_PREFIX } from './peft.ts';
+import { PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME, loraFiles, loadLora, PEFT_PREFIX } from './peft.ts';
 import { parseSafetensorsHeader, readTensorF32, readTensorI64, safetensorsStream, f32LeBytes, type StreamTensor } from './safetensors.ts';
 import type { Sha256Hasher } from './sha256.ts';
 import type { TokenizerFiles } from './tokenizer.ts';
@@ -169,7 +169,7 @@ export interface CheckpointInput {
   config: GPT2Config;
   /** the current weights (with LoRA: the base weights), host arrays or a reader called once per tensor */
   params: HostParams | ParamReader;
-  /** LoRA: the adapters as trained so far */
+  /** LoRA: the LoRA factors as trained so far */
   lora?: { config: LoraConfig; params: HostParams; baseModel: string } | null;
   /** the optimizer state (Trainer.exportState), names as the engine's (adapters by their adapter names) */
   optimizer: TrainerState;
@@ -210,12 +210,12 @@ export function checkpointFiles(input: CheckpointInput): ExportFile[] {
   checkTrainerStateJson(state);
   const files = hfFolderFiles({ config, params: input.params, tokenizer: input.tokenizer }).filter((f) => f.name !== 'README.md');
   const lora = input.lora ?? null;
-  if (!!lora !== !!state.settings.lora) throw new CheckpointFormatError('trainer_state.json settings.lora and the adapters given disagree (LoRA on one side only).');
+  if (!!lora !== !!state.settings.lora) throw new CheckpointFormatError('trainer_state.json settings.lora and the LoRA factors given disagree (LoRA on one side only).');
   if (lora) {
-    const a = adapterFiles(config, lora.config, lora.params, lora.baseModel);
-    const cfgBytes = new TextEncoder().encode(a[ADAPTER_CONFIG_NAME]);
-    files.push({ name: ADAPTER_CONFIG_NAME, size: cfgBytes.length, data: cfgBytes });
-    files.push({ name: ADAPTER_WEIGHTS_NAME, size: a[ADAPTER_WEIGHTS_NAME].length, data: a[ADAPTER_WEIGHTS_NAME] });
+    const a = loraFiles(config, lora.config, lora.params, lora.baseModel);
+    const cfgBytes = new TextEncoder().encode(a[PEFT_CONFIG_NAME]);
+    files.push({ name: PEFT_CONFIG_NAME, size: cfgBytes.length, data: cfgBytes });
+    files.push({ name: PEFT_WEIGHTS_NAME, size: a[PEFT_WEIGHTS_NAME].length, data: a[PEFT_WEIGHTS_NAME] });
   }
   const opt = safetensorsStream(optimizerTensors(config, lora?.config ?? null, input.optimizer));
   files.push({ name: OPTIMIZER_NAME, size: opt.totalBytes, data: () => opt });
@@ -284,7 +284,7 @@ export interface LoadedRunCheckpoint {
   config: GPT2Config;
   /** the weights (with LoRA: the base weights) */
   params: HostParams;
-  /** LoRA: the adapters */
+  /** LoRA: the LoRA factors */
   lora: { config: LoraConfig; params: HostParams } | null;
   /** the optimizer state, engine names, stepIndex = dropout_step */
   optimizer: TrainerState;
@@ -358,9 +358,9 @@ export async function readRunCheckpoint(files: ModelFiles): Promise<LoadedRunChe
   const sl = state.settings.lora;
   let lora: LoadedRunCheckpoint['lora'] = null;
   if (sl) {
-    const a = await loadAdapter(config, files);
+    const a = await loadLora(config, files);
     const same = a.config.r === sl.r && a.config.alpha === sl.alpha && a.config.dropout === sl.dropout && a.config.rslora === sl.rslora;
-    if (!same) throw new CheckpointFormatError(`${ADAPTER_CONFIG_NAME} (r ${a.config.r}, alpha ${a.config.alpha}, dropout ${a.config.dropout}) disagrees with trainer_state.json's settings.lora (r ${sl.r}, alpha ${sl.alpha}, dropout ${sl.dropout}).`);
+    if (!same) throw new CheckpointFormatError(`${PEFT_CONFIG_NAME} (r ${a.config.r}, alpha ${a.config.alpha}, dropout ${a.config.dropout}) disagrees with trainer_state.json's settings.lora (r ${sl.r}, alpha ${sl.alpha}, dropout ${sl.dropout}).`);
     lora = { config: { r: sl.r, alpha: sl.alpha, dropout: sl.dropout, targets: [...sl.targets], rslora: sl.rslora }, params: a.params };
   }
   const optimizer = await readOptimizer(files, config, lora?.config ?? null, state.dropout_step);

@@ -139,7 +139,7 @@ class Bytes {
     return this;
   }
   done(): Uint8Array<ArrayBuffer> {
-    if (this.o !== this.u8.length) throw new Error(`zip: record of ${this.u8.length} bytes filled to ${this.o}`);
+    if (this.o !== this.u8.length) throw new ZipError(`zip: record of ${this.u8.length} bytes filled to ${this.o}`);
     return this.u8;
   }
 }

@@ -13,7 +13,7 @@ import type { GpuWeights } from '../engine/model/weights.ts';
 import type { TrainRunConfig } from '../engine/train/config.ts';
 import { hfExportZipBlob, hfFolderFiles, safeFolderName, type ExportInput, type ParamReader } from '../io/export.ts';
 import { onnxExportZip } from '../io/onnx-export.ts';
-import { ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, adapterFiles, mergeLora } from '../io/peft.ts';
+import { PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME, loraFiles, mergeLora } from '../io/peft.ts';
 import { zipReadableStream, zipSize, type ZipEntry } from '../io/zip.ts';
 import type { ExportFormat } from './protocol.ts';
 
@@ -75,12 +75,12 @@ export async function exportFile(format: ExportFormat, req: ExportRequest): Prom
       if (!req.lora) {
         throw new StudioExportError('There are no LoRA weights to export: the last run fine-tuned the full weights. Turn LoRA on in the settings and train to get a PEFT LoRA folder.');
       }
-      const files = adapterFiles(req.config, req.lora.config, await req.lora.params(), req.card?.baseModel ?? 'gpt2');
+      const files = loraFiles(req.config, req.lora.config, await req.lora.params(), req.card?.baseModel ?? 'gpt2');
       const folder = `${name}-lora`;
       const enc = new TextEncoder();
       const entries: ZipEntry[] = [
-        { name: `${folder}/${ADAPTER_CONFIG_NAME}`, data: enc.encode(files[ADAPTER_CONFIG_NAME]) },
-        { name: `${folder}/${ADAPTER_WEIGHTS_NAME}`, data: files[ADAPTER_WEIGHTS_NAME] },
+        { name: `${folder}/${PEFT_CONFIG_NAME}`, data: enc.encode(files[PEFT_CONFIG_NAME]) },
+        { name: `${folder}/${PEFT_WEIGHTS_NAME}`, data: files[PEFT_WEIGHTS_NAME] },
       ];
       return { fileName: `${folder}.zip`, blob: await collect(zipReadableStream(entries), zipSize(entries), req.onProgress) };
     }

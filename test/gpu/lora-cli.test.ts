@@ -1,6 +1,6 @@
 // `npm run cli -- train --lora-r …` end to end on the golden tiny GPT-2: the --log lines follow
 // the float64 LoRA reference started from the same adapters (initLoraParams with --seed), and
-// the export reloads: the PEFT adapter folder through loadAdapter, the merged folder through
+// the export reloads: the PEFT adapter folder through loadLora, the merged folder through
 // loadModelDir, equal to base + (B·A)ᵀ·α/r with every untargeted tensor bit-identical.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { paramSpecs } from '../../src/engine/model/params.ts';
 import { toF64Params } from '../../src/engine/reference/gpt2.ts';
 import { refLoraTrain } from '../../src/engine/reference/lora.ts';
 import { nodeDirFiles, loadModelDir } from '../../src/io/node-model.ts';
-import { loadAdapter, mergeLora } from '../../src/io/peft.ts';
+import { loadLora, mergeLora } from '../../src/io/peft.ts';
 import { loadGoldens } from '../helpers/goldens.ts';
 
 const G = loadGoldens();
@@ -65,7 +65,7 @@ describe('cli train with LoRA', () => {
     // training moved the loss
     expect(lines[steps - 1].loss).not.toBe(lines[0].loss);
 
-    const adapter = await loadAdapter(G.config, await nodeDirFiles(join(out, 'adapter')));
+    const adapter = await loadLora(G.config, await nodeDirFiles(join(out, 'adapter')));
     expect(adapter.config).toEqual(cfg);
     expect(adapter.baseModel).toBe(join(GOLD, 'model'));
     for (const s of loraSpecs(G.config, cfg)) {

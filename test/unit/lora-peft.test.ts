@@ -17,7 +17,7 @@ import { bytesSource } from '../../src/io/bytes.ts';
 import { filesFromSources } from '../../src/io/checkpoint.ts';
 import { loadModelDir, nodeDirFiles } from '../../src/io/node-model.ts';
 import {
-  adapterConfigJson, adapterFiles, AdapterFormatError, ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, loadAdapter, mergeLora, PEFT_PREFIX,
+  loraConfigJson, loraFiles, LoraFormatError, PEFT_CONFIG_NAME, PEFT_WEIGHTS_NAME, loadLora, mergeLora, PEFT_PREFIX,
 } from '../../src/io/peft.ts';
 import { writeSafetensors } from '../../src/io/safetensors.ts';
 import { loadLoraGoldens, loraConfigOf, loraTensor } from '../helpers/lora-goldens.ts';
@@ -49,11 +49,11 @@ async function tmp(): Promise<string> {
 }
 
 describe('adapter folder round trip', () => {
-  it('adapterFiles → loadAdapter gives the same settings and bit-identical A and B', async () => {
+  it('loraFiles → loadLora gives the same settings and bit-identical A and B', async () => {
     for (const cfg of [CFG, { ...CFG, rslora: true, targets: ['mlp.c_proj'], r: 1 }]) {
       const params = randomAdapters(model, cfg, 3);
-      const files = adapterFiles(model, cfg, params, 'openai-community/gpt2');
-      const back = await loadAdapter(model, folder(files));
+      const files = loraFiles(model, cfg, params, 'openai-community/gpt2');
+      const back = await loadLora(model, folder(files));
       expect(back.config).toEqual(cfg);
       expect(back.baseModel).toBe('openai-community/gpt2');
       expect([...back.params.keys()]).toEqual([...params.keys()]);
@@ -62,7 +62,7 @@ describe('adapter folder round trip', () => {
   });
 
   it("adapter_config.json carries PEFT's keys with GPT-2 Conv1D values", () => {
-    const j = adapterConfigJson(CFG, '/models/gpt2');
+    const j = loraConfigJson(CFG, '/models/gpt2');
     expect(j).toMatchObject({
       peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 3, lora_alpha: 6, lora_dropout: 0.05, target_modules: ['c_attn', 'c_proj', 'c_fc'],
       fan_in_fan_out: true, bias: 'none', base_model_name_or_path: '/models/gpt2', use_rslora: false,
@@ -71,38 +71,38 @@ describe('adapter folder round trip', () => {
 
   it('tensor names carry the base_model.model.transformer. prefix; a bare base_model.model. prefix is read too', async () => {
     const params = randomAdapters(model, CFG, 5);
-    const files = adapterFiles(model, CFG, params, 'x');
+    const files = loraFiles(model, CFG, params, 'x');
     const { readSafetensors } = await import('../../src/io/safetensors.ts');
-    const names = [...readSafetensors(files[ADAPTER_WEIGHTS_NAME]).keys()];
+    const names = [...readSafetensors(files[PEFT_WEIGHTS_NAME]).keys()];
     expect(names[0]).toBe('base_model.model.transformer.h.0.attn.c_attn.lora_A.weight');
     expect(names.every((n) => n.startsWith(PEFT_PREFIX))).toBe(true);
     const bare = writeSafetensors(loraTargets(model, CFG).flatMap((t) => [
       { name: `base_model.model.${t.a}`, shape: [CFG.r, t.in], data: params.get(t.a)! },
       { name: `base_model.model.${t.b}`, shape: [t.out, CFG.r], data: params.get(t.b)! },
     ]));
-    const back = await loadAdapter(model, folder({ [ADAPTER_CONFIG_NAME]: files[ADAPTER_CONFIG_NAME], [ADAPTER_WEIGHTS_NAME]: bare }));
+    const back = await loadLora(model, folder({ [PEFT_CONFIG_NAME]: files[PEFT_CONFIG_NAME], [PEFT_WEIGHTS_NAME]: bare }));
     expect([...back.params.get('h.1.mlp.c_fc.lora_B.weight')!]).toEqual([...params.get('h.1.mlp.c_fc.lora_B.weight')!]);
   });
 
   it('a regular-expression target_modules is matched against whole module names, as PEFT does', async () => {
     const cfg1: LoraConfig = { ...CFG, targets: ['h.1.attn.c_attn', 'h.0.mlp.c_fc'] };
     const params = randomAdapters(model, cfg1, 9);
-    const files = adapterFiles(model, cfg1, params, 'x');
-    const json = { ...JSON.parse(files[ADAPTER_CONFIG_NAME]), target_modules: String.raw`.*\.(1\.attn\.c_attn|0\.mlp\.c_fc)` };
-    const back = await loadAdapter(model, folder({ ...files, [ADAPTER_CONFIG_NAME]: JSON.stringify(json) }));
+    const files = loraFiles(model, cfg1, params, 'x');
+    const json = { ...JSON.parse(files[PEFT_CONFIG_NAME]), target_modules: String.raw`.*\.(1\.attn\.c_attn|0\.mlp\.c_fc)` };
+    const back = await loadLora(model, folder({ ...files, [PEFT_CONFIG_NAME]: JSON.stringify(json) }));
     expect(loraTargets(model, back.config).map((t) => t.name)).toEqual(['h.0.mlp.c_fc', 'h.1.attn.c_attn']);
   });
 });
 
 describe('adapter folders this studio refuses, with the reason', () => {
   const params = randomAdapters(model, CFG, 7);
-  const good = adapterFiles(model, CFG, params, 'x');
-  const withConfig = (patch: Record<string, unknown>) => folder({ ...good, [ADAPTER_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(good[ADAPTER_CONFIG_NAME]), ...patch }) });
+  const good = loraFiles(model, CFG, params, 'x');
+  const withConfig = (patch: Record<string, unknown>) => folder({ ...good, [PEFT_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(good[PEFT_CONFIG_NAME]), ...patch }) });
   const cases: Array<[string, () => ReturnType<typeof folder>, RegExp]> = [
-    ['no adapter_config.json', () => folder({ [ADAPTER_WEIGHTS_NAME]: good[ADAPTER_WEIGHTS_NAME] }), /lacks adapter_config\.json/],
-    ['no safetensors weights', () => folder({ [ADAPTER_CONFIG_NAME]: good[ADAPTER_CONFIG_NAME] }), /lacks adapter_model\.safetensors/],
-    ['config not JSON', () => folder({ ...good, [ADAPTER_CONFIG_NAME]: '{r: 8' }), /not valid UTF-8 JSON/],
-    ['another PEFT method', () => withConfig({ peft_type: 'IA3' }), /only LoRA adapters/],
+    ['no adapter_config.json', () => folder({ [PEFT_WEIGHTS_NAME]: good[PEFT_WEIGHTS_NAME] }), /lacks adapter_config\.json/],
+    ['no safetensors weights', () => folder({ [PEFT_CONFIG_NAME]: good[PEFT_CONFIG_NAME] }), /lacks adapter_model\.safetensors/],
+    ['config not JSON', () => folder({ ...good, [PEFT_CONFIG_NAME]: '{r: 8' }), /not valid UTF-8 JSON/],
+    ['another PEFT method', () => withConfig({ peft_type: 'IA3' }), /only LoRA weights/],
     ['another task', () => withConfig({ task_type: 'SEQ_CLS' }), /CAUSAL_LM/],
     ['bias trained', () => withConfig({ bias: 'lora_only' }), /bias "lora_only" is not supported/],
     ['DoRA', () => withConfig({ use_dora: true }), /DoRA/],
@@ -114,23 +114,23 @@ describe('adapter folders this studio refuses, with the reason', () => {
     [
       'more targets than tensors',
       () => {
-        const small = adapterFiles(model, { ...CFG, targets: ['c_attn'] }, randomAdapters(model, { ...CFG, targets: ['c_attn'] }, 8), 'x');
-        return folder({ ...small, [ADAPTER_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(small[ADAPTER_CONFIG_NAME]), target_modules: ['c_attn', 'c_fc'] }) });
+        const small = loraFiles(model, { ...CFG, targets: ['c_attn'] }, randomAdapters(model, { ...CFG, targets: ['c_attn'] }, 8), 'x');
+        return folder({ ...small, [PEFT_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(small[PEFT_CONFIG_NAME]), target_modules: ['c_attn', 'c_fc'] }) });
       },
       /has no tensor 'base_model\.model\.transformer\.h\.0\.mlp\.c_fc\.lora_A\.weight'/,
     ],
   ];
   for (const [what, files, msg] of cases) {
     it(what, async () => {
-      const err = await loadAdapter(model, files()).then(() => null, (e) => e);
-      expect(err).toBeInstanceOf(AdapterFormatError);
+      const err = await loadLora(model, files()).then(() => null, (e) => e);
+      expect(err).toBeInstanceOf(LoraFormatError);
       expect(String(err.message)).toMatch(msg);
     });
   }
 
   it('an adapter for another model size is refused by its shapes', async () => {
     const bigger = parseConfig({ vocab_size: 50, n_positions: 16, n_embd: 24, n_layer: 2, n_head: 3 });
-    await expect(loadAdapter(bigger, folder(good))).rejects.toThrow(/Was the adapter made for another model size\?/);
+    await expect(loadLora(bigger, folder(good))).rejects.toThrow(/Was the adapter made for another model size\?/);
   });
 });
 
@@ -271,7 +271,7 @@ describe('the CLI export read back', () => {
     }
 
     const saved = await loadModelDir(out);
-    const reloaded = await loadAdapter(model, await nodeDirFiles(join(out, 'adapter')));
+    const reloaded = await loadLora(model, await nodeDirFiles(join(out, 'adapter')));
     const expected = mergeLora(model, base, reloaded.config, reloaded.params);
     const s = CFG.alpha / CFG.r;
     for (const sp of paramSpecs(model)) {
@@ -302,13 +302,13 @@ describe('the CLI export read back', () => {
     await writeFile(baseCfgPath, JSON.stringify(configToJson(model)));
     const cfg: LoraConfig = { ...CFG, targets: ['c_attn'] };
     const ad = randomAdapters(model, cfg, 1);
-    const files = adapterFiles(model, cfg, ad, 'b');
+    const files = loraFiles(model, cfg, ad, 'b');
     const wrong = writeSafetensors(loraTargets(model, cfg).flatMap((t) => [
       { name: PEFT_PREFIX + t.a, shape: [cfg.r, t.in], data: ad.get(t.a)! },
       { name: PEFT_PREFIX + t.b, shape: [cfg.r, t.out], data: ad.get(t.b)! },
     ]));
-    await writeFile(join(dir, ADAPTER_CONFIG_NAME), files[ADAPTER_CONFIG_NAME]);
-    await writeFile(join(dir, ADAPTER_WEIGHTS_NAME), wrong);
+    await writeFile(join(dir, PEFT_CONFIG_NAME), files[PEFT_CONFIG_NAME]);
+    await writeFile(join(dir, PEFT_WEIGHTS_NAME), wrong);
     expect(() => pythonRead(dir, baseCfgPath)).toThrow(/lora_B\.weight/);
   });
 

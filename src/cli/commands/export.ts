@@ -11,7 +11,7 @@ import type { GPT2Config } from '../../engine/model/config.ts';
 import { loraScaling } from '../../engine/model/lora.ts';
 import { loadCheckpoint } from '../../io/checkpoint.ts';
 import { loadConfigFile, nodeDirFiles } from '../../io/node-model.ts';
-import { ADAPTER_CONFIG_NAME, AdapterFormatError, loadAdapter, mergeLora } from '../../io/peft.ts';
+import { PEFT_CONFIG_NAME, LoraFormatError, loadLora, mergeLora } from '../../io/peft.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { EXPORT_FORMATS, ExportFormatUnavailableError, type ExportModel } from '../export-formats.ts';
 import { resolveModelDir } from '../model-arg.ts';
@@ -69,19 +69,19 @@ async function loadExportModel(
 ): Promise<{ model: ExportModel; inputs: string[] }> {
   const inputs = [modelDir];
   const hasConfig = await exists(join(modelDir, 'config.json'));
-  const hasAdapter = await exists(join(modelDir, ADAPTER_CONFIG_NAME));
+  const hasAdapter = await exists(join(modelDir, PEFT_CONFIG_NAME));
   let baseDir = modelDir;
   if (!hasConfig) {
     if (!hasAdapter) throw new UsageError(`export: ${modelDir} has no config.json: it is not a model folder. Give a folder with config.json + model.safetensors, a checkpoint, a LoRA adapter folder, or a Hub id.`);
-    // An adapter folder alone (train --lora-export adapter): its base model is named inside.
+    // A LoRA folder alone (train --lora-export adapter): its base model is named inside.
     let base: unknown;
     try {
-      base = JSON.parse(await readFile(join(modelDir, ADAPTER_CONFIG_NAME), 'utf8')).base_model_name_or_path;
+      base = JSON.parse(await readFile(join(modelDir, PEFT_CONFIG_NAME), 'utf8')).base_model_name_or_path;
     } catch (e) {
-      throw new AdapterFormatError(`${join(modelDir, ADAPTER_CONFIG_NAME)} is not valid JSON (${(e as Error).message}).`);
+      throw new LoraFormatError(`${join(modelDir, PEFT_CONFIG_NAME)} is not valid JSON (${(e as Error).message}).`);
     }
     if (typeof base !== 'string' || base === '') {
-      throw new AdapterFormatError(`${join(modelDir, ADAPTER_CONFIG_NAME)} names no base_model_name_or_path, so the adapter cannot be merged. Copy the adapter files into the base model's folder and export that.`);
+      throw new LoraFormatError(`${join(modelDir, PEFT_CONFIG_NAME)} names no base_model_name_or_path, so the adapter cannot be merged. Copy the adapter files into the base model's folder and export that.`);
     }
     log(`LoRA adapter over ${base}`);
     baseDir = await resolveModelDir(base, { endpoint, weights: true, log });
@@ -126,12 +126,12 @@ export async function runExport(a: Args, out: (line: string) => void): Promise<v
   // Weights, then the adapter merged in.
   model.params = await loadCheckpoint(model.config, await nodeDirFiles(model.modelDir));
   if (model.lora) {
-    const adapter = await loadAdapter(model.config, await nodeDirFiles(modelDir));
+    const adapter = await loadLora(model.config, await nodeDirFiles(modelDir));
     model.params = mergeLora(model.config, model.params, adapter.config, adapter.params);
     model.lora = `r=${adapter.config.r}, alpha=${adapter.config.alpha}, scaling ${loraScaling(adapter.config).toPrecision(4)}, ${adapter.config.targets.join(',')}`;
     out(`merged the LoRA adapter of ${modelDir} (${model.lora})`);
   }
-  // An adapter folder alone has no tokenizer: its base model's is the model's.
+  // A LoRA folder alone has no tokenizer: its base model's is the model's.
   const tokDir = (await exists(join(modelDir, 'tokenizer.json'))) || (await exists(join(modelDir, 'vocab.json'))) ? modelDir : model.modelDir;
   model.tokenizer = await tokenizerFor(tokDir, model.config, out);
   if (!model.tokenizer) out('note: the export has no tokenizer files (the model has none that fits its vocabulary); transformers.js needs a tokenizer.json beside config.json to encode text.');

@@ -1,5 +1,5 @@
 // `train`: fine-tunes a GPT-2 folder on a corpus with the WebGPU engine and writes the result
-// in Hugging Face layout (with --lora-r: LoRA adapters over the frozen model, written as a PEFT
+// in Hugging Face layout (with --lora-r: LoRA weights over the frozen model, written as a PEFT
 // adapter folder and/or merged weights), with checkpoints every --save-every steps and after the
 // last, --resume, and clean stops on SIGINT/SIGTERM and non-finite losses (run-checkpoints.ts).
 // Flags and defaults are described in README.md (Command line).
@@ -208,7 +208,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const logFile = a.optStr('log');
   const logOut = logFile ? StepLogFile.open(logFile, resume ? startStep : null) : null;
   const weights = new GpuWeights(ctx, config, params);
-  // LoRA: fresh adapters (A Kaiming-uniform from --seed, B = 0) over the frozen base model, or the checkpoint's.
+  // LoRA: fresh LoRA factors (A Kaiming-uniform from --seed, B = 0) over the frozen base model, or the checkpoint's.
   const loraWeights = lora ? new LoraWeights(ctx, config, lora.config, resume?.lora?.params ?? initLoraParams(config, lora.config, cfg.seed)) : undefined;
   if (lora) out(describeLora(config, lora.config));
   // Every line logged so far, for trainer_state.json's log_history (a resumed run keeps its past).

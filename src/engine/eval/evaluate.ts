@@ -34,7 +34,7 @@ export interface EvaluatorOptions {
   batch: number;
   /** tokens per window (T ≤ n_positions) */
   seq: number;
-  /** LoRA adapters over the weights (evaluated with their dropout off); absent = the weights alone */
+  /** LoRA weights over the weights (evaluated with their dropout off); absent = the weights alone */
   lora?: LoraWeights;
 }
 

@@ -8,7 +8,7 @@
 // Stops after maxNewTokens, or at EOS (Hugging Face generate()'s eos_token_id). The prompt plus
 // the new tokens must fit n_positions, as GPT-2's learned position table allows no more.
 // The step's dispatches are built once and replayed; a step allocates nothing on the GPU.
-// With LoRA adapters (model/lora.ts), each targeted layer adds s·B·(A·x) to its output, in the
+// With LoRA weights (model/lora.ts), each targeted layer adds s·B·(A·x) to its output, in the
 // prefill (graph.ts) and in every step, without dropout (evaluation mode), as PEFT's forward does.
 import { ShapeError, StudioError } from '../errors.ts';
 import { tokensPerSecond } from '../throughput.ts';
@@ -87,7 +87,7 @@ export class Generator {
   readonly weights: GpuWeights;
   readonly config: GPT2Config;
   readonly cache: KvCache;
-  /** adapters applied on top of the weights, if any */
+  /** LoRA factors applied on top of the weights, if any */
   readonly lora: LoraWeights | null;
   private readonly buffers: GPUBuffer[] = [];
   private readonly step: GPUBuffer;
@@ -207,7 +207,7 @@ export class Generator {
     const buffer = ctx.createBuffer(T * 4, 'prefill.tokens');
     const tokens = { buffer, offset: 0, size: T * 4 };
     const rng = createRngUniform(ctx, 'prefill.rng');
-    // Forward-only adapter buffers carry no dropout scratch: LoRA dropout is off.
+    // Forward-only LoRA buffers carry no dropout scratch: LoRA dropout is off.
     const lora = this.lora ? new LoraActivations(ctx, this.lora, 1, T, false) : null;
     const g = {
       ctx, config: c, weights, acts, micro: 0, dropout: { embd: 0, attn: 0, resid: 0 }, rng, grad: () => undefined,

@@ -87,7 +87,7 @@ function enforceBindingLimit(device: GPUDevice, limit: number): void {
 
 /** What frees GPU memory for a training run, from the largest saving down. */
 export const OOM_ADVICE =
-  'To fit, lower the batch size or the sequence length, freeze more layers (frozen layers need no gradients or Adam moments), or train LoRA adapters instead of every weight.';
+  'To fit, lower the batch size or the sequence length, freeze more layers (frozen layers need no gradients or Adam moments), or train LoRA weights instead of every weight.';
 
 function isOutOfMemory(e: unknown): boolean {
   // GPUOutOfMemoryError is a global in browsers; match by name so Node's Dawn classes work too.

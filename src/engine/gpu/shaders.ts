@@ -44,7 +44,7 @@ async function read(name: ShaderName | PartName): Promise<string> {
       return await fs.readFile(url, 'utf8');
     }
     const res = await fetch(url);
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (!res.ok) throw new ShaderError(`HTTP ${res.status}`);
     return await res.text();
   } catch (e) {
     throw new ShaderError(`Could not load shader '${name}' from ${url.href}: ${(e as Error).message}`);

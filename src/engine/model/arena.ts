@@ -11,9 +11,12 @@
 //
 // arenaLayout is the pure packing rule; the Arena allocates exactly what it computes, and
 // train/memory.ts estimates with the same function before anything is allocated.
-import { AdapterLimitError, ShapeError } from '../errors.ts';
+import { AdapterLimitError, ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { BufferRange } from '../gpu/dispatch.ts';
+
+/** A tensor name that the arena does not hold (a name from another model or config). */
+export class UnknownTensorError extends StudioError {}
 
 export interface ArenaItem {
   name: string;
@@ -149,14 +152,14 @@ export class Arena {
   /** The whole tensor, for copies and writes (it may exceed one binding: bind `ranges` or `binding`). */
   range(name: string): BufferRange {
     const r = this.whole.get(name);
-    if (!r) throw new Error(`${this.label}: no tensor '${name}'`);
+    if (!r) throw new UnknownTensorError(`${this.label}: no tensor '${name}' (this arena holds ${[...this.whole.keys()].slice(0, 3).join(', ')}…).`);
     return r;
   }
 
   /** The tensor as bindable row ranges, in row order (one range when it fits a binding). */
   ranges(name: string): TensorRange[] {
     const r = this.pieces.get(name);
-    if (!r) throw new Error(`${this.label}: no tensor '${name}'`);
+    if (!r) throw new UnknownTensorError(`${this.label}: no tensor '${name}' (this arena holds ${[...this.pieces.keys()].slice(0, 3).join(', ')}…).`);
     return r;
   }
 

@@ -1,6 +1,6 @@
 // GPT-2's forward and backward passes as lists of prepared dispatches for one micro-batch,
 // in the order llm.c's train_gpt2 runs them. Built once per (run shape, trainable set) and
-// replayed every step (LoRA adapters, model/lora.ts, splice in after each targeted linear
+// replayed every step (LoRA weights, model/lora.ts, splice in after each targeted linear
 // layer; evaluation and generation add theirs through ForwardHooks / HeadHooks). Semantics:
 // Hugging Face GPT2LMHeadModel (pre-LN blocks, causal attention, tied LM head),
 // docs/ARCHITECTURE.md "GPT-2 semantics".
@@ -52,7 +52,7 @@ export interface GraphContext {
    * (wte); absent means `grad` is bindable whole.
    */
   gradRanges?: (name: string) => TensorRange[] | undefined;
-  /** LoRA adapters (model/lora.ts) and their buffers for this (B, T); absent = no LoRA */
+  /** LoRA weights (model/lora.ts) and their buffers for this (B, T); absent = no LoRA */
   lora?: { weights: LoraWeights; acts: LoraActivations };
 }
 
@@ -202,7 +202,7 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
   }));
 
   // Linear layer backward: dW += xᵀ·dy, db += Σ dy (when trainable), dx = dy·Wᵀ (when wanted).
-  // A LoRA adapter on the layer first writes its own dx term; the base dx then adds to it.
+  // A LoRA update on the layer first writes its own dx term; the base dx then adds to it.
   const linear = async (label: string, name: string, x: BufferRange, dy: BufferRange, dx: BufferRange | null, IC: number, OC: number) => {
     const dW = g.grad(`${name}.weight`);
     const db = g.grad(`${name}.bias`);

@@ -6,7 +6,7 @@
 // starts from the base model exactly. The base weights stay frozen; only A and B train.
 //
 // This file holds the adapter layout (which modules, names, shapes, depth groups), the seeded
-// initialisation, the adapters on the GPU (LoraWeights), the per-run LoRA activations
+// initialisation, the LoRA factors on the GPU (LoraWeights), the per-run LoRA activations
 // (LoraActivations) and the forward/backward dispatches that graph.ts splices in after each
 // targeted linear layer. Everything reuses matmul.wgsl (transA/transB/accumulate) and
 // dropout.wgsl; the scale s is applied as a product with S = s·I (r, r), a matmul of N·r²
@@ -19,7 +19,7 @@
 //
 // Which parameters train: PEFT's default (only A and B). The base model is frozen whole in
 // LoRA mode; the depth groups of the frozen list, gradual unfreezing and discriminative rates
-// apply to the adapters by the block they sit in (adapters of block i are group i + 1).
+// apply to the LoRA factors by the block they sit in (adapters of block i are group i + 1).
 // Weight decay: A and B are 2-D weights, so AdamW decays them when weight decay > 0, as
 // torch.optim.AdamW does with PEFT's parameters and as transformers' Trainer does (it exempts
 // only biases and LayerNorm weights).
@@ -160,7 +160,7 @@ export function countLoraParams(c: GPT2Config, cfg: LoraConfig): number {
 }
 
 /**
- * Fresh adapters: A ~ U(−1/√in, 1/√in) (PEFT's kaiming_uniform_(a=√5)), B = 0. Deterministic
+ * fresh LoRA factors: A ~ U(−1/√in, 1/√in) (PEFT's kaiming_uniform_(a=√5)), B = 0. Deterministic
  * in `seed`; each A has its own stream, so adding a target leaves the others unchanged.
  */
 export function initLoraParams(c: GPT2Config, cfg: LoraConfig, seed: number): HostParams {
@@ -176,7 +176,7 @@ export function initLoraParams(c: GPT2Config, cfg: LoraConfig, seed: number): Ho
   return out;
 }
 
-/** Checks that `params` holds exactly the adapters of `cfg` with the right sizes. */
+/** Checks that `params` holds exactly the LoRA factors of `cfg` with the right sizes. */
 export function checkLoraParams(c: GPT2Config, cfg: LoraConfig, params: HostParams): void {
   const specs = loraSpecs(c, cfg);
   for (const s of specs) {
@@ -185,10 +185,10 @@ export function checkLoraParams(c: GPT2Config, cfg: LoraConfig, params: HostPara
     if (t.length !== s.numel) throw new ShapeError(`LoRA tensor ${s.name} has ${t.length} elements; r = ${cfg.r} needs ${s.shape.join('×')} = ${s.numel}.`);
   }
   const known = new Set(specs.map((s) => s.name));
-  for (const k of params.keys()) if (!known.has(k)) throw new ShapeError(`LoRA tensor ${k} is not an adapter of this configuration (targets ${cfg.targets.join(', ')}).`);
+  for (const k of params.keys()) if (!known.has(k)) throw new ShapeError(`LoRA tensor ${k} is not a LoRA factor of this configuration (targets ${cfg.targets.join(', ')}).`);
 }
 
-/** The adapters on the GPU: A and B of every target in one arena, plus the (r, r) scale matrix S = s·I. */
+/** The LoRA factors on the GPU: A and B of every target in one arena, plus the (r, r) scale matrix S = s·I. */
 export class LoraWeights {
   readonly model: GPT2Config;
   readonly config: LoraConfig;

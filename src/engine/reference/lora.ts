@@ -1,6 +1,6 @@
-// Float64 reference of GPT2LMHeadModel with LoRA adapters (PEFT semantics, see
+// Float64 reference of GPT2LMHeadModel with LoRA weights (PEFT semantics, see
 // src/engine/model/lora.ts): forward with cache, backward to every base parameter and every
-// A and B, training steps on the adapters only, and the merged weights. A test oracle only; the
+// A and B, training steps on the LoRA factors only, and the merged weights. A test oracle only; the
 // engine never calls it.
 //
 // For a targeted Conv1D layer (W (in, out), PEFT's lora.Linear with fan_in_fan_out=True):
@@ -41,7 +41,7 @@ type F64 = Float64Array;
 /** The site of the LoRA input dropout of block `layer`, module `m` (0 c_attn, 1 attn.c_proj, 2 c_fc, 3 mlp.c_proj). */
 export const LORA_SITE = (layer: number, m: number): number => 1000 + 4 * layer + m;
 
-/** Adapters: the LoRA settings and A, B by engine name ('h.0.attn.c_attn.lora_A.weight'). */
+/** LoRA weights: the settings and A, B by engine name ('h.0.attn.c_attn.lora_A.weight'). */
 export interface RefLora {
   config: LoraConfig;
   params: RefParams;
@@ -250,7 +250,7 @@ export function refLoraBackward(
   };
 }
 
-/** Base weights with every adapter merged: W + s·(B·A)ᵀ on each target; the others are copies. */
+/** Base weights with every LoRA update merged: W + s·(B·A)ᵀ on each target; the others are copies. */
 export function refMergeLora(config: GPT2Config, base: RefParams, lora: RefLora): RefParams {
   const out = cloneParams(base);
   const s = scaling(lora.config);
@@ -266,7 +266,7 @@ export function refMergeLora(config: GPT2Config, base: RefParams, lora: RefLora)
 export interface RefLoraTrainOptions {
   config: GPT2Config;
   base: RefParams;
-  /** initial adapters; not modified */
+  /** initial LoRA factors; not modified */
   lora: RefLora;
   tokens: ArrayLike<number>;
   B: number;
@@ -280,7 +280,7 @@ export interface RefLoraTrainOptions {
   /** decoupled weight decay; A and B are 2-D, so both decay */
   weightDecay: number;
   maxGradNorm: number;
-  /** depth groups whose adapters are frozen at a 0-based step; default none */
+  /** depth groups whose LoRA factors are frozen at a 0-based step; default none */
   frozen?: (step: number) => Set<number>;
   schedule?: (step: number) => number;
   groupLrMultiplier?: (group: number) => number;
@@ -292,11 +292,11 @@ export interface RefLoraTrainResult {
   log: Array<{ loss: number; gradNorm: number; lr: number }>;
   /** A and B after the steps */
   lora: RefParams;
-  /** step-0 gradients of the trainable adapters (before clipping) */
+  /** step-0 gradients of the trainable LoRA factors (before clipping) */
   firstGrads: RefParams;
 }
 
-/** Steps of the DESIGN training semantics in float64 with only the adapters training. */
+/** Steps of the DESIGN training semantics in float64 with only the LoRA factors training. */
 export function refLoraTrain(o: RefLoraTrainOptions): RefLoraTrainResult {
   const { config, B, T } = o;
   const lora: RefLora = { config: o.lora.config, params: cloneParams(o.lora.params) };

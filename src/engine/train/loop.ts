@@ -17,7 +17,7 @@ import { NonFiniteLossError } from '../errors.ts';
 
 /** Where a resumed run starts: after `state.stepIndex` optimizer steps, with that optimizer state. */
 export interface TrainResume {
-  /** from Trainer.exportState (or a checkpoint); the weights (and LoRA adapters) given to runTraining are those after the same step */
+  /** from Trainer.exportState (or a checkpoint); the weights (and LoRA weights) given to runTraining are those after the same step */
   state: TrainerState;
 }
 
@@ -26,7 +26,7 @@ export type CheckpointReason = 'interval' | 'end' | 'stopped' | 'non-finite';
 
 /**
  * The run at a step boundary: every step up to `step` has finished and been reported (onStep,
- * onEval), none after it has been submitted, so the weights (and LoRA adapters) on the GPU are
+ * onEval), none after it has been submitted, so the weights (and LoRA weights) on the GPU are
  * those after `step` updates. Valid only during the onCheckpoint call.
  */
 export interface RunSnapshot {
@@ -88,8 +88,8 @@ function frozenAt(userFrozen: ReadonlySet<number>, L: number, sched: UnfreezeSch
 }
 
 /**
- * Runs cfg.steps optimizer steps on `weights`, or, with `lora`, on LoRA adapters over the frozen
- * base model (the frozen groups, unfreezing and discriminative rates then apply to the adapters).
+ * Runs cfg.steps optimizer steps on `weights`, or, with `lora`, on LoRA weights over the frozen
+ * base model (the frozen groups, unfreezing and discriminative rates then apply to the LoRA factors).
  * With `resume`, steps S+1 … cfg.steps of that run, S = resume.state.stepIndex: the window order
  * from row S·batch·gradAccum, the frozen set and unfreezing plan at step S, the schedule at step
  * S over cfg.steps, the evaluation cadence unchanged (so a run resumed with the same settings

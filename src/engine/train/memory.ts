@@ -1,5 +1,5 @@
 // Memory accounting before anything is allocated: the bytes a Trainer (with its GpuWeights and
-// optional LoRA adapters) will hold on the GPU, by category, for a model config, a run shape
+// optional LoRA weights) will hold on the GPU, by category, for a model config, a run shape
 // and a frozen set. It runs the same layout functions the allocators run (model/arena.ts
 // arenaLayout, model/activations.ts planActivations) and applies GpuContext.createBuffer's
 // rounding, so the estimate equals what Trainer.memory() then measures (test/gpu/memory.test.ts).
@@ -54,7 +54,7 @@ export interface MemoryEstimateOptions {
   gradAccum: number;
   /** frozen depth groups (0 embeddings, block i at i + 1, L + 1 ln_f) */
   frozen: Iterable<number>;
-  /** LoRA adapters: the base model is frozen whole and only the adapters (of unfrozen groups) train */
+  /** LoRA weights: the base model is frozen whole and only the LoRA factors (of unfrozen groups) train */
   lora?: LoraConfig;
 }
 
@@ -73,13 +73,13 @@ export function estimateMemory(config: GPT2Config, opts: MemoryEstimateOptions, 
   const frozen = new Set(opts.frozen);
   const N = opts.batch * opts.seq;
   const base = paramSpecs(config);
-  const adapters = opts.lora ? loraSpecs(config, opts.lora) : [];
-  const trainable: ParamSpec[] = (opts.lora ? adapters : base).filter((s) => !frozen.has(s.group));
+  const loraSpecList = opts.lora ? loraSpecs(config, opts.lora) : [];
+  const trainable: ParamSpec[] = (opts.lora ? loraSpecList : base).filter((s) => !frozen.has(s.group));
 
   let parameters = arenaLayout('params', arenaItems(base), limits).bytes;
   if (opts.lora) {
     // LoraWeights: its arena (tensors unsplit) plus the (r, r) scale matrix.
-    parameters += arenaLayout('lora', adapters, limits).bytes + bufferBytes(opts.lora.r * opts.lora.r);
+    parameters += arenaLayout('lora', loraSpecList, limits).bytes + bufferBytes(opts.lora.r * opts.lora.r);
   }
   const trainLayout = trainable.length ? arenaLayout('grads', arenaItems(trainable), limits) : null;
   const gradients = trainLayout?.bytes ?? 0;
@@ -104,7 +104,7 @@ export function estimateMemory(config: GPT2Config, opts: MemoryEstimateOptions, 
     const ranges = trainLayout.buffers.reduce((a, b) => a + b.slots.reduce((x, s) => x + s.pieces.length, 0), 0);
     bytes.scratch += bufferBytes(normPartialsCount(ranges));
   }
-  bytes.scratch += trainerSmallBytes(base.length + adapters.length);
+  bytes.scratch += trainerSmallBytes(base.length + loraSpecList.length);
 
   const out = { parameters, gradients, optimizer, activations: bytes.activations, scratch: bytes.scratch };
   return { ...out, total: out.parameters + out.gradients + out.optimizer + out.activations + out.scratch };

@@ -6,8 +6,8 @@
 // Semantics (torch.optim.AdamW's and Hugging Face's GPT-2 training): loss = mean cross-entropy over all B·T targets of
 // all micro-batches; torch.optim.AdamW with per-parameter step counts, decay only on ≥2-D
 // tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
-// parameters hold no gradient and no optimizer state and never change. With LoRA adapters
-// (model/lora.ts) the whole base model is frozen and only the adapters hold gradients and state.
+// parameters hold no gradient and no optimizer state and never change. With LoRA weights
+// (model/lora.ts) the whole base model is frozen and only the LoRA factors hold gradients and state.
 // exportState/importState carry everything but the weights from one trainer to another (a
 // checkpoint), so the next steps are bit-identical; a non-finite step halts the updates of every
 // step queued behind it, so the state stays that of the last good step.
@@ -41,8 +41,8 @@ export interface TrainerOptions extends OptimizerOptions {
   /** frozen depth groups (0 embeddings, i + 1 block i, L + 1 ln_f) */
   frozen: ReadonlySet<number>;
   /**
-   * LoRA adapters (model/lora.ts). When given, every base parameter is frozen (PEFT's default)
-   * and only the adapters train; `frozen` then applies to the adapters by their block's group.
+   * LoRA weights (model/lora.ts). When given, every base parameter is frozen (PEFT's default)
+   * and only the LoRA factors train; `frozen` then applies to the LoRA factors by their block's group.
    */
   lora?: LoraWeights;
 }
@@ -84,7 +84,7 @@ export interface TrainerState {
    * next dropout mask is drawn with (kernels/dropout.ts writeRng(seed, stepIndex)).
    */
   stepIndex: number;
-  /** every tensor that holds AdamW state, by engine name (LoRA adapters by their adapter name); absent = fresh */
+  /** every tensor that holds AdamW state, by engine name (LoRA weights by their adapter name); absent = fresh */
   tensors: Map<string, TensorOptimizerState>;
 }
 
@@ -170,7 +170,7 @@ export class Trainer {
     }
     const lm = opts.lora?.model;
     if (lm && (lm.nLayer !== c.nLayer || lm.nEmbd !== c.nEmbd || lm.nInner !== c.nInner)) {
-      throw new ShapeError(`The LoRA adapters were built for L=${lm.nLayer} C=${lm.nEmbd} (MLP ${lm.nInner}), the model is L=${c.nLayer} C=${c.nEmbd} (MLP ${c.nInner}); build them from this model's config.`);
+      throw new ShapeError(`The LoRA weights were built for L=${lm.nLayer} C=${lm.nEmbd} (MLP ${lm.nInner}), the model is L=${c.nLayer} C=${c.nEmbd} (MLP ${c.nInner}); build them from this model's config.`);
     }
     this.ctx = ctx;
     this.weights = weights;
@@ -265,7 +265,7 @@ export class Trainer {
   private async rebuild(): Promise<void> {
     const { ctx, weights, opts } = this;
     await this.drain();
-    // LoRA mode: the base model is frozen whole; the adapters follow the frozen groups.
+    // LoRA mode: the base model is frozen whole; the LoRA factors follow the frozen groups.
     const lora = opts.lora;
     const trainable = (lora ? lora.specs : weights.specs).filter((s) => !this.frozen.has(s.group));
     // Bindable ranges of a parameter: wte may be split in row ranges (model/arena.ts); its gradient

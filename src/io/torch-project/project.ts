@@ -76,7 +76,7 @@ export function projectReadme(state: ExportedState, modelName: string): string {
 This folder continues a fine-tuning run of \`${modelName}\` that the studio saved after
 optimizer step ${state.step} of ${total}. \`train.py\` needs only PyTorch (1.13 or newer) and numpy
 and performs the remaining steps as the studio would: the same AdamW state and parameter groups,
-learning-rate schedule, clipping, ${s.lora ? 'LoRA adapters, ' : ''}frozen groups and unfreezing plan,
+learning-rate schedule, clipping, ${s.lora ? 'LoRA weights, ' : ''}frozen groups and unfreezing plan,
 and the same order of training windows.
 
 - \`checkpoint/\` the studio checkpoint (a Hugging Face model folder plus \`optimizer.safetensors\`
@@ -113,7 +113,7 @@ so the run continues the studio's float32 numbers). Processes talk over NCCL on 
 only rank 0 writes files. Output folders and checkpoints that already exist are never written over.
 
 At the end \`runs/continued/\` holds the model in the Hugging Face layout (\`config.json\`,
-\`model.safetensors\`: float32, \`transformer.\` names, the LM head tied to \`wte\`)${s.lora ? ', with the\nLoRA adapters merged into the weights; the adapters alone are in `runs/continued/adapter/` (PEFT layout)' : ''}.
+\`model.safetensors\`: float32, \`transformer.\` names, the LM head tied to \`wte\`)${s.lora ? ', with the\nLoRA weights merged into the weights; the LoRA factors alone are in `runs/continued/adapter/` (PEFT layout)' : ''}.
 It loads with \`GPT2LMHeadModel.from_pretrained("runs/continued")\`.
 
 ## Back into the studio

@@ -714,7 +714,7 @@ class Run:
                     getattr(mod, ab).weight.data.copy_(ck['adapter'][key])
         model.to(self.device)
         self.model = model
-        # Trainable tensors by depth group: with LoRA only the adapters (by their block), else every parameter.
+        # Trainable tensors by depth group: with LoRA only the LoRA factors (by their block), else every parameter.
         self.tensors = []  # (file name, param, depth group)
         for name, p in model.named_parameters():
             key = name[len(HF_PREFIX):]

@@ -14,7 +14,7 @@ import type { HostParams } from '../../../src/engine/model/params.ts';
 import { refLoraForward } from '../../../src/engine/reference/lora.ts';
 import { toF64Params } from '../../../src/engine/reference/gpt2.ts';
 import { loadModelDir } from '../../../src/io/node-model.ts';
-import { adapterFiles } from '../../../src/io/peft.ts';
+import { loraFiles } from '../../../src/io/peft.ts';
 import { ortLogits, relToLargest, type OrtLike, type SessionLike } from '../../helpers/onnx.ts';
 import { randn } from '../../helpers/numeric.ts';
 import { writeTinyModelDir } from '../../helpers/tiny-model.ts';
@@ -110,7 +110,7 @@ describe('a LoRA model exports its merged weights', () => {
     const ck = join(dir, 'checkpoint-7');
     mkdirSync(ck);
     for (const f of readdirSync(tiny)) copyFileSync(join(tiny, f), join(ck, f));
-    for (const [n, b] of Object.entries(adapterFiles(config, cfg, adapters, tiny))) writeFileSync(join(ck, n), b);
+    for (const [n, b] of Object.entries(loraFiles(config, cfg, adapters, tiny))) writeFileSync(join(ck, n), b);
     const out = join(dir, 'lora-onnx');
     const r = await runCli(['--model', ck, '--format', 'onnx', '--out', out]);
     expect(r.err).toBe('');
@@ -123,7 +123,7 @@ describe('a LoRA model exports its merged weights', () => {
     const { config } = await loadModelDir(tiny);
     const ad = join(dir, 'adapter-only');
     mkdirSync(ad);
-    for (const [n, b] of Object.entries(adapterFiles(config, cfg, adapters, tiny))) writeFileSync(join(ad, n), b);
+    for (const [n, b] of Object.entries(loraFiles(config, cfg, adapters, tiny))) writeFileSync(join(ad, n), b);
     const out = join(dir, 'adapter-onnx');
     const r = await runCli(['--model', ad, '--format', 'onnx', '--out', out]);
     expect(r.code).toBe(0);
