@@ -10,7 +10,7 @@ with clipping (per-step loss, grad_norm before clipping, final parameters):
   accum   B=1 micro-batches, gradient accumulation 2
 Hyperparameters and per-step numbers go to goldens.json, tensors to <case>.safetensors.
 
-The model is written here from the semantics in /work/shared/DESIGN.md (Hugging Face
+The model is written here from the semantics in docs/ARCHITECTURE.md (Hugging Face
 GPT2LMHeadModel: Conv1D weights (in, out), pre-LayerNorm blocks, causal attention scaled by
 1/sqrt(head size), gelu_new, LM head tied to wte), in float64 with dropout 0. Initial weights
 follow HF's GPT2PreTrainedModel._init_weights (normal std 0.02; c_proj weights std

@@ -1,4 +1,4 @@
-// Corpus ingestion (DESIGN "Corpora"): named files → documents → one compact token stream with
+// Corpus ingestion (docs/ARCHITECTURE.md, Corpora): named files → documents → one compact token stream with
 // EOS after every document, plus statistics and a train/validation split.
 //   - a .txt/.md (or any other plain-text) file is one document;
 //   - each line of a .jsonl/.ndjson file is one document (a string field, `text` by default);

@@ -109,7 +109,7 @@ describe('attention kernel', () => {
         const rf = block(dref, k);
         return norm(rf) > 1e-12 ? relErr(g, rf) : norm(g) / norm(dref);
       });
-      // Observed about 1e-7 (out) and 4e-7 (dqkv); DESIGN's budgets are 1e-5 and 1e-4.
+      // Observed about 1e-7 (out) and 4e-7 (dqkv); docs/ARCHITECTURE.md's budgets are 1e-5 and 1e-4.
       expect(eOut).toBeLessThan(2e-6);
       expect(eLse).toBeLessThan(1e-6);
       for (const e of eGrad) expect(e).toBeLessThan(5e-6);

@@ -1,7 +1,7 @@
 // The whole GPU engine against PyTorch (test/goldens/gpt2-tiny, made by
 // scripts/goldens/make_goldens.py): logits and loss of the first batch, every parameter
 // gradient, and 10 clipped AdamW steps — with all parameters trainable, with the embeddings
-// and block 0 frozen, and with gradient accumulation. Tolerances from DESIGN.md.
+// and block 0 frozen, and with gradient accumulation. Tolerances from docs/ARCHITECTURE.md.
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { writeTokenBuckets, tokenBucketWords } from '../../src/engine/kernels/embedding.ts';

@@ -300,7 +300,7 @@ describe('a whole model with wte bound in three ranges matches the unsplit run',
       const a = split.final.get(spec.name)!;
       const b = whole.final.get(spec.name)!;
       // The key bias has an exactly zero gradient (softmax is shift-invariant per query row), so
-      // Adam turns its rounding noise into ±lr steps either way: not compared (DESIGN's caveat).
+      // Adam turns its rounding noise into ±lr steps either way: not compared (the near-zero caveat of docs/ARCHITECTURE.md).
       const skip = spec.name.endsWith('attn.c_attn.bias') ? (i: number) => i >= C && i < 2 * C : () => false;
       let off = 0;
       let n = 0;

@@ -4,7 +4,7 @@
 // by norm, chosen wte rows whole), per-step losses and gradient norms with clipping, and the
 // parameters after the steps. The C=768 case's wte is 147 MiB; the context binds at most
 // 128 MiB (Mesa lavapipe's own limit; asked for explicitly so a larger adapter splits too), so
-// wte, its gradient and its Adam moments are bound in row ranges. Tolerances from DESIGN.md.
+// wte, its gradient and its Adam moments are bound in row ranges. Tolerances from docs/ARCHITECTURE.md.
 import { describe, expect, it } from 'vitest';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { GpuContext } from '../../src/engine/gpu/context.ts';
@@ -40,7 +40,7 @@ function norm(x: ArrayLike<number>): number {
   return Math.sqrt(s);
 }
 
-/** Fraction of elements off by more than 1e-4 (DESIGN: parameters after Adam steps). */
+/** Fraction of elements off by more than 1e-4 (docs/ARCHITECTURE.md: parameters after Adam steps). */
 function offFraction(got: ArrayLike<number>, want: ArrayLike<number>): number {
   let off = 0;
   for (let i = 0; i < want.length; i++) if (!(Math.abs(got[i] - want[i]) <= 1e-4)) off++;
@@ -59,7 +59,7 @@ function compareTensor(g: VocabGolden, kind: 'grad' | 'final', name: string, k: 
   } else if (kind === 'final' && name.endsWith('attn.c_attn.bias')) {
     // The key bias [C, 2C) has an exactly zero gradient (softmax is shift-invariant per query
     // row): Adam turns float32 vs float64 rounding noise into steps of up to ±lr either way, so
-    // only the query and value biases are compared after training (DESIGN's near-zero caveat).
+    // only the query and value biases are compared after training (the near-zero caveat of docs/ARCHITECTURE.md).
     const keep = (x: ArrayLike<number>) => Float64Array.from(x).filter((_, i) => i < C || i >= 2 * C);
     check(keep(got), keep(vocabTensor(g, `${kind}.${name}`)), `${kind} of ${name} (query and value biases)`);
   } else {

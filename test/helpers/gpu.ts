@@ -1,5 +1,5 @@
 // Shared helpers of the gpu tier: one device per test file, random inputs, poisoned outputs,
-// and the relative-error measure DESIGN's tolerances are written in.
+// and the relative-error measure docs/ARCHITECTURE.md's tolerances are written in.
 import { nodeGpu, ADAPTER_HELP } from '../../src/cli/webgpu-node.ts';
 import { GpuContext } from '../../src/engine/gpu/context.ts';
 import type { BufferRange } from '../../src/engine/gpu/dispatch.ts';

@@ -1,4 +1,4 @@
-// Seeded random inputs and the error measures the numeric tests use (DESIGN: ‖got − ref‖ / ‖ref‖).
+// Seeded random inputs and the error measures the numeric tests use (docs/ARCHITECTURE.md: ‖got − ref‖ / ‖ref‖).
 import { uniformStream } from '../../src/engine/random.ts';
 
 /** Seeded uniform floats in [0, 1) (the studio's SeededRng), so failures reproduce. */

@@ -1,6 +1,6 @@
 // `train`: fine-tunes a GPT-2 folder on a corpus with the WebGPU engine and writes the result
-// in Hugging Face layout (with --lora-r: LoRA weights over the frozen model, written as a PEFT
-// adapter folder and/or merged weights), with checkpoints every --save-every steps and after the
+// in Hugging Face layout (with --lora-r: LoRA weights over the frozen model, written as a PEFT LoRA
+// folder and/or merged weights), with checkpoints every --save-every steps and after the
 // last, --resume, and clean stops on SIGINT/SIGTERM and non-finite losses (run-checkpoints.ts).
 // Flags and defaults are described in README.md (Command line).
 import { basename, join, relative, resolve } from 'node:path';

@@ -1,7 +1,7 @@
 // Held-out evaluation over EVERY window of a token stream (not a sample): mean cross-entropy,
 // perplexity = exp(mean loss), and next-token top-1 accuracy.
 //
-// Windows are the training windows (DESIGN, training semantics): N tokens give W = ⌊(N−1)/T⌋
+// Windows are the training windows (docs/ARCHITECTURE.md, Windows): N tokens give W = ⌊(N−1)/T⌋
 // windows, window w has inputs tokens[w·T .. w·T+T) and targets tokens[w·T+1 .. w·T+T], so each
 // window scores T targets. (Hugging Face's `labels=input_ids` scores T−1 positions of a T-token
 // block instead; compare perplexities only on the same targets.) The N − 1 − W·T tokens after the

@@ -180,7 +180,7 @@ export class Generator {
     }
     body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
     this.body = body;
-    // The tied LM head on one row: logits = lnf · wteᵀ (DESIGN, GPT-2 semantics); each wte
+    // The tied LM head on one row: logits = lnf · wteᵀ (docs/ARCHITECTURE.md, GPT-2 semantics); each wte
     // range [v0, v0 + nv) gives the logits [v0, v0 + nv) (v0 is a multiple of 64 rows, so the
     // block's byte offset keeps the binding alignment).
     this.head = [];

@@ -1,7 +1,7 @@
 // The parameter layout of GPT2LMHeadModel, in Hugging Face names (without the `transformer.`
 // prefix), with shapes, depth groups and whether AdamW decays them.
 // Conv1D weights are stored (in, out): y = x·W + b. The LM head is tied to wte.
-// Depth groups (DESIGN, training semantics): embeddings 0, block i at i + 1, ln_f at L + 1.
+// Depth groups (docs/ARCHITECTURE.md, Freezing and depth groups): embeddings 0, block i at i + 1, ln_f at L + 1.
 import { ShapeError } from '../errors.ts';
 import type { GPT2Config } from './config.ts';
 

@@ -1,5 +1,5 @@
 // Float64 reference of GPT2LMHeadModel training: forward with cache, backward to every
-// parameter, and a loop of optimizer steps with the training semantics of DESIGN.md
+// parameter, and a loop of optimizer steps with the training semantics of docs/ARCHITECTURE.md
 // (sequential windows, mean loss over all targets of a step incl. accumulation, global-norm
 // clipping, torch AdamW with decay on ≥2-D tensors only, frozen depth groups, per-group lr).
 // A test oracle only; the engine never calls it.
@@ -332,7 +332,7 @@ export interface RefOptimizeOptions {
 }
 
 /**
- * DESIGN's training semantics in float64 over any set of tensors: sequential windows, the mean
+ * The training semantics (docs/ARCHITECTURE.md) in float64 over any set of tensors: sequential windows, the mean
  * loss over every target of the step (micro-batches accumulated), clip_grad_norm_ over the
  * trainable gradients, torch.optim.AdamW with a per-tensor step count and fresh state on a
  * tensor's first update. `microStep` returns one micro-batch's mean loss and gradients scaled by
@@ -395,7 +395,7 @@ export function refOptimize(
   return { log, firstGrads };
 }
 
-/** Runs `steps` optimizer steps of the DESIGN training semantics in float64. */
+/** Runs `steps` optimizer steps of the training semantics (docs/ARCHITECTURE.md) in float64. */
 export function refTrain(o: RefTrainOptions): RefTrainResult {
   const { config, B, T } = o;
   checkParams(config, o.params);

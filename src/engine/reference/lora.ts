@@ -296,7 +296,7 @@ export interface RefLoraTrainResult {
   firstGrads: RefParams;
 }
 
-/** Steps of the DESIGN training semantics in float64 with only the LoRA factors training. */
+/** Steps of the training semantics (docs/ARCHITECTURE.md) in float64 with only the LoRA factors training. */
 export function refLoraTrain(o: RefLoraTrainOptions): RefLoraTrainResult {
   const { config, B, T } = o;
   const lora: RefLora = { config: o.lora.config, params: cloneParams(o.lora.params) };

@@ -3,7 +3,7 @@
 // softmax cross-entropy, AdamW and gradient clipping. A test oracle only; the engine never
 // calls it. Arrays are row-major Float64Array with the shapes noted on each signature; token
 // ids and targets are Int32Array. Semantics follow Hugging Face GPT2LMHeadModel and torch
-// (see /work/shared/DESIGN.md); the backward formulas are the ones llm.c's train_gpt2.c uses.
+// (see docs/ARCHITECTURE.md, GPT-2 semantics); the backward formulas are the ones llm.c's train_gpt2.c uses.
 import { ShapeError } from '../errors.ts';
 import { refMatmul } from './matmul.ts';
 import { dropoutKeep } from '../random.ts';

@@ -1,4 +1,4 @@
-// Training windows and batches from one token stream (DESIGN, training semantics).
+// Training windows and batches from one token stream (docs/ARCHITECTURE.md, Windows).
 //
 // N tokens make W = ⌊(N − 1)/T⌋ windows of T + 1 tokens that overlap by one: window w has
 // inputs tokens[w·T .. w·T + T) and targets tokens[w·T + 1 .. w·T + T], so every token but the

@@ -6,7 +6,7 @@
 // Not counted on either side: the small uniform buffers of the prepared dispatches (a few KB)
 // and the driver's own overhead.
 //
-// For scale (DESIGN.md): full fine-tuning of GPT-2 124M in float32 holds parameters 0.5 GB,
+// For scale (docs/ARCHITECTURE.md, Memory): full fine-tuning of GPT-2 124M in float32 holds parameters 0.5 GB,
 // gradients 0.5 GB and Adam moments 1.0 GB before activations.
 import type { GpuContext } from '../gpu/context.ts';
 import { tokenBucketWords } from '../kernels/embedding.ts';

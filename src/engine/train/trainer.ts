@@ -3,7 +3,7 @@
 // no buffer allocation and no waiting on the GPU in the steady state. Metrics (loss, grad norm)
 // come back through a small ring of mappable buffers, read asynchronously.
 //
-// Semantics (torch.optim.AdamW's and Hugging Face's GPT-2 training): loss = mean cross-entropy over all B·T targets of
+// Semantics (docs/ARCHITECTURE.md, Training semantics): loss = mean cross-entropy over all B·T targets of
 // all micro-batches; torch.optim.AdamW with per-parameter step counts, decay only on ≥2-D
 // tensors; clip_grad_norm_ over all trainable gradients (logged norm before clipping); frozen
 // parameters hold no gradient and no optimizer state and never change. With LoRA weights

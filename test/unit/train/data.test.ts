@@ -1,4 +1,4 @@
-// Windows and batches (DESIGN, training semantics): window w reads tokens[w·T .. w·T + T] as
+// Windows and batches (docs/ARCHITECTURE.md, Windows): window w reads tokens[w·T .. w·T + T] as
 // inputs and targets shifted by one; row j reads window j mod W in order, or the epoch's
 // seeded permutation when shuffled.
 import { describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Depth groups, discriminative rates and gradual unfreezing (DESIGN, training semantics).
+// Depth groups, discriminative rates and gradual unfreezing (docs/ARCHITECTURE.md, Training semantics).
 import { describe, expect, it } from 'vitest';
 import { GPT2_SMALL } from '../../../src/engine/model/config.ts';
 import { paramSpecs } from '../../../src/engine/model/params.ts';

@@ -1,4 +1,4 @@
-// estimateMemory without a GPU (train/memory.ts): GPT-2 124M's figures from DESIGN.md (0.5 GB
+// estimateMemory without a GPU (train/memory.ts): GPT-2 124M's figures from docs/ARCHITECTURE.md (0.5 GB
 // parameters, 0.5 GB gradients, 1.0 GB Adam moments), frozen groups holding no gradient or
 // state, a frozen prefix holding no saved activations, logits that do not grow with B·T·V, and
 // LoRA. Equality with real allocations is test/gpu/memory.test.ts.
