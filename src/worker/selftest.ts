@@ -1,11 +1,10 @@
 // The page's GPU self-test: one matmul of seeded random inputs on the device, checked against the
-// float64 reference (engine/reference/matmul.ts) with the engine's one seeded generator
+// float64 product on the CPU (cpuMatmul below) with the engine's one seeded generator
 // (engine/random.ts), so a broken adapter or driver shows up before a run, with its error size.
 import type { GpuContext } from '../engine/gpu/context.ts';
 import { run } from '../engine/gpu/dispatch.ts';
 import { matmul } from '../engine/kernels/matmul.ts';
 import { uniformStream } from '../engine/random.ts';
-import { refMatmul } from '../engine/reference/matmul.ts';
 
 export interface SelftestShape {
   M: number;
@@ -40,7 +39,7 @@ export async function matmulSelftest(ctx: GpuContext, { M, N, K, seed }: Selftes
     await run(ctx, [await matmul(ctx, { label: 'selftest', M, N, K, a: ra, b: rb, out: rc })]);
     const c = await ctx.readF32(rc.buffer, 0, M * N); // (M, N)
     const ms = performance.now() - t0;
-    const ref = refMatmul({ M, N, K, a, b });
+    const ref = cpuMatmul(M, N, K, a, b);
     let maxAbsError = 0;
     for (let i = 0; i < M * N; i++) {
       const d = Math.abs(c[i] - ref[i]);
@@ -50,4 +49,20 @@ export async function matmulSelftest(ctx: GpuContext, { M, N, K, seed }: Selftes
   } finally {
     for (const r of [ra, rb, rc]) r.buffer.destroy();
   }
+}
+
+/**
+ * C (M, N) = A (M, K) · B (K, N) in float64 on the CPU. The test oracle (engine/reference) is not
+ * imported by the product (docs/ARCHITECTURE.md, Rooms), so the self-test carries this product.
+ */
+function cpuMatmul(M: number, N: number, K: number, a: Float32Array, b: Float32Array): Float64Array {
+  const out = new Float64Array(M * N); // (M, N)
+  for (let m = 0; m < M; m++) {
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += a[m * K + k] * b[k * N + n];
+      out[m * N + n] = s;
+    }
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 // shaders/dropout.wgsl against the float64 reference (reference/ops.ts dropoutForward/Backward
-// with the counter-based mask of reference/rng.ts): mask equality element by element, the exact
+// with the counter-based mask of src/engine/random.ts): mask equality element by element, the exact
 // p threshold, p = 0 as an exact copy, replay after the trainer rewrites the rng uniform, a
 // tensor bigger than one grid dimension covers, and the refusals.
 import { describe, expect, it } from 'vitest';
