@@ -257,7 +257,7 @@ describe('LoRA memory and the steady-state step', () => {
     const w = new GpuWeights(ctx, G.base.config, G.base.params);
     await expect(Trainer.create(ctx, w, {
       batch: 1, seq: 8, gradAccum: 1, dropout: NO_DROPOUT, seed: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0, frozen: new Set(), lora: lw,
-    })).rejects.toThrow(/LoRA adapters were built for L=2 C=24/);
+    })).rejects.toThrow(/LoRA weights were built for L=2 C=24/);
     lw.destroy();
     w.destroy();
   });
