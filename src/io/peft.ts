@@ -169,7 +169,7 @@ export async function loadLora(model: GPT2Config, files: ModelFiles): Promise<{ 
       const info = header.tensors.get(key);
       if (!info) throw bad(PEFT_WEIGHTS_NAME, `has no tensor '${PEFT_PREFIX + name}' although adapter_config.json targets ${t.name} with r = ${config.r}.`);
       if (info.shape.length !== 2 || info.shape[0] !== shape[0] || info.shape[1] !== shape[1]) {
-        throw bad(PEFT_WEIGHTS_NAME, `tensor '${key}' has shape [${info.shape.join(', ')}]; r = ${config.r} on ${t.name} needs [${shape.join(', ')}] (PEFT: lora_A (r, in), lora_B (out, r)). Was the adapter made for another model size?`);
+        throw bad(PEFT_WEIGHTS_NAME, `tensor '${key}' has shape [${info.shape.join(', ')}]; r = ${config.r} on ${t.name} needs [${shape.join(', ')}] (PEFT: lora_A (r, in), lora_B (out, r)). Were these LoRA weights made for another model size?`);
       }
       params.set(name, await readTensorF32(wSrc, header, key));
     }

@@ -130,7 +130,7 @@ describe('adapter folders this studio refuses, with the reason', () => {
 
   it('an adapter for another model size is refused by its shapes', async () => {
     const bigger = parseConfig({ vocab_size: 50, n_positions: 16, n_embd: 24, n_layer: 2, n_head: 3 });
-    await expect(loadLora(bigger, folder(good))).rejects.toThrow(/Was the adapter made for another model size\?/);
+    await expect(loadLora(bigger, folder(good))).rejects.toThrow(/Were these LoRA weights made for another model size\?/);
   });
 });
 

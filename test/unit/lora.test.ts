@@ -160,6 +160,6 @@ describe('LoRA initialisation', () => {
     const short = new Map(p).set('h.0.attn.c_attn.lora_A.weight', new Float32Array(3));
     expect(() => checkLoraParams(model, c, short)).toThrow(ShapeError);
     const extra = new Map(p).set('h.0.mlp.c_fc.lora_A.weight', new Float32Array(24));
-    expect(() => checkLoraParams(model, c, extra)).toThrow(/not an adapter of this configuration/);
+    expect(() => checkLoraParams(model, c, extra)).toThrow(/not a LoRA factor of this configuration/);
   });
 });
