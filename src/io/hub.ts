@@ -326,7 +326,9 @@ async function fetchInto(key: HubFileKey, writer: CacheWriter, opts: HubOptions,
       clearTimeout(timer);
       timer = setTimeout(() => {
         stalled = true;
-        ctl.abort(new DownloadInterruptedError(`No data from ${url} for ${stallMs} ms.`));
+        // The reason is never shown: `stalled` tells the retry code what happened. A TimeoutError
+        // (not a StudioError, which the read loop passes through as a cache failure).
+        ctl.abort(new DOMException('stalled', 'TimeoutError'));
       }, stallMs);
     };
     try {
