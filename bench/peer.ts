@@ -47,6 +47,8 @@ interface Shape {
   T: number;
   /** new tokens generated after an 8-token prompt */
   generate: number;
+  /** also time the engine with only the top `frozenTop` blocks (and ln_f) trainable, against the FLOP-count ideal */
+  frozenTop?: number;
 }
 
 const NO_DROPOUT = { embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
@@ -58,7 +60,7 @@ const shapeConfig = (V: number, C: number, NH: number, L: number, P: number): GP
 const SHAPES: Shape[] = [
   { name: 'tiny', config: shapeConfig(311, 48, 3, 3, 64), B: 2, T: 37, generate: 48 },
   { name: 'gpt2-vocab', config: shapeConfig(50257, 128, 4, 4, 1024), B: 4, T: 64, generate: 32 },
-  { name: 'gpt2-124M', config: { ...GPT2_SMALL, ...NO_DROPOUT }, B: 1, T: 128, generate: 8 },
+  { name: 'gpt2-124M', config: { ...GPT2_SMALL, ...NO_DROPOUT }, B: 1, T: 128, generate: 8, frozenTop: 2 },
 ];
 
 const LR = 1e-4;
@@ -91,6 +93,65 @@ interface ShapeResult {
   sameGeneratedTokens: boolean | null;
   loadAverage: number[];
   profile?: string;
+  frozen?: FrozenResult;
+}
+
+interface FrozenResult {
+  /** trainable blocks, counted from the top (ln_f trains too; embeddings and the blocks below are frozen) */
+  trainableTop: number;
+  tokensPerSecond: number;
+  msPerStep: number;
+  fullMsPerStep: number;
+  /** FLOPs of a full step and of the frozen one (matmuls and attention) */
+  fullFlops: number;
+  frozenFlops: number;
+  /** the full step's time scaled by frozenFlops / fullFlops */
+  idealMs: number;
+  /** msPerStep / idealMs − 1 (the target is ≤ 0.15) */
+  overIdeal: number;
+}
+
+/**
+ * Matmul and attention FLOPs of one training step (N = B·T tokens): the forward of every block and
+ * the LM head, then backward — the LM head's input gradient, wte's gradient when it trains, and
+ * both gradients (input and weights) of each block from the top down to the lowest trainable
+ * one. Per block forward: 2N·(3C² + C² + 4C² + 4C²) = 24NC² for the four linear layers, and
+ * 4·B·T²·C for q·kᵀ and att·v; backward twice that.
+ */
+export function stepFlops(c: GPT2Config, B: number, T: number, trainableBlocks: number, trainsWte: boolean): number {
+  const N = B * T;
+  const C = c.nEmbd;
+  const block = 2 * N * (4 * C * C + 2 * C * c.nInner) + 4 * B * T * T * C;
+  const head = 2 * N * c.vocabSize * C;
+  return c.nLayer * block + head + head + (trainsWte ? head : 0) + 2 * block * trainableBlocks;
+}
+
+/** The engine with only the top `top` blocks and ln_f trainable: time per step against the FLOP-count ideal. */
+async function frozenStep(
+  ctx: GpuContext, weights: GpuWeights, s: Shape, top: number, steps: number, fullTokensPerSecond: number,
+  batch: (k: number) => { inputs: Uint32Array; targets: Uint32Array },
+): Promise<FrozenResult> {
+  const c = s.config;
+  const N = s.B * s.T;
+  const frozen = new Set(Array.from({ length: c.nLayer + 1 - top }, (_, g) => g)); // embeddings (0) and blocks 0 … L−top−1
+  const trainer = await Trainer.create(ctx, weights, {
+    batch: s.B, seq: s.T, gradAccum: 1, frozen, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1,
+    beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0,
+  });
+  await trainer.step([batch(0)], () => LR); // pipelines for the frozen plan
+  const t0 = performance.now();
+  const pending = [];
+  for (let k = 0; k < steps; k++) pending.push((await trainer.submit([batch(1 + k)], () => LR)).metrics);
+  await Promise.all(pending);
+  const msPerStep = (performance.now() - t0) / steps;
+  trainer.destroy();
+  const fullMsPerStep = (1000 * N) / fullTokensPerSecond;
+  const fullFlops = stepFlops(c, s.B, s.T, c.nLayer, true);
+  const frozenFlops = stepFlops(c, s.B, s.T, top, false);
+  const idealMs = (fullMsPerStep * frozenFlops) / fullFlops;
+  console.log(`${s.name} with the top ${top} blocks trainable: ${msPerStep.toFixed(0)} ms/step, ideal ${idealMs.toFixed(0)} ms (${frozenFlops.toExponential(2)} of ${fullFlops.toExponential(2)} FLOPs)`);
+  const overIdeal = msPerStep / idealMs - 1;
+  return { trainableTop: top, tokensPerSecond: (1000 * N) / msPerStep, msPerStep, fullMsPerStep, fullFlops, frozenFlops, idealMs, overIdeal };
 }
 
 function parseArgs(argv: string[]) {
@@ -220,6 +281,7 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, o: S
     ours.generateTokensPerSecond = ((s.generate - 1) * 1000) / gen.decodeMs;
     ours.generatedTokens = gen.tokens;
     generator.destroy();
+    if (s.frozenTop) result.frozen = await frozenStep(ctx, weights, s, s.frozenTop, steps, ours.trainTokensPerSecond, batch);
     weights.destroy();
     console.log(`${s.name} engine: step-1 loss ${ours.step1Loss.toFixed(6)}, ${ours.trainTokensPerSecond.toFixed(1)} training tokens/s`);
 
@@ -405,6 +467,16 @@ function tables(results: ShapeResult[], mm: MatmulRow[]): string {
       const o = v.overhead;
       if (!o) continue;
       out.push(`| ${r.shape} | ${side} | ${o.passes} | ${o.dispatches} | ${o.submits} | ${o.commandBuffers} | ${o.writes} | ${o.pipelineSwitches} | ${o.bindGroupSwitches} | ${o.cpuMs.toFixed(1)} |`);
+    }
+  }
+  const frozen = results.filter((r) => r.frozen);
+  if (frozen.length) {
+    out.push('');
+    out.push('| shape, trainable | ms/step | full step ms | FLOPs frozen / full | ideal ms (full × FLOP ratio) | over ideal |');
+    out.push('|---|---|---|---|---|---|');
+    for (const r of frozen) {
+      const f = r.frozen!;
+      out.push(`| ${r.shape}, top ${f.trainableTop} blocks + ln_f | ${f.msPerStep.toFixed(0)} | ${f.fullMsPerStep.toFixed(0)} | ${(f.frozenFlops / f.fullFlops).toFixed(3)} | ${f.idealMs.toFixed(0)} | ${(100 * f.overIdeal).toFixed(1)}% |`);
     }
   }
   if (mm.length) {
