@@ -2,6 +2,7 @@
 // crypto.subtle.digest takes the whole message at once, and a model's weights are hundreds of
 // megabytes, so the page hashes them piece by piece here. The CLI passes Node's crypto hasher
 // instead (same interface, native speed); the unit tests check both give the same digests.
+import { StudioError } from '../engine/errors.ts';
 
 /** An incremental SHA-256: update with bytes in order, then the lowercase hex digest. */
 export interface Sha256Hasher {
@@ -22,6 +23,9 @@ const K = new Uint32Array([
 ]);
 
 /** The pure TypeScript hasher (works in the browser, a worker and Node). */
+/** A hasher used after its digest was taken (a programming error: hash the data again). */
+export class HasherStateError extends StudioError {}
+
 export class Sha256 implements Sha256Hasher {
   private readonly h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
   private readonly w = new Uint32Array(64);
@@ -31,7 +35,7 @@ export class Sha256 implements Sha256Hasher {
   private done = false;
 
   update(bytes: Uint8Array): void {
-    if (this.done) throw new Error('Sha256: update after hex()');
+    if (this.done) throw new HasherStateError('Sha256: update after hex(); create a new hasher for new data.');
     this.length += bytes.length;
     let i = 0;
     if (this.fill > 0) {

@@ -9,6 +9,7 @@
 // (matmul with TRANS_A, …). GFLOP/s is shown where a kernel wrapper declared its FLOPs
 // (Dispatch.flops); GB/s counts the bytes bound to the dispatch (every storage range and uniform
 // once), a lower bound on the traffic of kernels that read their inputs more than once.
+import { UnsupportedConfigError } from '../errors.ts';
 import { boundBytes, type Dispatch } from './dispatch.ts';
 import type { GpuContext } from './context.ts';
 
@@ -135,7 +136,7 @@ async function oneByOne(ctx: GpuContext, dispatches: readonly Dispatch[], opts: 
 export async function profileDispatches(ctx: GpuContext, dispatches: readonly Dispatch[], opts: ProfileOptions = {}): Promise<ProfileResult> {
   const want = opts.method ?? 'auto';
   const hasTimestamps = ctx.device.features.has('timestamp-query');
-  if (want === 'timestamp-query' && !hasTimestamps) throw new Error('This device has no timestamp-query feature; profile one by one instead.');
+  if (want === 'timestamp-query' && !hasTimestamps) throw new UnsupportedConfigError('This device has no timestamp-query feature; profile one by one instead.');
   const method: ProfileMethod = want === 'auto' ? (hasTimestamps ? 'timestamp-query' : 'one-by-one') : want;
   const times = method === 'timestamp-query' ? await timestamped(ctx, dispatches, opts) : await oneByOne(ctx, dispatches, opts);
   const byFamily = new Map<string, { dispatches: number; ms: number; flops: number | null; bytes: number }>();
