@@ -18,6 +18,7 @@ import { mkdtemp, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeGpu } from '../src/cli/webgpu-node.ts';
+import { windowCount } from '../src/engine/windows.ts';
 import { GpuContext } from '../src/engine/gpu/context.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
@@ -138,7 +139,7 @@ async function main(): Promise<void> {
       config, params: host, optimizer,
       state: {
         format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION, step: snap.step, total_steps: steps, rows_read: snap.rowsRead,
-        windows: Math.floor((tokens.length - 1) / T), dropout_step: optimizer.stepIndex, settings: settingsOf(cfg, null, 0), model: { source: 'random', dir: '' },
+        windows: windowCount(tokens.length, T), dropout_step: optimizer.stepIndex, settings: settingsOf(cfg, null, 0), model: { source: 'random', dir: '' },
         data: { train: ['random'], eval: [] }, fingerprints: { base_weights: baseFingerprint, train_tokens: tokensFingerprint(tokens.subarray(0, 1), new Sha256()) },
         kernels: { precision: 'f32' }, log_history: [], created: new Date().toISOString(), writer: 'page',
       },
