@@ -13,6 +13,7 @@
 //
 //   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
 //                      [--no-matmul] [--engine-only] [--no-log] [--json FILE] [--keep-models DIR]
+//                      [--require-gpu]
 // Prints a table and the JSON of every number; appends the table, dated, with the commit and
 // the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
 // kernel family for one training step of each shape (src/engine/gpu/profile.ts). --keep-models
@@ -155,7 +156,7 @@ async function frozenStep(
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true, keepModels: '' };
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true, keepModels: '', requireGpu: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
@@ -166,7 +167,8 @@ function parseArgs(argv: string[]) {
     else if (a === '--no-log') out.log = false;
     else if (a === '--json') out.json = argv[++i];
     else if (a === '--keep-models') out.keepModels = argv[++i];
-    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE --keep-models DIR`);
+    else if (a === '--require-gpu') out.requireGpu = true;
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE --keep-models DIR --require-gpu`);
   }
   if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
   if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
@@ -499,6 +501,10 @@ const peerDevice = await tfjsOnDawn(gpu);
 const software = isSoftware(ctx);
 const a = ctx.adapter;
 const adapter = `${a.vendor} ${a.architecture} ${a.description}`.replace(/\s+/g, ' ').trim();
+if (software && args.requireGpu) {
+  console.error(`bench:peer --require-gpu: Dawn found only a software adapter (${adapter}); install the GPU's Vulkan driver or set VK_ICD_FILENAMES to its manifest.`);
+  process.exit(1);
+}
 const steps = args.steps || (software ? 3 : 20);
 console.log(`adapter: ${adapter}${software ? ' (software adapter)' : ''}; engine and TensorFlow.js ${tf.version_core} (webgpu) on it; ${steps} timed steps`);
 const results: ShapeResult[] = [];
