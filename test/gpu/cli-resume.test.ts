@@ -136,6 +136,16 @@ describe('train --resume refusals', () => {
     return join(dir, 'a', 'checkpoint-3');
   }
 
+  it('a fresh run into an --out holding an earlier run\'s checkpoints', async () => {
+    const ck = await checkpoint();
+    const outDir = join(ck, '..');
+    const before = readdirSync(outDir).sort();
+    const r = await cli([...BASE, '--out', outDir]);
+    expect(r.code).toBe(2);
+    expect(r.errors).toMatch(/--out .* already holds checkpoint-3, checkpoint-6 of an earlier run\. Continue that run with --resume/);
+    expect(readdirSync(outDir).sort()).toEqual(before);
+  });
+
   it('another format version', async () => {
     const ck = await checkpoint();
     const p = join(ck, 'trainer_state.json');

@@ -19,7 +19,7 @@ import type { HostParams } from '../../engine/model/params.ts';
 import type { LoraConfig } from '../../engine/model/lora.ts';
 import type { TrainerState } from '../../engine/train/trainer.ts';
 import { nodeDirFiles } from '../../io/node-model.ts';
-import { nodeSha256, removeStaleCheckpointTemps, resolveCheckpointPath, writeCheckpointFolder } from '../../io/node-run-checkpoint.ts';
+import { listCheckpoints, nodeSha256, removeStaleCheckpointTemps, resolveCheckpointPath, writeCheckpointFolder } from '../../io/node-run-checkpoint.ts';
 import {
   CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, checkpointFiles, readRunCheckpoint, runOf, settingsOf, tokensFingerprint, weightsFingerprint,
   type TrainerStateJson,
@@ -192,6 +192,17 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   // The weights the run started from: a fresh run hashes them now; a resumed one carries the hash on.
   const basePrint = resume ? resume.state.fingerprints.base_weights : await weightsFingerprint(config, params, nodeSha256());
   const tokenizer: TokenizerFiles | undefined = await tokenizerFor(modelDir, config, out);
+  if (!resume) {
+    // A fresh run beside an earlier run's checkpoints would mix the two: --resume would pick the
+    // earlier run's newest, and --save-total-limit would prune the new ones first.
+    const earlier = await listCheckpoints(outDir);
+    if (earlier.length) {
+      throw new UsageError(
+        `train: --out ${outDir} already holds ${earlier.map((c) => `checkpoint-${c.step}`).join(', ')} of an earlier run. ` +
+          `Continue that run with --resume ${outDir}, or give a new run its own --out.`,
+      );
+    }
+  }
   await removeStaleCheckpointTemps(outDir);
   // A checkpoint being written when the process exits (a second signal) leaves no temporary.
   removeTemporariesOnExit(outDir, /^\.checkpoint-\d+\.tmp-[0-9a-f]+$/);
