@@ -10,8 +10,9 @@
 // software adapter it shares the CPU with the steps (on a GPU it overlaps them).
 // Node has no OPFS, so the store writes into a folder on disk through the same interface
 // (swap file renamed over the target on close, as the File System Standard's close() does).
-// Reported apart: the one-off work of a run's first save (the base weights' SHA-256 fingerprint;
-// the corpus token ids, a few MB), which the interval does not repeat.
+// Reported apart: the one-off work of a run's first save (the base weights' SHA-256 fingerprint,
+// through WebCrypto as the page computes it; the corpus token ids, a few MB), which the interval
+// does not repeat.
 //
 //   npm run bench:autosave [-- --steps 3 --batch 1 --seq 64 --layers 12]
 import { mkdtemp, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
@@ -25,7 +26,8 @@ import { GpuWeights } from '../src/engine/model/weights.ts';
 import type { TrainRunConfig } from '../src/engine/train/config.ts';
 import { runTraining, type RunSnapshot } from '../src/engine/train/loop.ts';
 import type { OpfsDirectory, OpfsFile, OpfsWritable } from '../src/io/cache.ts';
-import { checkpointFiles, settingsOf, tokensFingerprint, weightsFingerprint, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION } from '../src/io/run-checkpoint.ts';
+import { checkpointFiles, settingsOf, tokensFingerprint, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION } from '../src/io/run-checkpoint.ts';
+import { baseFingerprint as pageBaseFingerprint } from '../src/worker/autosave.ts';
 import { RunStore } from '../src/io/run-store.ts';
 import { Sha256 } from '../src/io/sha256.ts';
 import { randomGpt2Params, randomTokens } from '../scripts/make-random-model.ts';
@@ -124,7 +126,7 @@ async function main(): Promise<void> {
     if (!baseFingerprint) {
       // First save of a run only (the weights the run started from; here those after step 1,
       // which costs the same: the hash reads every tensor once).
-      baseFingerprint = await weightsFingerprint(config, (n) => weights.read(n), new Sha256());
+      baseFingerprint = await pageBaseFingerprint(config, (n) => weights.read(n));
       const t1 = performance.now();
       const trainTokens = tokensFingerprint(tokens, new Sha256());
       firstOnly = { fingerprintMs: t1 - t0, tokensMs: performance.now() - t1 };

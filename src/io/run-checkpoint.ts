@@ -151,16 +151,21 @@ export function byteOrder(a: string, b: string): number {
  * (the format's base_weights).
  */
 export async function weightsFingerprint(config: GPT2Config, params: HostParams | ParamReader, hasher: Sha256Hasher): Promise<string> {
+  for await (const b of weightsFingerprintBytes(config, params)) hasher.update(b);
+  return `sha256:${hasher.hex()}`;
+}
+
+/** The bytes base_weights hashes, in order (for a hasher that wants them otherwise than piece by piece). */
+export async function* weightsFingerprintBytes(config: GPT2Config, params: HostParams | ParamReader): AsyncGenerator<Uint8Array> {
   const specs = [...paramSpecs(config)].sort((a, b) => byteOrder(HF_PREFIX + a.name, HF_PREFIX + b.name));
   const enc = new TextEncoder();
   for (const s of specs) {
     const data = params instanceof Map ? params.get(s.name) : await params(s.name);
     if (!data || data.length !== s.numel) throw new CheckpointFormatError(`Cannot fingerprint the weights: ${s.name} is missing or not ${s.shape.join('×')}.`);
-    hasher.update(enc.encode(HF_PREFIX + s.name));
-    hasher.update(new Uint8Array([0]));
-    hasher.update(f32LeBytes(data));
+    yield enc.encode(HF_PREFIX + s.name);
+    yield new Uint8Array([0]);
+    yield f32LeBytes(data);
   }
-  return `sha256:${hasher.hex()}`;
 }
 
 // ---- writing ---------------------------------------------------------------------------------

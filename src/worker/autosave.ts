@@ -14,7 +14,10 @@ import type { TrainRunConfig } from '../engine/train/config.ts';
 import type { RunSnapshot } from '../engine/train/loop.ts';
 import type { CorpusStats, TokenizedCorpus } from '../io/corpus.ts';
 import type { RunFile, RunStore, RunSummary } from '../io/run-store.ts';
-import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, settingsOf, type TrainerStateJson } from '../io/run-checkpoint.ts';
+import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, settingsOf, weightsFingerprint, weightsFingerprintBytes, type TrainerStateJson } from '../io/run-checkpoint.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
+import { paramSpecs } from '../engine/model/params.ts';
+import { Sha256 } from '../io/sha256.ts';
 import type { LocalFile } from '../io/local-files.ts';
 import type { CorpusOptions, EvalResult, ModelSource, SampleSettings, TrainSettings, WorkerEvent } from './protocol.ts';
 
@@ -208,4 +211,25 @@ export class RunSaver {
     const r = (await this.store.list()).find((x) => x.id === this.runId);
     return { bytes: r?.bytes ?? 0, ms: at - t0, at };
   }
+}
+
+/**
+ * The format's base_weights fingerprint (io/run-checkpoint.ts), through WebCrypto's native,
+ * off-thread SHA-256 when the hashed bytes fit one buffer of at most 1 GiB (GPT-2 124M: 498 MB),
+ * else the incremental TypeScript hasher: crypto.subtle.digest takes a whole message at once,
+ * and is many times faster than hashing in JavaScript, which would stall training for seconds.
+ */
+export async function baseFingerprint(config: GPT2Config, read: (name: string) => Promise<Float32Array>): Promise<string> {
+  const subtle = globalThis.crypto?.subtle;
+  const enc = new TextEncoder();
+  const total = paramSpecs(config).reduce((a, s) => a + enc.encode(`transformer.${s.name}`).length + 1 + 4 * s.numel, 0);
+  if (!subtle || total > 2 ** 30) return weightsFingerprint(config, read, new Sha256());
+  const all = new Uint8Array(total);
+  let o = 0;
+  for await (const b of weightsFingerprintBytes(config, read)) {
+    all.set(b, o);
+    o += b.length;
+  }
+  const digest = new Uint8Array(await subtle.digest('SHA-256', all));
+  return `sha256:${Array.from(digest, (x) => x.toString(16).padStart(2, '0')).join('')}`;
 }

@@ -21,7 +21,7 @@ import type { Trainer, TrainerState } from '../engine/train/trainer.ts';
 import { summarizeCache } from '../io/cache.ts';
 import { blobSource } from '../io/bytes.ts';
 import { filesFromSources, loadCheckpoint } from '../io/checkpoint.ts';
-import { checkpointFiles, readRunCheckpoint, tokensFingerprint, weightsFingerprint, type TrainerStateJson } from '../io/run-checkpoint.ts';
+import { checkpointFiles, readRunCheckpoint, tokensFingerprint, type TrainerStateJson } from '../io/run-checkpoint.ts';
 import type { RunStore, RunSummary as SavedRunSummary } from '../io/run-store.ts';
 import { Sha256 } from '../io/sha256.ts';
 import { splitCorpus, type CorpusSplit } from '../io/corpus.ts';
@@ -41,7 +41,7 @@ import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.
 import { expandDrop, findCheckpoint, importedRun } from './import-run.ts';
 import type { LocalFile } from '../io/local-files.ts';
 import {
-  corpusAssets, logHistory, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError,
+  baseFingerprint, corpusAssets, logHistory, modelAssets, pageStateFile, readCorpusAssets, readModelAssets, readPageState, RunSaver, SavedRunError,
   savedModelSource, trainerState, type PageState, type ShownEvent,
 } from './autosave.ts';
 import { matmulSelftest } from './selftest.ts';
@@ -448,12 +448,12 @@ export class Studio {
       const reader = (w: GpuWeights) => (name: string) => w.read(name);
       let fingerprints: TrainerStateJson['fingerprints'] | null = resume?.fingerprints ?? null;
       if (saver && !resume && m.trainedSteps > 0) {
-        const base = await weightsFingerprint(config, reader(gm.tuned), new Sha256());
+        const base = await baseFingerprint(config, reader(gm.tuned));
         fingerprints = { base_weights: base, train_tokens: tokensFingerprint(split.train, new Sha256()) };
       }
       const fingerprintsNow = async (): Promise<TrainerStateJson['fingerprints']> => {
         if (!fingerprints) {
-          m.baseFingerprint ??= await weightsFingerprint(config, reader(gm.base), new Sha256());
+          m.baseFingerprint ??= await baseFingerprint(config, reader(gm.base));
           fingerprints = { base_weights: m.baseFingerprint, train_tokens: tokensFingerprint(split.train, new Sha256()) };
         }
         return fingerprints;
