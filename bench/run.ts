@@ -44,7 +44,8 @@ interface BenchConfig {
 const NO_DROPOUT = { embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
 const DISTILGPT2: GPT2Config = { ...GPT2_SMALL, nLayer: 6, ...NO_DROPOUT };
 const GPT2: GPT2Config = { ...GPT2_SMALL, ...NO_DROPOUT };
-const TINY: GPT2Config = { ...GPT2_SMALL, vocabSize: 311, nPositions: 64, nEmbd: 48, nLayer: 2, nHead: 4, nInner: 192, bosTokenId: 310, eosTokenId: 310, ...NO_DROPOUT };
+const TINY: GPT2Config = { ...GPT2_SMALL, vocabSize: 311, nPositions: 64, nEmbd: 48, nLayer: 2, nHead: 4, nInner: 192, bosTokenId: 310,
+  eosTokenId: 310, ...NO_DROPOUT };
 
 const CONFIGS: BenchConfig[] = [
   { name: 'tiny', config: TINY, frozen: () => [], trains: 'all' },

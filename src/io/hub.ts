@@ -431,7 +431,8 @@ interface Session {
 async function cachedOrDownload(key: HubFileKey, cache: ModelCache, s: Session): Promise<ByteSource> {
   const hit = await cache.get(key);
   if (hit) {
-    s.opts.onProgress?.({ repo: key.repo, revision: key.revision, file: key.file, bytes: hit.size, total: hit.size, rate: 0, eta: 0, attempt: 0, cached: true, done: true });
+    s.opts.onProgress?.({ repo: key.repo, revision: key.revision, file: key.file, bytes: hit.size, total: hit.size, rate: 0, eta: 0, attempt: 0,
+      cached: true, done: true });
     return hit;
   }
   const writer = await cache.open(key);

@@ -65,7 +65,8 @@ export function loraTensors(model: GPT2Config, cfg: LoraConfig, params: HostPara
 }
 
 /** Both files of a LoRA folder. */
-export function loraFiles(model: GPT2Config, cfg: LoraConfig, params: HostParams, baseModel: string): { [PEFT_CONFIG_NAME]: string; [PEFT_WEIGHTS_NAME]: Uint8Array } {
+export function loraFiles(model: GPT2Config, cfg: LoraConfig, params: HostParams,
+  baseModel: string): { [PEFT_CONFIG_NAME]: string; [PEFT_WEIGHTS_NAME]: Uint8Array } {
   return {
     [PEFT_CONFIG_NAME]: `${JSON.stringify(loraConfigJson(cfg, baseModel), null, 2)}\n`,
     [PEFT_WEIGHTS_NAME]: writeSafetensors(loraTensors(model, cfg, params)),

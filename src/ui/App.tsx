@@ -92,7 +92,8 @@ export function App() {
         </div>
       </main>
       <footer className="foot">
-        <p>GPT-2 semantics as Hugging Face <code>GPT2LMHeadModel</code>; AdamW as <code>torch.optim.AdamW</code>. Exports load with <code>from_pretrained</code>.</p>
+        <p>GPT-2 semantics as Hugging Face <code>GPT2LMHeadModel</code>; AdamW as{' '}
+          <code>torch.optim.AdamW</code>. Exports load with <code>from_pretrained</code>.</p>
       </footer>
     </div>
   );

@@ -67,7 +67,8 @@ function Chart({ title, rows, series, log, format, testId, latest }: {
         <LineChart responsive style={{ width: '100%', height: 170 }} data={rows} margin={{ top: 6, right: 10, bottom: 0, left: 0 }}>
           <CartesianGrid strokeDasharray="3 3" className="grid" />
           <XAxis dataKey="step" type="number" domain={['dataMin', 'dataMax']} allowDecimals={false} tick={{ fontSize: 11 }} tickLine={false} />
-          <YAxis scale={scale} domain={domain} width={54} tick={{ fontSize: 11 }} tickFormatter={(v: number) => format(v)} tickLine={false} allowDataOverflow={false} />
+          <YAxis scale={scale} domain={domain} width={54} tick={{ fontSize: 11 }}
+            tickFormatter={(v: number) => format(v)} tickLine={false} allowDataOverflow={false} />
           <Tooltip
             formatter={(v, name) => [typeof v === 'number' ? format(v) : String(v), String(name)]}
             labelFormatter={(l) => `step ${String(l)}`}

@@ -45,7 +45,8 @@ export function DataPanel() {
         onDragLeave={() => setDragging(false)}
         onDrop={onDrop}
       >
-        <p>Drop text files: <code>.txt</code> / <code>.md</code> (one document each), <code>.jsonl</code> (one per line), <code>.csv</code> (one per row), or nanoGPT / llm.c token files (<code>.bin</code>). They stay on this machine.</p>
+        <p>Drop text files: <code>.txt</code> / <code>.md</code> (one document each), <code>.jsonl</code> (one per line),{' '}
+          <code>.csv</code> (one per row), or nanoGPT / llm.c token files (<code>.bin</code>). They stay on this machine.</p>
         <div className="row">
           <button type="button" onClick={() => input.current?.click()} disabled={running || loading}>Choose files…</button>
           <button type="button" onClick={() => load({ kind: 'sample' })} disabled={running || loading} data-testid="sample-corpus">Use the sample (Shakespeare)</button>

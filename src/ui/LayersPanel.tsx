@@ -140,7 +140,9 @@ export function LayersPanel() {
       {paused && <p className="notice" role="status">Paused: layer changes apply when you resume.</p>}
       {active && <p className="muted">Pause the run to change which layers train.</p>}
       <p className="trainable" data-testid="trainable-count">
-        <strong>{count(memory.estimate && memory.estimateTrainable !== trainable && train.unfreeze.enabled ? memory.estimateTrainable : trainable)}</strong> of {count(info.params)} parameters train
+        <strong>
+          {count(memory.estimate && memory.estimateTrainable !== trainable && train.unfreeze.enabled ? memory.estimateTrainable : trainable)}
+        </strong> of {count(info.params)} parameters train
         {' '}({((trainable / info.params) * 100).toFixed(1)}%)
       </p>
       {memory.estimate && (

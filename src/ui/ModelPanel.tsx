@@ -172,7 +172,8 @@ export function ModelPanel() {
           onDragLeave={() => setDragging(false)}
           onDrop={onDrop}
         >
-          <p>Drop a model folder, or <code>config.json</code> with <code>model.safetensors</code> (or a sharded set and its index), plus its tokenizer files.</p>
+          <p>Drop a model folder, or <code>config.json</code> with <code>model.safetensors</code> (or a sharded set and its index),
+            plus its tokenizer files.</p>
           <div className="row">
             <button type="button" onClick={() => fileInput.current?.click()}>Choose files…</button>
             <button type="button" onClick={() => dirInput.current?.click()}>Choose a folder…</button>

@@ -27,7 +27,8 @@ export function RunPanel() {
   const { started } = useStudio.getState();
 
   const info = model.info;
-  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens }), ...validateSample(sample, { nPositions: info?.nPositions }) };
+  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens }),
+    ...validateSample(sample, { nPositions: info?.nPositions }) };
   const allFrozen = info !== null && !train.unfreeze.enabled && frozen.length === info.groups.length;
   const active = run.state === 'running' || run.state === 'paused' || run.state === 'starting' || run.state === 'stopping';
   const why = adapter.status === 'unavailable' ? 'WebGPU is not available.'

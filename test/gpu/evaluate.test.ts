@@ -36,7 +36,8 @@ const V = G.config.vocabSize;
 const T = 37;
 
 /** The float64 reference over every window: summed loss, correct top-1 predictions, targets. */
-function reference(tokens: ArrayLike<number>, T: number, params = G.params, ref = toF64Params(params)): { loss: number; correct: number; targets: number; windows: number } {
+function reference(tokens: ArrayLike<number>, T: number, params = G.params,
+  ref = toF64Params(params)): { loss: number; correct: number; targets: number; windows: number } {
   const W = Math.floor((tokens.length - 1) / T);
   let sum = 0;
   let correct = 0;

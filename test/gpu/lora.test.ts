@@ -54,7 +54,8 @@ describe('LoRA forward on the GPU matches PyTorch', () => {
     const N = gc.B * gc.T;
     const inp = { tokens: upload(ctx, batch.inputs), targets: upload(ctx, batch.targets), buckets: upload(ctx, new Uint32Array(tokenBucketWords(N))) };
     writeTokenBuckets(ctx, inp.buckets, batch.inputs, config.vocabSize);
-    const g = { ctx, config, weights: w, acts, micro: 0, dropout: NO_DROPOUT, rng: createRngUniform(ctx), grad: () => undefined, lora: { weights: lw, acts: lacts } };
+    const g = { ctx, config, weights: w, acts, micro: 0, dropout: NO_DROPOUT, rng: createRngUniform(ctx), grad: () => undefined, lora: { weights: lw,
+      acts: lacts } };
     await run(ctx, [...(await buildForward(g, inp)), ...(await buildHead(g, inp.targets, false, 1 / N))]);
     const logits = await ctx.readF32(acts.logits.buffer, 0, N * config.vocabSize);
     expect(relErr(logits, loraTensor(gc, 'logits'))).toBeLessThan(1e-5);
@@ -207,7 +208,8 @@ describe('LoRA memory and the steady-state step', () => {
     const config = parseConfig({ vocab_size: 1000, n_positions: 64, n_embd: 128, n_layer: 4, n_head: 4, embd_pdrop: 0, attn_pdrop: 0, resid_pdrop: 0 });
     const params: HostParams = new Map(paramSpecs(config).map((s, i) => [s.name, Float32Array.from(randn(s.numel, i, 0.02))]));
     const cfg: LoraConfig = { r: 8, alpha: 16, dropout: 0.05, targets: ['c_attn', 'c_proj'], rslora: false };
-    const opts = { batch: 2, seq: 64, gradAccum: 1, dropout: NO_DROPOUT, seed: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1, frozen: new Set<number>() };
+    const opts = { batch: 2, seq: 64, gradAccum: 1, dropout: NO_DROPOUT, seed: 1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1,
+      frozen: new Set<number>() };
     const w = new GpuWeights(ctx, config, params);
     const full = await Trainer.create(ctx, w, opts);
     const fullMem = full.memory();
@@ -256,7 +258,8 @@ describe('LoRA memory and the steady-state step', () => {
     const lw = new LoraWeights(ctx, other, cfg, initLoraParams(other, cfg, 1));
     const w = new GpuWeights(ctx, G.base.config, G.base.params);
     await expect(Trainer.create(ctx, w, {
-      batch: 1, seq: 8, gradAccum: 1, dropout: NO_DROPOUT, seed: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0, frozen: new Set(), lora: lw,
+      batch: 1, seq: 8, gradAccum: 1, dropout: NO_DROPOUT, seed: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 0,
+        frozen: new Set(), lora: lw,
     })).rejects.toThrow(/LoRA weights were built for L=2 C=24/);
     lw.destroy();
     w.destroy();

@@ -68,7 +68,8 @@ describe('a context with a lowered binding limit', () => {
     const dims = ctx.createUniform(new ArrayBuffer(32), 'dims');
     const bind = (size: number) => ctx.device.createBindGroup({
       layout: pipeline.getBindGroupLayout(0),
-      entries: [{ binding: 0, resource: { buffer: dims } }, { binding: 1, resource: { buffer: big, offset: 0, size } }, { binding: 2, resource: { buffer: big, offset: 0, size: 256 } }],
+      entries: [{ binding: 0, resource: { buffer: dims } }, { binding: 1, resource: { buffer: big, offset: 0, size } }, { binding: 2,
+        resource: { buffer: big, offset: 0, size: 256 } }],
     });
     expect(() => bind(LIMIT)).not.toThrow();
     expect(() => bind(LIMIT + 256)).toThrow(new RegExp(`binding 1 is ${LIMIT + 256} bytes; this context binds at most ${LIMIT} bytes`));
@@ -149,7 +150,8 @@ describe('matmul on column blocks (leading dimensions)', () => {
       const aBuf = upload(ctx, Float32Array.from(A));
       const bBuf = upload(ctx, Float32Array.from(Bm));
       const cBuf = upload(ctx, Float32Array.from(C0));
-      const sub = (r: { buffer: GPUBuffer; size: number }, off: number, rows: number, w: number, ld: number) => ({ buffer: r.buffer, offset: off * 4, size: ((rows - 1) * ld + w) * 4 });
+      const sub = (r: { buffer: GPUBuffer; size: number }, off: number, rows: number, w: number, ld: number) => ({ buffer: r.buffer, offset: off * 4,
+        size: ((rows - 1) * ld + w) * 4 });
       await run(ctx, [await matmul(ctx, {
         label: 'mm', M: t.M, N: t.N, K: t.K, transA: t.transA, transB: t.transB, accumulate: t.accumulate,
         a: sub(aBuf, a0, aRows, aW, lda), lda, b: sub(bBuf, b0, bRows, bW, ldb), ldb, out: sub(cBuf, c0, t.M, t.N, ldc), ldc,
@@ -255,7 +257,8 @@ describe('a whole model with wte bound in three ranges matches the unsplit run',
 
   async function train(ctx: GpuContext, params: HostParams, batches: Array<{ inputs: Uint32Array; targets: Uint32Array }>) {
     const w = new GpuWeights(ctx, CONFIG, params);
-    const trainer = await Trainer.create(ctx, w, { batch: B, seq: T, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1, frozen: new Set(), ...OPT });
+    const trainer = await Trainer.create(ctx, w, { batch: B, seq: T, gradAccum: 1, dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1,
+      frozen: new Set(), ...OPT });
     const metrics: StepMetrics[] = [];
     const grads = new Map<string, Float32Array>();
     for (const [s, b] of batches.entries()) {
@@ -270,7 +273,8 @@ describe('a whole model with wte bound in three ranges matches the unsplit run',
 
   const params = initParams(CONFIG, 100);
   const r = rng(77);
-  const batches = [0, 1, 2].map((s) => ({ inputs: rangeTokens(N, CONFIG.vocabSize, 200 + s), targets: Uint32Array.from({ length: N }, () => Math.floor(r() * CONFIG.vocabSize)) }));
+  const batches = [0, 1, 2].map((s) => ({ inputs: rangeTokens(N, CONFIG.vocabSize, 200 + s), targets: Uint32Array.from({ length: N },
+    () => Math.floor(r() * CONFIG.vocabSize)) }));
 
   it('forward: identical logits and losses', async () => {
     const split = await forwardLogits(await splitContext(), params, batches[0].inputs, batches[0].targets);

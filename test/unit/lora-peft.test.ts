@@ -97,7 +97,8 @@ describe('adapter folder round trip', () => {
 describe('adapter folders this studio refuses, with the reason', () => {
   const params = randomAdapters(model, CFG, 7);
   const good = loraFiles(model, CFG, params, 'x');
-  const withConfig = (patch: Record<string, unknown>) => folder({ ...good, [PEFT_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(good[PEFT_CONFIG_NAME]), ...patch }) });
+  const withConfig = (patch: Record<string, unknown>) => folder({ ...good, [PEFT_CONFIG_NAME]: JSON.stringify({ ...JSON.parse(good[PEFT_CONFIG_NAME]),
+    ...patch }) });
   const cases: Array<[string, () => ReturnType<typeof folder>, RegExp]> = [
     ['no adapter_config.json', () => folder({ [PEFT_WEIGHTS_NAME]: good[PEFT_WEIGHTS_NAME] }), /lacks adapter_config\.json/],
     ['no safetensors weights', () => folder({ [PEFT_CONFIG_NAME]: good[PEFT_CONFIG_NAME] }), /lacks adapter_model\.safetensors/],

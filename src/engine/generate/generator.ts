@@ -120,7 +120,8 @@ export class Generator {
 
   /** GPU bytes this generator holds besides the weights (the cache dominates). */
   get bytes(): number {
-    return this.cache.bytes + this.buffers.reduce((a, b) => a + b.size, 0) + (this.prefillPlan ? this.prefillPlan.acts.bytes.activations + this.prefillPlan.acts.bytes.scratch : 0);
+    const prefill = this.prefillPlan ? this.prefillPlan.acts.bytes.activations + this.prefillPlan.acts.bytes.scratch : 0;
+    return this.cache.bytes + this.buffers.reduce((a, b) => a + b.size, 0) + prefill;
   }
 
   private f32(label: string, count: number): BufferRange {

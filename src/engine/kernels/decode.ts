@@ -83,7 +83,8 @@ export async function decodeEmbed(ctx: GpuContext, args: DecodeEmbedArgs): Promi
   return {
     label,
     pipeline,
-    bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims(ctx, args, hs, 1, wteRows), 32)], [1, whole(args.step, 16)], [2, args.wte], [3, args.wpe], [4, args.out]]),
+    bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims(ctx, args, hs, 1, wteRows), 32)], [1, whole(args.step, 16)], [2, args.wte], [3, args.wpe],
+      [4, args.out]]),
     workgroups: [Math.ceil(C / 256), 1, 1],
   };
 }

@@ -136,7 +136,9 @@ function rowRange(label: string, V: number, r: RowRange | undefined): RowRange {
   return r;
 }
 
-function dimsWords(a: EmbeddingDims, words: Array<number | { f32: number }>, n: number, rows: RowRange = { start: 0, count: a.V }): Array<number | { f32: number }> {
+type DimsWords = Array<number | { f32: number }>;
+
+function dimsWords(a: EmbeddingDims, words: DimsWords, n: number, rows: RowRange = { start: 0, count: a.V }): DimsWords {
   // Layout of `Dims` in embedding.wgsl: B T C V | P micro site threshold | scale n row0 rows
   return [a.B, a.T, a.C, a.V, a.P, words[0], words[1], words[2], words[3], n, rows.start, rows.count];
 }

@@ -71,7 +71,8 @@ export function rowsPerRange(rowBytes: number, maxBinding: number): number {
 }
 
 /** The pieces a tensor of `size` bytes in `rows` rows is bound as (one piece when it fits a binding). */
-export function splitRows(label: string, name: string, size: number, rows: number, maxBinding: number): Array<{ offset: number; size: number; row0: number; rows: number }> {
+export function splitRows(label: string, name: string, size: number, rows: number,
+  maxBinding: number): Array<{ offset: number; size: number; row0: number; rows: number }> {
   if (size <= maxBinding) return [{ offset: 0, size, row0: 0, rows }];
   const rowBytes = size / rows;
   const per = rows > 1 && Number.isInteger(rowBytes) ? rowsPerRange(rowBytes, maxBinding) : 0;

@@ -45,7 +45,8 @@ export function encoderForward(wte: F64 /*(V,C)*/, wpe: F64 /*(P,C)*/, tokens: I
   return out;
 }
 
-export function encoderBackward(dout: F64 /*(B,T,C)*/, tokens: Int32Array, B: number, T: number, C: number, V: number, P: number): { dwte: F64 /*(V,C)*/; dwpe: F64 /*(P,C)*/ } {
+export function encoderBackward(dout: F64 /*(B,T,C)*/, tokens: Int32Array, B: number, T: number, C: number, V: number,
+  P: number): { dwte: F64 /*(V,C)*/; dwpe: F64 /*(P,C)*/ } {
   checkLen('dout', dout, B * T * C);
   const dwte = new Float64Array(V * C);
   const dwpe = new Float64Array(P * C);
@@ -66,7 +67,8 @@ export function encoderBackward(dout: F64 /*(B,T,C)*/, tokens: Int32Array, B: nu
 // ---------------------------------------------------------------------------------------------
 // LayerNorm over the last dimension, biased variance (torch.nn.LayerNorm).
 
-export function layernormForward(x: F64 /*(N,C)*/, w: F64 /*(C)*/, b: F64 /*(C)*/, N: number, C: number, eps: number): { out: F64 /*(N,C)*/; mean: F64 /*(N)*/; rstd: F64 /*(N)*/ } {
+export function layernormForward(x: F64 /*(N,C)*/, w: F64 /*(C)*/, b: F64 /*(C)*/, N: number, C: number,
+  eps: number): { out: F64 /*(N,C)*/; mean: F64 /*(N)*/; rstd: F64 /*(N)*/ } {
   checkLen('layernorm x', x, N * C);
   const out = new Float64Array(N * C);
   const mean = new Float64Array(N);
@@ -87,7 +89,8 @@ export function layernormForward(x: F64 /*(N,C)*/, w: F64 /*(C)*/, b: F64 /*(C)*
   return { out, mean, rstd };
 }
 
-export function layernormBackward(dout: F64 /*(N,C)*/, x: F64 /*(N,C)*/, w: F64 /*(C)*/, mean: F64 /*(N)*/, rstd: F64 /*(N)*/, N: number, C: number): { dx: F64; dw: F64; db: F64 } {
+export function layernormBackward(dout: F64 /*(N,C)*/, x: F64 /*(N,C)*/, w: F64 /*(C)*/, mean: F64 /*(N)*/, rstd: F64 /*(N)*/, N: number,
+  C: number): { dx: F64; dw: F64; db: F64 } {
   const dx = new Float64Array(N * C);
   const dw = new Float64Array(C);
   const db = new Float64Array(C);
@@ -118,7 +121,8 @@ export function layernormBackward(dout: F64 /*(N,C)*/, x: F64 /*(N,C)*/, w: F64 
 // ---------------------------------------------------------------------------------------------
 // Linear (HF Conv1D, weight stored (in, out)): forward is refMatmul(x, w) + bias.
 
-export function linearBackward(dout: F64 /*(N,OC)*/, x: F64 /*(N,IC)*/, w: F64 /*(IC,OC)*/, N: number, IC: number, OC: number): { dx: F64 /*(N,IC)*/; dw: F64 /*(IC,OC)*/; db: F64 /*(OC)*/ } {
+export function linearBackward(dout: F64 /*(N,OC)*/, x: F64 /*(N,IC)*/, w: F64 /*(IC,OC)*/, N: number, IC: number,
+  OC: number): { dx: F64 /*(N,IC)*/; dw: F64 /*(IC,OC)*/; db: F64 /*(OC)*/ } {
   checkLen('linear dout', dout, N * OC);
   checkLen('linear x', x, N * IC);
   checkLen('linear w', w, IC * OC);
@@ -140,7 +144,8 @@ function dropScale(d: DropoutSpec | undefined, index: number): number {
   return dropoutKeep(d.seed, d.stream, index, d.p) ? 1 / (1 - d.p) : 0;
 }
 
-export function attentionForward(qkv: F64 /*(B,T,3C)*/, B: number, T: number, C: number, NH: number, dropout?: DropoutSpec): { out: F64 /*(B,T,C)*/; att: F64 /*(B,NH,T,T) softmax probs before dropout*/ } {
+export function attentionForward(qkv: F64 /*(B,T,3C)*/, B: number, T: number, C: number, NH: number,
+  dropout?: DropoutSpec): { out: F64 /*(B,T,C)*/; att: F64 /*(B,NH,T,T) softmax probs before dropout*/ } {
   checkLen('attention qkv', qkv, B * T * 3 * C);
   if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}.`);
   const hs = C / NH;
@@ -183,7 +188,8 @@ export function attentionForward(qkv: F64 /*(B,T,3C)*/, B: number, T: number, C:
   return { out, att };
 }
 
-export function attentionBackward(dout: F64 /*(B,T,C)*/, qkv: F64 /*(B,T,3C)*/, att: F64 /*(B,NH,T,T)*/, B: number, T: number, C: number, NH: number, dropout?: DropoutSpec): F64 /* dqkv (B,T,3C) */ {
+export function attentionBackward(dout: F64 /*(B,T,C)*/, qkv: F64 /*(B,T,3C)*/, att: F64 /*(B,NH,T,T)*/, B: number, T: number, C: number, NH: number,
+  dropout?: DropoutSpec): F64 /* dqkv (B,T,3C) */ {
   checkLen('attention dout', dout, B * T * C);
   checkLen('attention att', att, B * NH * T * T);
   const hs = C / NH;

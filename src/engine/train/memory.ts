@@ -86,7 +86,8 @@ export function estimateMemory(config: GPT2Config, opts: MemoryEstimateOptions, 
   const optimizer = 2 * gradients;
 
   const bytes: Record<BufferKind, number> = { activations: 0, scratch: 0 };
-  planActivations(config, opts.batch, opts.seq, { withBackward: true, firstSavedBlock: firstSavedBlock(config, trainable.map((s) => s.group)) }, limits, (_label, count, kind) => {
+  planActivations(config, opts.batch, opts.seq, { withBackward: true, firstSavedBlock: firstSavedBlock(config, trainable.map((s) => s.group)) },
+    limits, (_label, count, kind) => {
     bytes[kind] += bufferBytes(count);
   });
   if (opts.lora) {

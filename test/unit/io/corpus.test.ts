@@ -374,7 +374,8 @@ describe('windows and the train/validation split', () => {
     expect(s.val[s.val.length - 1]).toBe(N - 1);
     expect([s.trainWindows, s.valWindows]).toEqual([9, 3]);
 
-    const short = splitCorpus({ ...one, tokens: one.tokens.slice(0, 10), docStarts: Uint32Array.from([0, 10]) }, { valFraction: 0.5, seed: 0, contextLength: 8 });
+    const short = splitCorpus({ ...one, tokens: one.tokens.slice(0, 10), docStarts: Uint32Array.from([0, 10]) }, { valFraction: 0.5, seed: 0,
+      contextLength: 8 });
     expect(short.val.length).toBe(0);
     expect(short.train.length).toBe(10);
     expect(short.message).toMatch(/too few to hold out a validation window/);

@@ -67,7 +67,8 @@ print(json.dumps(out))
 interface PyZip {
   testzip: string | null;
   zip64_eocd: boolean;
-  entries: Array<{ name: string; size: number; crc: number; zlib_crc: number; method: number; flags: number; zip64_extra: boolean; header_offset: number; date: number[]; hex: string }>;
+  entries: Array<{ name: string; size: number; crc: number; zlib_crc: number; method: number; flags: number;
+    zip64_extra: boolean; header_offset: number; date: number[]; hex: string }>;
 }
 
 async function check(name: string, bytes: Uint8Array): Promise<PyZip> {
