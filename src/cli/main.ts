@@ -65,6 +65,11 @@ export async function main(argv: string[], out: (line: string) => void = (l) => 
 const isEntry = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (isEntry) {
   main(process.argv.slice(2)).then((code) => {
+    // A run stopped by a signal leaves at once, while its signal handler is still installed:
+    // letting the event loop wind down (the GPU device's teardown) restores the default action
+    // for a moment, and a repeat of the same Ctrl-C arriving then would kill the process
+    // instead of letting it exit with 130/143. Its checkpoint and message are already written.
+    if (code === 130 || code === 143) process.exit(code);
     process.exitCode = code;
   });
 }

@@ -1,11 +1,12 @@
 // train's output rules end to end on a real adapter: --log inside an --out that does not exist
-// yet, a second run into the same --out (an output of ours) replacing the export while the log,
-// a checkpoint folder and a file of the user's stay as they were, and a LoRA export into an
-// earlier output. The refusals themselves are in test/unit/cli/paths.test.ts.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+// yet; a new run into an --out holding an earlier run's checkpoints refused with nothing touched;
+// once those are gone, a second run into the same --out (an output of ours) replacing the export
+// while the log and a file of the user's stay as they were; and a LoRA export into an earlier
+// output. The refusals themselves are in test/unit/cli/paths.test.ts.
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { loadModelDir } from '../../src/io/node-model.ts';
 
@@ -27,18 +28,29 @@ describe('train writes only where it may', () => {
     const first = await loadModelDir(out);
     expect(readdirSync(out).filter((n) => n.startsWith('.'))).toEqual([]);
 
-    // Things of the user's and of earlier runs in the folder stay as they are.
-    mkdirSync(join(out, 'checkpoint-900'));
-    writeFileSync(join(out, 'checkpoint-900', 'trainer_state.json'), '{"step":900}');
+    // Things of the user's and of the earlier run in the folder stay as they are.
     writeFileSync(join(out, 'notes.txt'), 'mine');
     const notesTime = statSync(join(out, 'notes.txt')).mtimeMs;
     const logBefore = readFileSync(log, 'utf8');
     const weightsBefore = statSync(join(out, 'model.safetensors')).mtimeMs;
-    expect(await main(train(out, ['--lr', '1e-2', '--log', join(out, 'second.jsonl')]), () => {})).toBe(0);
+    const secondRun = ['--lr', '1e-2', '--log', join(out, 'second.jsonl')];
+    // The first run's checkpoint-2 is there: a new run would mix its checkpoints with it.
+    const errors: string[] = [];
+    const spy = vi.spyOn(console, 'error').mockImplementation((m: unknown) => void errors.push(String(m)));
+    try {
+      expect(await main(train(out, secondRun), () => {})).toBe(2);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(errors.join('\n')).toContain('already holds checkpoint-2 of an earlier run');
+    expect(statSync(join(out, 'model.safetensors')).mtimeMs).toBe(weightsBefore);
+    expect(existsSync(join(out, 'second.jsonl'))).toBe(false);
+    // The user sets the earlier checkpoints aside; the next run replaces the export only.
+    rmSync(join(out, 'checkpoint-2'), { recursive: true });
+    expect(await main(train(out, secondRun), () => {})).toBe(0);
     expect(readFileSync(join(out, 'notes.txt'), 'utf8')).toBe('mine');
     expect(statSync(join(out, 'notes.txt')).mtimeMs).toBe(notesTime);
     expect(readFileSync(log, 'utf8')).toBe(logBefore);
-    expect(readFileSync(join(out, 'checkpoint-900', 'trainer_state.json'), 'utf8')).toBe('{"step":900}');
     expect(statSync(join(out, 'model.safetensors')).mtimeMs).not.toBe(weightsBefore);
     const second = await loadModelDir(out);
     const w = 'h.0.attn.c_attn.weight';
@@ -48,6 +60,7 @@ describe('train writes only where it may', () => {
 
   it('a LoRA export (merged + adapter) into an earlier output names the final paths', async () => {
     const out = join(dir, 'run');
+    for (const n of readdirSync(out)) if (n.startsWith('checkpoint-')) rmSync(join(out, n), { recursive: true });
     const printed: string[] = [];
     expect(await main(train(out, ['--lora-r', '2', '--lora-export', 'both']), (l) => printed.push(l))).toBe(0);
     expect(printed.join('\n')).toContain(`saved ${out}/config.json`);
