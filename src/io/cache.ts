@@ -272,12 +272,14 @@ export const OPFS_ROOT = 'studio-hub-cache';
 const COMPLETE = '@complete.json';
 const MANIFEST = '@model.json';
 
-function isNotFound(e: unknown): boolean {
+/** An OPFS lookup of a missing name (or of a file where a folder was asked for, and the reverse). */
+export function isNotFound(e: unknown): boolean {
   const n = (e as { name?: string } | null)?.name;
   return n === 'NotFoundError' || n === 'TypeMismatchError';
 }
 
-async function tryDir(parent: OpfsDirectory, name: string): Promise<OpfsDirectory | undefined> {
+/** The sub-folder `name`, or undefined when there is none. */
+export async function tryDir(parent: OpfsDirectory, name: string): Promise<OpfsDirectory | undefined> {
   try {
     return await parent.getDirectoryHandle(name);
   } catch (e) {
@@ -286,7 +288,8 @@ async function tryDir(parent: OpfsDirectory, name: string): Promise<OpfsDirector
   }
 }
 
-async function tryFile(parent: OpfsDirectory, name: string): Promise<OpfsFile | undefined> {
+/** The file `name`, or undefined when there is none. */
+export async function tryFile(parent: OpfsDirectory, name: string): Promise<OpfsFile | undefined> {
   try {
     return await parent.getFileHandle(name);
   } catch (e) {

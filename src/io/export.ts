@@ -240,24 +240,34 @@ function weightTensors(config: GPT2Config, params: HostParams | ParamReader): St
 }
 
 /**
+ * config.json, generation_config.json and, when given, the tokenizer files: what every exported
+ * folder (Hugging Face, ONNX) starts with. A tokenizer with ids past the vocabulary is refused.
+ */
+export function modelMetadataFiles(config: GPT2Config, generation: GenerationDefaults | undefined, tokenizer: TokenizerFiles | undefined): ExportFile[] {
+  const files: ExportFile[] = [];
+  const add = (name: string, bytes: Uint8Array) => files.push({ name, size: bytes.length, data: bytes });
+  add('config.json', json(configToJson(config)));
+  add('generation_config.json', json(generationConfigJson(config, generation)));
+  if (tokenizer) {
+    const vocab = (tokenizer.tokenizerJson.model as { vocab?: Record<string, number> } | undefined)?.vocab;
+    const maxId = vocab ? Math.max(-1, ...Object.values(vocab)) : -1;
+    if (maxId >= config.vocabSize) {
+      throw new ExportError(`The tokenizer has ids up to ${maxId} but the model's vocabulary has ${config.vocabSize}: they do not belong together. Export with the model's own tokenizer.`);
+    }
+    add('tokenizer.json', json(tokenizer.tokenizerJson));
+    add('tokenizer_config.json', json(tokenizer.tokenizerConfig));
+  }
+  return files;
+}
+
+/**
  * The files of the Hugging Face folder, in the order they are written: the small ones first, so
  * a reader of a partial download already has the config and tokenizer.
  */
 export function hfFolderFiles(input: ExportInput): ExportFile[] {
   const { config } = input;
-  const files: ExportFile[] = [];
+  const files = modelMetadataFiles(config, input.generation, input.tokenizer);
   const add = (name: string, bytes: Uint8Array) => files.push({ name, size: bytes.length, data: bytes });
-  add('config.json', json(configToJson(config)));
-  add('generation_config.json', json(generationConfigJson(config, input.generation)));
-  if (input.tokenizer) {
-    const vocab = (input.tokenizer.tokenizerJson.model as { vocab?: Record<string, number> } | undefined)?.vocab;
-    const maxId = vocab ? Math.max(-1, ...Object.values(vocab)) : -1;
-    if (maxId >= config.vocabSize) {
-      throw new ExportError(`The tokenizer has ids up to ${maxId} but the model's vocabulary has ${config.vocabSize}: they do not belong together. Export with the model's own tokenizer.`);
-    }
-    add('tokenizer.json', json(input.tokenizer.tokenizerJson));
-    add('tokenizer_config.json', json(input.tokenizer.tokenizerConfig));
-  }
   add('README.md', enc.encode(modelCard(config, input.card)));
   const weights = safetensorsStream(weightTensors(config, input.params));
   files.push({ name: SAFE_WEIGHTS_NAME, size: weights.totalBytes, data: () => weights });

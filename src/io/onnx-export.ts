@@ -5,9 +5,9 @@
 // (transformers.js 2.x loads `onnx/<name>_quantized.onnx` unless `quantized: false` is given,
 // models.js constructSession). Listed as ExportFiles, so the CLI writes it to a folder
 // (node-export.ts) and the page into a .zip (zip.ts) from the same description.
-import { configToJson, type GPT2Config } from '../engine/model/config.ts';
+import type { GPT2Config } from '../engine/model/config.ts';
 import type { HostParams } from '../engine/model/params.ts';
-import { generationConfigJson, ExportError, type ExportFile, type GenerationDefaults } from './export.ts';
+import { modelMetadataFiles, type ExportFile, type GenerationDefaults } from './export.ts';
 import { gpt2OnnxFiles, type OnnxFile, type OnnxParamReader } from './onnx.ts';
 import type { TokenizerFiles } from './tokenizer.ts';
 import { zipReadableStream, zipSize, type ZipEntry } from './zip.ts';
@@ -23,9 +23,6 @@ export interface OnnxFolderInput {
   /** passed to gpt2OnnxFiles: initializer bytes above which weights go to external data */
   externalDataAbove?: number;
 }
-
-const enc = new TextEncoder();
-const json = (v: unknown) => enc.encode(`${JSON.stringify(v, null, 2)}\n`);
 
 function asExportFile(f: OnnxFile): ExportFile {
   return {
@@ -52,21 +49,7 @@ export async function onnxModelFiles(input: OnnxFolderInput, quantize: boolean):
 
 /** config.json, generation_config.json and the tokenizer files of the ONNX folder. */
 export function onnxMetadataFiles(input: OnnxFolderInput): ExportFile[] {
-  const { config } = input;
-  const files: ExportFile[] = [];
-  const add = (name: string, bytes: Uint8Array) => files.push({ name, size: bytes.length, data: bytes });
-  add('config.json', json(configToJson(config)));
-  add('generation_config.json', json(generationConfigJson(config, input.generation)));
-  if (input.tokenizer) {
-    const vocab = (input.tokenizer.tokenizerJson.model as { vocab?: Record<string, number> } | undefined)?.vocab;
-    const maxId = vocab ? Math.max(-1, ...Object.values(vocab)) : -1;
-    if (maxId >= config.vocabSize) {
-      throw new ExportError(`The tokenizer has ids up to ${maxId} but the model's vocabulary has ${config.vocabSize}: they do not belong together. Export with the model's own tokenizer.`);
-    }
-    add('tokenizer.json', json(input.tokenizer.tokenizerJson));
-    add('tokenizer_config.json', json(input.tokenizer.tokenizerConfig));
-  }
-  return files;
+  return modelMetadataFiles(input.config, input.generation, input.tokenizer);
 }
 
 /** The ONNX folder as a streamed .zip under `folder/` (the page's download). */

@@ -18,7 +18,7 @@
 // the previous complete save; its leftovers are removed at the next save or clean-up. A run folder
 // without a readable run.json is an interrupted first save and is not listed.
 import { StudioError } from '../engine/errors.ts';
-import type { OpfsDirectory, OpfsFile } from './cache.ts';
+import { tryDir, tryFile, type OpfsDirectory } from './cache.ts';
 import type { ZipEntry } from './zip.ts';
 
 /** A saved run is missing, unreadable, or the browser's storage failed. */
@@ -89,31 +89,8 @@ export const MANIFEST = 'run.json';
 const MANIFEST_FORMAT = 'webgpu-finetuning-studio/saved-run';
 const GROUP_NAME = /^[a-z][a-z0-9_]*$/;
 
-function isNotFound(e: unknown): boolean {
-  const n = (e as { name?: string } | null)?.name;
-  return n === 'NotFoundError' || n === 'TypeMismatchError';
-}
-
 function isQuota(e: unknown): boolean {
   return (e as { name?: string } | null)?.name === 'QuotaExceededError';
-}
-
-async function tryDir(parent: OpfsDirectory, name: string): Promise<OpfsDirectory | undefined> {
-  try {
-    return await parent.getDirectoryHandle(name);
-  } catch (e) {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  }
-}
-
-async function tryFile(parent: OpfsDirectory, name: string): Promise<OpfsFile | undefined> {
-  try {
-    return await parent.getFileHandle(name);
-  } catch (e) {
-    if (isNotFound(e)) return undefined;
-    throw e;
-  }
 }
 
 async function entries(dir: OpfsDirectory): Promise<Array<[string, 'file' | 'directory']>> {
