@@ -192,6 +192,10 @@ describe('argmax kernel', () => {
     expect(expected[3]).toBe(310);
     expect(expected[5]).toBe(NO_ARGMAX);
     expect(got).toEqual(expected);
+    // Generation's variant: a row holding NaN anywhere gets NO_ARGMAX, the others are unchanged.
+    await run(ctx, [await argmaxRows(ctx, { label: 'argmax.refuseNaN', N, V, logits: upload(ctx, logits), out, refuseNaN: true })]);
+    const refusing = Array.from(new Uint32Array((await download(ctx, out)).buffer));
+    expect(refusing).toEqual(expected.map((e, n) => (n % 7 === 3 ? NO_ARGMAX : e)));
   });
 });
 

@@ -135,6 +135,34 @@ describe('KV-cache generation with LoRA adapters', () => {
   });
 });
 
+describe('greedy decoding with the argmax on the GPU', () => {
+  it('chooses the tokens the CPU argmax chooses, reading back one id per token', async () => {
+    const prompt = Array.from(G.tokens.slice(0, 5));
+    const maxNew = P - prompt.length;
+    // With onLogits the logits come back and the CPU picks; without it the GPU does.
+    const cpu = await gen.generate(prompt, { maxNewTokens: maxNew, eosTokenId: null, onLogits: () => undefined });
+    const dev = ctx.device as GPUDevice & Record<string, unknown>;
+    const copies: number[] = [];
+    const orig = dev.createCommandEncoder;
+    dev.createCommandEncoder = (...a: Parameters<GPUDevice['createCommandEncoder']>) => {
+      const enc = orig.apply(dev, a);
+      const copy = enc.copyBufferToBuffer.bind(enc);
+      enc.copyBufferToBuffer = ((...c: [GPUBuffer, number, GPUBuffer, number, number]) => (copies.push(c[4]), copy(...c))) as GPUCommandEncoder['copyBufferToBuffer'];
+      return enc;
+    };
+    let gpu;
+    try {
+      gpu = await gen.generate(prompt, { maxNewTokens: maxNew, eosTokenId: null });
+    } finally {
+      dev.createCommandEncoder = orig;
+    }
+    expect(gpu.tokens).toEqual(cpu.tokens);
+    // Per token one 4-byte copy to the mappable buffer (the prefill also copies its last ln_f row).
+    expect(copies.filter((n) => n === 4)).toHaveLength(maxNew);
+    expect(copies.every((n) => n <= 4 * G.config.nEmbd)).toBe(true);
+  });
+});
+
 describe('stopping, limits and sampling', () => {
   it('stops at EOS and keeps it as the last token', async () => {
     const prompt = Array.from(G.tokens.slice(0, 5));

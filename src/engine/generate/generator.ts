@@ -4,7 +4,10 @@
 //   2. decode: one token at a time, each step embedding the chosen token at the next position,
 //      attending over the cache (shaders/decode.wgsl) and reading back one row of logits (V);
 //   3. the next token is chosen on the CPU by generate/sampling.ts (greedy, temperature,
-//      top-k, top-p; seeded, so the same seed gives the same tokens).
+//      top-k, top-p; seeded, so the same seed gives the same tokens). Greedy decoding without
+//      an onLogits callback takes the argmax on the GPU instead (shaders/argmax.wgsl, ties to
+//      the lowest id as the CPU's argmax) and reads back the token id alone, not V logits; a
+//      row holding NaN falls back to the CPU path, whose error names it.
 // Stops after maxNewTokens, or at EOS (Hugging Face generate()'s eos_token_id). The prompt plus
 // the new tokens must fit n_positions, as GPT-2's learned position table allows no more.
 // The step's dispatches are built once and replayed; a step allocates nothing on the GPU.
@@ -14,6 +17,7 @@ import { ShapeError, StudioError } from '../errors.ts';
 import { tokensPerSecond } from '../throughput.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { argmaxRows, NO_ARGMAX } from '../kernels/argmax.ts';
 import { createStepUniform, decodeAttend, decodeEmbed, fillCache, writeDecodeStep } from '../kernels/decode.ts';
 import { gemv, gemvT } from '../kernels/gemv.ts';
 import { createRngUniform } from '../kernels/dropout.ts';
@@ -25,7 +29,7 @@ import type { GPT2Config } from '../model/config.ts';
 import { buildForward } from '../model/graph.ts';
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { GpuWeights } from '../model/weights.ts';
-import { TokenSampler, type SamplingConfig } from './sampling.ts';
+import { argmax, TokenSampler, type SamplingConfig } from './sampling.ts';
 import { KvCache } from './kvcache.ts';
 
 /** The prompt plus the requested new tokens do not fit the model's context (n_positions). */
@@ -94,6 +98,9 @@ export class Generator {
   private readonly lnf: BufferRange; // (C) input of the LM head
   private readonly logits: BufferRange; // (V)
   private readonly staging: GPUBuffer; // (V) mappable copy of the logits
+  private readonly pickOut: BufferRange; // (1) u32: the greedy token chosen on the GPU
+  private readonly pickStaging: GPUBuffer; // (1) mappable copy of it
+  private pick: Dispatch | null = null; // argmax of the logits
   private body: Dispatch[] = []; // embed … ln_f of one token
   private head: Dispatch[] = []; // lnf (1, C) → logits (1, V)
   private prefillPlan: PrefillPlan | null = null;
@@ -110,6 +117,9 @@ export class Generator {
     this.logits = this.f32('decode.logits', this.config.vocabSize);
     this.staging = ctx.device.createBuffer({ size: this.logits.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'decode.staging' });
     this.buffers.push(this.staging);
+    this.pickOut = this.f32('decode.pick', 1);
+    this.pickStaging = ctx.device.createBuffer({ size: 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'decode.pickStaging' });
+    this.buffers.push(this.pickStaging);
   }
 
   static async create(ctx: GpuContext, weights: GpuWeights, lora?: LoraWeights): Promise<Generator> {
@@ -188,6 +198,7 @@ export class Generator {
     for (const [k, wr] of wte.entries()) {
       this.head.push(await gemvT(ctx, { label: `decode.head${k}`, K: C, N: wr.rows, x: this.lnf, w: wr, out: rows(this.logits, wr.row0, wr.rows) }));
     }
+    this.pick = await argmaxRows(ctx, { label: 'decode.pick', N: 1, V: c.vocabSize, logits: this.logits, out: this.pickOut, refuseNaN: true });
   }
 
   private checkTokens(tokens: ArrayLike<number>, what: string): void {
@@ -248,10 +259,36 @@ export class Generator {
   }
 
   /**
+   * Ends `pass` with the argmax of the logits, submits, and reads back the one token id; null
+   * when the logits hold NaN or nothing above −FLT_MAX (the caller then reads the logits, and
+   * the CPU sampler reports the problem).
+   */
+  private async finishPick(enc: GPUCommandEncoder, pass: GPUComputePassEncoder): Promise<number | null> {
+    encode(pass, [this.pick!]);
+    pass.end();
+    enc.copyBufferToBuffer(this.pickOut.buffer, 0, this.pickStaging, 0, 4);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await this.pickStaging.mapAsync(GPUMapMode.READ);
+    const id = new Uint32Array(this.pickStaging.getMappedRange())[0];
+    this.pickStaging.unmap();
+    if (this.ctx.lost) throw this.ctx.lost;
+    return id === NO_ARGMAX ? null : id;
+  }
+
+  /**
    * Runs the prompt (T ≥ 1 tokens) through the model, filling cache positions 0 … T−1.
    * Returns the logits (V,) at the last position: the distribution of the first new token.
    */
   async prefill(prompt: ArrayLike<number>): Promise<Float32Array> {
+    const { enc, pass } = await this.recordPrefill(prompt);
+    pass.end();
+    const logits = await this.finish(enc);
+    this.cache.length = prompt.length;
+    return logits;
+  }
+
+  /** prefill's work up to the head, in a compute pass left open. */
+  private async recordPrefill(prompt: ArrayLike<number>): Promise<{ enc: GPUCommandEncoder; pass: GPUComputePassEncoder }> {
     const { ctx, config: c } = this;
     const T = prompt.length;
     if (T < 1) throw new ShapeError('prefill needs at least one token.');
@@ -271,14 +308,20 @@ export class Generator {
     enc.copyBufferToBuffer(lnf.buffer, lnf.offset + (T - 1) * C * 4, this.lnf.buffer, 0, C * 4);
     pass = enc.beginComputePass();
     encode(pass, this.head);
-    pass.end();
-    const logits = await this.finish(enc);
-    this.cache.length = T;
-    return logits;
+    return { enc, pass };
   }
 
   /** Feeds `token` at the next cache position; returns the logits (V,) for the token after it. */
   async decode(token: number): Promise<Float32Array> {
+    const { enc, pass } = this.recordDecode(token);
+    pass.end();
+    const logits = await this.finish(enc);
+    this.cache.length += 1;
+    return logits;
+  }
+
+  /** decode's work: the one-token step and the head, in a compute pass left open. */
+  private recordDecode(token: number): { enc: GPUCommandEncoder; pass: GPUComputePassEncoder } {
     const { ctx } = this;
     const pos = this.cache.length;
     if (pos < 1) throw new ShapeError('decode needs a prefilled cache: call prefill (or generate) first.');
@@ -290,10 +333,21 @@ export class Generator {
     const pass = enc.beginComputePass();
     encode(pass, this.body);
     encode(pass, this.head);
-    pass.end();
-    const logits = await this.finish(enc);
-    this.cache.length = pos + 1;
-    return logits;
+    return { enc, pass };
+  }
+
+  /**
+   * The greedy token after the prompt (fills the cache as prefill does), or after `token` at
+   * the next position (as decode): argmax on the GPU, one id read back. Falls back to the
+   * logits and the CPU's argmax (which throws InvalidLogitsError) when the GPU finds no token.
+   */
+  private async greedyNext(from: { prompt: ArrayLike<number> } | { token: number }): Promise<number> {
+    const { enc, pass } = 'prompt' in from ? await this.recordPrefill(from.prompt) : this.recordDecode(from.token);
+    const id = await this.finishPick(enc, pass);
+    this.cache.length = 'prompt' in from ? from.prompt.length : this.cache.length + 1;
+    if (id !== null) return id;
+    const logits = await this.finish(this.ctx.device.createCommandEncoder({ label: 'decode.logits' }));
+    return argmax(logits);
   }
 
   /**
@@ -312,10 +366,14 @@ export class Generator {
       );
     }
     this.checkTokens(ids, 'Prompt token');
-    const sampler = new TokenSampler(opts.sampling ?? GREEDY, opts.seed ?? 0);
+    const sampler = new TokenSampler(opts.sampling ?? GREEDY, opts.seed ?? 0); // validates the setting
     const eos = opts.eosTokenId === undefined ? c.eosTokenId : opts.eosTokenId;
+    // Greedy without a logits callback: the token is chosen on the GPU and only its id comes back.
+    const sampling = opts.sampling ?? GREEDY;
+    const onGpu = sampling.temperature === 0 && !opts.onLogits;
     const t0 = now();
-    let logits = await this.prefill(ids);
+    let logits = onGpu ? null : await this.prefill(ids);
+    let picked = onGpu ? await this.greedyNext({ prompt: ids }) : 0;
     const t1 = now();
     const out: number[] = [];
     let stop: StopReason = 'length';
@@ -324,8 +382,11 @@ export class Generator {
         stop = 'aborted';
         break;
       }
-      opts.onLogits?.(logits, i);
-      const next = sampler.sample(logits);
+      let next = picked;
+      if (logits) {
+        opts.onLogits?.(logits, i);
+        next = sampler.sample(logits);
+      }
       out.push(next);
       opts.onToken?.(next, i);
       if (eos !== null && next === eos) {
@@ -333,7 +394,10 @@ export class Generator {
         break;
       }
       // The last token is never fed back: nothing would read its logits.
-      if (i + 1 < maxNew) logits = await this.decode(next);
+      if (i + 1 < maxNew) {
+        if (onGpu) picked = await this.greedyNext({ token: next });
+        else logits = await this.decode(next);
+      }
     }
     const t2 = now();
     return { tokens: out, stop, promptLength: ids.length, prefillMs: t1 - t0, decodeMs: t2 - t1, tokensPerSecond: tokensPerSecond(out.length, t2 - t0) };

@@ -16,6 +16,8 @@ export interface ArgmaxArgs {
   logits: BufferRange;
   /** (N) u32 written */
   out: BufferRange;
+  /** a row holding any NaN gets NO_ARGMAX too (generation then lets the CPU sampler report it) */
+  refuseNaN?: boolean;
 }
 
 export async function argmaxRows(ctx: GpuContext, args: ArgmaxArgs): Promise<Dispatch> {
@@ -24,7 +26,7 @@ export async function argmaxRows(ctx: GpuContext, args: ArgmaxArgs): Promise<Dis
   needPositive(V, 'V', label);
   needElements(args.logits, N * V, 'logits', label);
   needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('argmax', 'main');
+  const pipeline = await ctx.pipeline('argmax', 'main', args.refuseNaN ? { REFUSE_NAN: true } : {});
   const dims = uniformWords(ctx, `${label}.dims`, [N, V]);
   return {
     label,

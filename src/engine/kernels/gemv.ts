@@ -66,12 +66,14 @@ export async function gemvT(ctx: GpuContext, args: GemvTArgs): Promise<Dispatch>
   needElements(args.x, K, 'x', label);
   needElements(args.w, K * N, 'w', label);
   needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('gemv', 'gemv_t', { ACCUMULATE: !!args.accumulate });
+  // K a multiple of 4 (every GPT-2 width; a LoRA rank may not be): the vec4 entry, same sums.
+  const vec4 = K % 4 === 0;
+  const pipeline = await ctx.pipeline('gemv', vec4 ? 'gemv_t4' : 'gemv_t', { ACCUMULATE: !!args.accumulate });
   const dims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: args.scale ?? 1 }]);
   return {
     label,
     pipeline,
     bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims, 16)], [1, args.x], [2, args.w], [4, args.out]]),
-    workgroups: flatGrid(ctx, Math.ceil(N / 256), label),
+    workgroups: flatGrid(ctx, Math.ceil(N / (vec4 ? 128 : 256)), label),
   };
 }
