@@ -1,7 +1,7 @@
 // The page's autosave at GPT-2 124M's shape: what one save costs against the training time
 // between saves at the default interval (2 minutes), on the adapter Dawn finds here.
 //
-// A save is what the worker does at an interval boundary (src/worker/studio.ts): the snapshot,
+// A save is what the worker does at an interval boundary (src/worker/run.ts): the snapshot,
 // which training waits for (the AdamW state read back from the GPU by Trainer.exportState, and
 // the weights read back), then the write, which runs while the next steps train (the
 // checkpoint's files built by io/run-checkpoint.ts and written through the run store,
