@@ -30,7 +30,6 @@ export class SafetensorsWriteError extends StudioError {}
 export const MAX_HEADER_BYTES = 100_000_000;
 
 /** The dtypes the engine converts to float32. */
-export type ReadableDtype = 'F32' | 'F16' | 'BF16';
 const READABLE = new Set<string>(['F32', 'F16', 'BF16']);
 
 // Element sizes of the dtypes the format defines (safetensors' `Dtype`), so a file holding, say,

@@ -183,8 +183,6 @@ export class RunSaver {
   private readonly now: () => number;
   private lastAt: number;
   assetsSaved: boolean;
-  /** seconds the saves of this run took, for the overhead shown to the user */
-  spentMs = 0;
 
   constructor(store: RunStore, intervalMs: number, runId?: string, now: () => number = () => Date.now()) {
     this.store = store;
@@ -207,7 +205,6 @@ export class RunSaver {
     this.assetsSaved = true;
     const at = this.now();
     this.lastAt = at;
-    this.spentMs += at - t0;
     const r = (await this.store.list()).find((x) => x.id === this.runId);
     return { bytes: r?.bytes ?? 0, ms: at - t0, at };
   }

@@ -14,7 +14,7 @@ import type { CorpusInfo, CorpusOptions, CorpusSource } from './protocol.ts';
 export class EmptyCorpusSourceError extends StudioError {}
 
 /** The sample corpus shipped with the page, a public-domain excerpt (public/samples/). */
-export const SAMPLE_CORPUS = { file: 'samples/tiny-shakespeare.txt', name: 'Tiny Shakespeare (excerpt, public domain)' };
+const SAMPLE_CORPUS = { file: 'samples/tiny-shakespeare.txt', name: 'Tiny Shakespeare (excerpt, public domain)' };
 
 export interface SplitSettings {
   valFraction: number;

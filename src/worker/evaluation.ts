@@ -12,7 +12,7 @@ import { Generators } from './generation.ts';
 import type { EvalResult } from './protocol.ts';
 
 /** BLEU on the page: fewer prompts than the CLI's default, so before/after stays quick. */
-export const PAGE_BLEU: BleuEvalOptions = { ...DEFAULT_BLEU_EVAL, prompts: 20 };
+const PAGE_BLEU: BleuEvalOptions = { ...DEFAULT_BLEU_EVAL, prompts: 20 };
 
 export type Progress = (label: string, done: number, total: number) => void;
 

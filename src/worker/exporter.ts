@@ -46,7 +46,7 @@ async function collect(stream: ReadableStream<Uint8Array>, total: number, onProg
 }
 
 /** The file the page downloads for `format`. */
-export async function exportFile(format: ExportFormat, req: ExportRequest): Promise<{ fileName: string; blob: Blob }> {
+async function exportFile(format: ExportFormat, req: ExportRequest): Promise<{ fileName: string; blob: Blob }> {
   const name = safeFolderName(req.card?.name ?? 'gpt2-finetuned');
   const input: ExportInput = { config: req.config, params: req.params, tokenizer: req.tokenizer, card: req.card };
   switch (format) {

@@ -61,11 +61,11 @@ export function findCheckpoint(files: LocalFile[]): FoundCheckpoint {
   return { dir, files: inDir, studio };
 }
 
-export function runFiles(files: Map<string, Blob>): RunFile[] {
+function runFiles(files: Map<string, Blob>): RunFile[] {
   return [...files].map(([name, blob]) => ({ name, data: () => blobChunks(blob) }));
 }
 
-export async function readTrainerState(files: Map<string, Blob>): Promise<TrainerStateJson> {
+async function readTrainerState(files: Map<string, Blob>): Promise<TrainerStateJson> {
   const b = files.get('trainer_state.json')!;
   let j: unknown;
   try {
@@ -77,7 +77,7 @@ export async function readTrainerState(files: Map<string, Blob>): Promise<Traine
 }
 
 /** The page's settings for a command-line checkpoint; what the page cannot express is refused by name. */
-export function pageSettingsOf(st: TrainerStateJson): TrainSettings {
+function pageSettingsOf(st: TrainerStateJson): TrainSettings {
   const s = st.settings;
   const d = s.dropout;
   if (d.embd !== d.attn || d.attn !== d.resid) {
@@ -101,7 +101,7 @@ export function pageSettingsOf(st: TrainerStateJson): TrainSettings {
 }
 
 /** The chart points of a checkpoint's log. */
-export function eventsOf(st: TrainerStateJson): ShownEvent[] {
+function eventsOf(st: TrainerStateJson): ShownEvent[] {
   const out: ShownEvent[] = [];
   for (const l of st.log_history) {
     const step = Number(l.step);

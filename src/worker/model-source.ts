@@ -32,7 +32,7 @@ export interface ModelFolder {
 export type BytesProgress = (label: string, done: number, total: number) => void;
 
 /** The built-in model's folder under the site (public/models/demo-gpt2, made by scripts/make-demo-model.ts). */
-export const BUILTIN_MODEL = {
+const BUILTIN_MODEL = {
   path: 'models/demo-gpt2/',
   name: 'Built-in demo GPT-2',
   /** what exports name as their base model: a description, since the demo is no Hub repository */

@@ -33,7 +33,7 @@ function argmax(a: Float32Array, from: number, V: number): number {
 }
 
 /** Builds the ONNX model of these weights and opens it in onnxruntime-web (WebGPU first when `webgpu`). */
-export async function openOnnxSession(config: GPT2Config, params: HostParams | OnnxParamReader, webgpu: boolean): Promise<OnnxSession> {
+async function openOnnxSession(config: GPT2Config, params: HostParams | OnnxParamReader, webgpu: boolean): Promise<OnnxSession> {
   const [file] = await gpt2OnnxFiles(config, params);
   const bytes = concatChunks(file);
   const ort = await loadOrt();
