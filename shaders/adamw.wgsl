@@ -24,6 +24,16 @@
 //   5 m        storage read_write  (n) first moment
 //   6 v        storage read_write  (n) second moment
 // Grid: (min(ceil(n/256), ADAMW_MAX_WORKGROUPS), 1, 1), grid-stride over n.
+//
+// Entry point `multi`: the same update for many tensors in one dispatch. Bindings 3-6 are then
+// spans of the arenas (gpu/dispatch.ts packSpans) and binding 7 a table with one Entry per
+// tensor range: its offsets in the four spans, length, record, and its workgroups
+// [wg0, wg0 + count), count = min(ceil(n/256), ADAMW_MAX_WORKGROUPS) as `main` would launch.
+// Workgroup w (flattened 2-D grid) finds its entry by binary search over wg0 and walks the
+// tensor exactly as `main`'s workgroup w − wg0 would, so every element gets the same
+// arithmetic: results are bit-identical to one dispatch per tensor.
+//   0 mdims  uniform MultiDims {entries, workgroups}
+//   7 table  storage read  array<Entry>
 
 struct Dims {
   n: u32,
@@ -68,5 +78,52 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     m[i] = mi;
     v[i] = vi;
     param[i] = param[i] * h.decay - h.stepSize * (mi / (sqrt(vi) / h.bc2Sqrt + h.eps));
+  }
+}
+
+struct MultiDims {
+  entries: u32,
+  workgroups: u32, // Σ count over the entries
+  pad0: u32,
+  pad1: u32,
+}
+
+struct Entry {
+  p: u32,      // offset of the tensor in the param span, in floats
+  g: u32,      // … in the grad span
+  m: u32,      // … in the m span
+  v: u32,      // … in the v span
+  n: u32,      // elements
+  record: u32, // its hyperparameter record
+  wg0: u32,    // its first workgroup
+  count: u32,  // its workgroups
+}
+
+@group(0) @binding(0) var<uniform> mdims: MultiDims;
+@group(0) @binding(7) var<storage, read> table: array<Entry>;
+
+@compute @workgroup_size(256)
+fn multi(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) t: u32) {
+  let w = wg.y * nwg.x + wg.x;
+  if (w >= mdims.workgroups || norm[2] != 0.0) { return; }
+  // The last entry with wg0 ≤ w (wg0 increases with the entry index).
+  var lo = 0u;
+  var hi = mdims.entries - 1u;
+  while (lo < hi) {
+    let mid = (lo + hi + 1u) / 2u;
+    if (table[mid].wg0 <= w) { lo = mid; } else { hi = mid - 1u; }
+  }
+  let e = table[lo];
+  let h = records[e.record];
+  if (h.enabled == 0.0) { return; }
+  let coef = norm[1];
+  let stride = 256u * e.count;
+  for (var i = (w - e.wg0) * 256u + t; i < e.n; i += stride) {
+    let g = grad[e.g + i] * coef;
+    let mi = h.beta1 * m[e.m + i] + h.oneMinusBeta1 * g;
+    let vi = h.beta2 * v[e.v + i] + h.oneMinusBeta2 * g * g;
+    m[e.m + i] = mi;
+    v[e.v + i] = vi;
+    param[e.p + i] = param[e.p + i] * h.decay - h.stepSize * (mi / (sqrt(vi) / h.bc2Sqrt + h.eps));
   }
 }

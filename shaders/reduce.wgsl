@@ -10,6 +10,13 @@
 //                  grid (min(PARTIALS, ⌈n/256⌉), 1, 1): element i goes to workgroup ⌊i/256⌋ mod
 //                  the grid either way. One dispatch per gradient range; each range owns PARTIALS
 //                  consecutive slots, and those of workgroups not launched stay 0.
+//   sum_squares_multi  sum_squares for many gradient ranges in one dispatch: x is a span of
+//                  the gradient arena (gpu/dispatch.ts packSpans) and binding 3 a table with one
+//                  SqEntry per range (offset in the span, length, first slot, first workgroup,
+//                  workgroups = min(PARTIALS, ⌈n/256⌉) as sum_squares launches). Workgroup w
+//                  (flattened 2-D grid) finds its range by binary search and sums exactly what
+//                  sum_squares' workgroup w − wg0 sums, in the same order: bit-identical partials.
+//                  dims.n = entries, dims.slot = total workgroups.
 //   norm_finalize  one workgroup: s = Σ_k partials[k] over k < n in a fixed order, then
 //                  norm[0] = sqrt(s)                                  (total norm, before clipping)
 //                  norm[1] = min(1, maxNorm / (norm + 1e-6)), 1 when maxNorm ≤ 0 (clipping off)
@@ -106,4 +113,41 @@ fn mean_reduce(@builtin(local_invocation_id) lid: vec3u) {
     if (dims.accumulate != 0u) { v += y[dims.slot]; }
     y[dims.slot] = v;
   }
+}
+
+struct SqEntry {
+  offset: u32, // in the span, floats
+  n: u32,
+  slot: u32,   // first partial slot of the range
+  wg0: u32,    // first workgroup of the range
+  count: u32,  // workgroups of the range
+  pad0: u32,
+  pad1: u32,
+  pad2: u32,
+}
+
+@group(0) @binding(3) var<storage, read> table: array<SqEntry>;
+
+@compute @workgroup_size(256)
+fn sum_squares_multi(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let t = lid.x;
+  let w = wg.y * nwg.x + wg.x;
+  if (w >= dims.slot) { return; } // uniform: the whole workgroup leaves
+  var lo = 0u;
+  var hi = dims.n - 1u;
+  while (lo < hi) {
+    let mid = (lo + hi + 1u) / 2u;
+    if (table[mid].wg0 <= w) { lo = mid; } else { hi = mid - 1u; }
+  }
+  let e = table[lo];
+  let j = w - e.wg0;
+  let stride = WG * e.count;
+  var acc = 0.0;
+  for (var i = j * WG + t; i < e.n; i += stride) {
+    let g = x[e.offset + i];
+    acc = fma(g, g, acc);
+  }
+  scratch[t] = acc;
+  treeSum(t);
+  if (t == 0u) { y[e.slot + j] = scratch[0]; }
 }

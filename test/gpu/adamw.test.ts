@@ -3,7 +3,7 @@
 // decay on and off, per-tensor step counts, a clip coefficient below 1, and the skips (non-finite
 // gradient, inactive record) that must leave parameters and moments untouched.
 import { describe, expect, it } from 'vitest';
-import { ADAMW_MAX_WORKGROUPS, ADAMW_RECORD_WORDS, adamw, packAdamwRecords, writeAdamwRecords, type AdamwHyper } from '../../src/engine/kernels/adamw.ts';
+import { ADAMW_MAX_WORKGROUPS, ADAMW_RECORD_WORDS, adamw, adamwMulti, packAdamwRecords, writeAdamwRecords, type AdamwHyper } from '../../src/engine/kernels/adamw.ts';
 import { gradNorm } from '../../src/engine/kernels/reduce.ts';
 import { run, type BufferRange, type Dispatch } from '../../src/engine/gpu/dispatch.ts';
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
@@ -45,8 +45,11 @@ interface Setup {
   clip: Awaited<ReturnType<typeof gradNorm>>;
 }
 
-/** The trainer's optimizer half-step: norm over all gradient ranges, then one AdamW dispatch per tensor. */
-async function setup(ctx: GpuContext, p0: Float32Array[], maxNorm: number, recordOf: number[]): Promise<Setup> {
+/**
+ * The trainer's optimizer half-step: norm over all gradient ranges, then one AdamW dispatch per
+ * tensor, or (multi) one dispatch for all of them through adamwMulti's table, as the trainer runs it.
+ */
+async function setup(ctx: GpuContext, p0: Float32Array[], maxNorm: number, recordOf: number[], multi = false): Promise<Setup> {
   const zeros = p0.map((p) => new Float32Array(p.length));
   const params = arena(ctx, 'params', p0);
   const grads = arena(ctx, 'grads', zeros);
@@ -58,6 +61,13 @@ async function setup(ctx: GpuContext, p0: Float32Array[], maxNorm: number, recor
   const records = ctx.createBuffer((p0.length + 1) * ADAMW_RECORD_WORDS * 4, 'records');
   const clip = await gradNorm(ctx, { label: 'clip', grads, norm, maxNorm });
   const step = [...clip.dispatches];
+  if (multi) {
+    const tensors = p0.map((_, k) => ({ param: params[k], grad: grads[k], m: ms[k], v: vs[k], record: recordOf[k] }));
+    const opt = await adamwMulti(ctx, { label: 'adamw', tensors, norm, records });
+    expect(opt.dispatches).toHaveLength(1);
+    step.push(...opt.dispatches);
+    return { params, grads, ms, vs, norm, records, step, clip };
+  }
   for (let k = 0; k < p0.length; k++) {
     step.push(await adamw(ctx, { label: `adamw${k}`, param: params[k], grad: grads[k], m: ms[k], v: vs[k], norm, records, record: recordOf[k] }));
   }
@@ -65,7 +75,7 @@ async function setup(ctx: GpuContext, p0: Float32Array[], maxNorm: number, recor
 }
 
 describe('adamw kernel', () => {
-  it('five steps with a schedule, decay on and off, per-tensor step counts and clipping match adamwStep', async () => {
+  for (const multi of [false, true]) it(`five steps with a schedule, decay on and off, per-tensor step counts and clipping match adamwStep${multi ? ' (all tensors in one dispatch)' : ''}`, async () => {
     const ctx = await gpuContext();
     // The last tensor is larger than one grid of ADAMW_MAX_WORKGROUPS × 256 threads.
     const sizes = [311, 37 * 48, ADAMW_MAX_WORKGROUPS * 256 + 1003];
@@ -73,7 +83,7 @@ describe('adamw kernel', () => {
     // so the update p − p0 can be compared at 1e-5.
     const p0 = sizes.map((n, k) => f32(randn(n, 500 + k, 0.02)));
     const recordOf = [2, 0, 1]; // records in another order than the tensors
-    const s = await setup(ctx, p0, 0, recordOf);
+    const s = await setup(ctx, p0, 0, recordOf, multi);
     const ref = p0.map((p) => ({ p: f64(p), m: new Float64Array(p.length), v: new Float64Array(p.length) }));
     const wd = [0, 0.1, 0.01];
     const startsAt = [0, 0, 2]; // the third tensor is unfrozen at step 2: its own count restarts at 1
@@ -128,10 +138,10 @@ describe('adamw kernel', () => {
     }
   });
 
-  it('a non-finite gradient sets the flag and leaves params and moments untouched', async () => {
+  for (const multi of [false, true]) it(`a non-finite gradient sets the flag and leaves params and moments untouched${multi ? ' (one dispatch)' : ''}`, async () => {
     const ctx = await gpuContext();
     const p0 = [f32(randn(300, 1)), f32(randn(1000, 2))];
-    const s = await setup(ctx, p0, 1, [0, 1]);
+    const s = await setup(ctx, p0, 1, [0, 1], multi);
     const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 };
     writeAdamwRecords(ctx, s.records, [{ ...hyper, step: 1 }, { ...hyper, step: 1 }]);
     // One good step so the moments are non-zero.
@@ -177,6 +187,30 @@ describe('adamw kernel', () => {
         expect(relErr(Float64Array.from(got, (x, i) => x - Math.fround(p[i])), rp.map((x, i) => x - Math.fround(p[i])))).toBeLessThan(1e-5);
         expect(relErr(await download(ctx, m), rm)).toBeLessThan(1e-6);
         expect(relErr(await download(ctx, v), rv)).toBeLessThan(1e-6);
+      }
+    }
+  });
+
+  it('adamwMulti updates every tensor bit for bit as one adamw dispatch per tensor does', async () => {
+    const ctx = await gpuContext();
+    const sizes = [5, 311, ADAMW_MAX_WORKGROUPS * 256 + 77, 1, 48 * 37];
+    const p0 = sizes.map((n, k) => f32(randn(n, 700 + k, 0.02)));
+    const recordOf = [1, 0, 2, 2, 3];
+    const a = await setup(ctx, p0, 0.05, recordOf);
+    const b = await setup(ctx, p0, 0.05, recordOf, true);
+    const hypers = [0, 1, 2, 3].map((k) => ({ lr: 1e-3 * (k + 1), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 * k, step: 3, active: k !== 3 }));
+    for (let step = 0; step < 2; step++) {
+      for (const s of [a, b]) {
+        sizes.forEach((n, k) => write(ctx, s.grads[k], f32(randn(n, 900 + 10 * step + k, 0.1))));
+        writeAdamwRecords(ctx, s.records, hypers);
+        await run(ctx, s.step);
+      }
+    }
+    for (const list of ['params', 'ms', 'vs'] as const) {
+      for (let k = 0; k < sizes.length; k++) {
+        const x = await download(ctx, a[list][k]);
+        expect(await download(ctx, b[list][k]), `${list}[${k}]`).toEqual(x);
+        if (list === 'params') expect(x.some((v, i) => v !== p0[k][i])).toBe(recordOf[k] !== 3); // record 3 is inactive
       }
     }
   });

@@ -9,9 +9,11 @@ import {
   normFinalize,
   normPartialsCount,
   sumSquares,
+  sumSquaresMulti,
 } from '../../src/engine/kernels/reduce.ts';
 import { run, type BufferRange } from '../../src/engine/gpu/dispatch.ts';
-import type { GpuContext } from '../../src/engine/gpu/context.ts';
+import { GpuContext } from '../../src/engine/gpu/context.ts';
+import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import { clipCoefficient, globalNorm } from '../../src/engine/reference/ops.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
@@ -46,7 +48,8 @@ describe('gradient norm and clipping', () => {
     const norm = poisoned(ctx, 3, 'norm');
     for (const maxNorm of [ref / 3, 0, ref * 2]) {
       const g = await gradNorm(ctx, { label: 'clip', grads, norm, maxNorm });
-      expect(g.dispatches.length).toBe(sizes.length + 1);
+      // One sum-of-squares dispatch per arena buffer (the ranges of each fit one binding), then the finalize.
+      expect(g.dispatches.length).toBe(2 + 1);
       expect(g.partials.size).toBeGreaterThanOrEqual(normPartialsCount(sizes.length) * 4);
       await run(ctx, g.dispatches);
       const [n, coef, flag] = await download(ctx, norm);
@@ -54,6 +57,38 @@ describe('gradient norm and clipping', () => {
       expect(rel(coef, clipCoefficient(ref, Math.fround(maxNorm)))).toBeLessThan(1e-6);
       expect(flag).toBe(0);
     }
+  });
+
+  it('one multi-range dispatch writes the same partials, bit for bit, as one sumSquares per range', async () => {
+    const ctx = await gpuContext();
+    const tensors = sizes.map((n, k) => randn(n, 60 + k, 0.01 * (k + 1)));
+    const grads = arena(ctx, tensors);
+    const count = normPartialsCount(sizes.length);
+    const one = ctx.createBuffer(count * 4, 'partials.one');
+    const many = ctx.createBuffer(count * 4, 'partials.many');
+    const multi = await sumSquaresMulti(ctx, { label: 'sq', xs: grads, partials: many });
+    expect(multi.dispatches).toHaveLength(1);
+    await run(ctx, multi.dispatches);
+    const single = [];
+    for (const [k, x] of grads.entries()) single.push(await sumSquares(ctx, { label: `sq${k}`, x, partials: one, slot: k * NORM_PARTIALS_PER_RANGE }));
+    await run(ctx, single);
+    const a = await download(ctx, { buffer: one, offset: 0, size: count * 4 });
+    const b = await download(ctx, { buffer: many, offset: 0, size: count * 4 });
+    expect(b).toEqual(a);
+    // Each range's partials are where sumSquares puts them, and they add up to its sum of squares.
+    for (const [k, t] of tensors.entries()) {
+      const got = b.subarray(k * NORM_PARTIALS_PER_RANGE, (k + 1) * NORM_PARTIALS_PER_RANGE).reduce((x, y) => x + y, 0);
+      expect(rel(got, t.reduce((x, y) => x + y * y, 0))).toBeLessThan(1e-5);
+    }
+    // A binding limit below the arena: several spans (the 150001-float range alone in one), the same partials.
+    const split = await GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 150_016 * 4 });
+    const g2 = arena(split, tensors);
+    const p2 = split.createBuffer(count * 4, 'partials.split');
+    const m2 = await sumSquaresMulti(split, { label: 'sq', xs: g2, partials: p2 });
+    expect(m2.dispatches.length).toBeGreaterThan(1);
+    await run(split, m2.dispatches);
+    expect(await download(split, { buffer: p2, offset: 0, size: count * 4 })).toEqual(a);
+    split.destroy();
   });
 
   it('setMaxNorm changes the coefficient without new dispatches, and replays are bit-identical', async () => {

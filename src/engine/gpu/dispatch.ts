@@ -118,3 +118,53 @@ export async function run(ctx: GpuContext, dispatches: readonly Dispatch[]): Pro
   ctx.device.queue.submit([enc.finish()]);
   await ctx.device.queue.onSubmittedWorkDone();
 }
+
+/** One binding per list covering several items' ranges; `at[i][j]`: item i's offset in list j's binding, in floats. */
+export interface Span {
+  /** the binding of each list: from the first item's offset to the furthest end */
+  ranges: BufferRange[];
+  /** the items (indices into the input) in this span, in input order */
+  items: number[];
+  /** per item of the span, per list: its offset from the binding's start, in floats */
+  at: number[][];
+}
+
+/**
+ * Groups consecutive items (each a range in every one of several lists: a parameter, its
+ * gradient, its two moments) into spans that one dispatch can bind: per list one binding from
+ * the span's first range to the furthest end, at most `maxBinding` bytes, every range of the list
+ * in the same buffer at or after the first. A span also ends where two lists' bindings would
+ * overlap in one buffer (WebGPU refuses a writable binding that aliases another). Multi-tensor
+ * kernels (AdamW, the gradient norm) then run one dispatch per span instead of one per tensor.
+ */
+export function packSpans(items: readonly BufferRange[][], maxBinding: number): Span[] {
+  const out: Span[] = [];
+  let cur: Span | null = null;
+  const fits = (s: Span, rs: BufferRange[]) => {
+    const next = s.ranges.map((b, j) => {
+      const r = rs[j];
+      if (r.buffer !== b.buffer || r.offset < b.offset) return null;
+      return { buffer: b.buffer, offset: b.offset, size: Math.max(b.size, r.offset + r.size - b.offset) };
+    });
+    if (next.some((b) => b === null || b.size > maxBinding)) return null;
+    const bs = next as BufferRange[];
+    for (let a = 0; a < bs.length; a++) {
+      for (let b = a + 1; b < bs.length; b++) {
+        if (bs[a].buffer === bs[b].buffer && bs[a].offset < bs[b].offset + bs[b].size && bs[b].offset < bs[a].offset + bs[a].size) return null;
+      }
+    }
+    return bs;
+  };
+  items.forEach((rs, i) => {
+    const grown = cur && fits(cur, rs);
+    if (cur && grown) {
+      cur.ranges = grown;
+      cur.items.push(i);
+      cur.at.push(rs.map((r, j) => (r.offset - grown[j].offset) / 4));
+      return;
+    }
+    cur = { ranges: rs.map((r) => ({ ...r })), items: [i], at: [rs.map(() => 0)] };
+    out.push(cur);
+  });
+  return out;
+}

@@ -1,9 +1,11 @@
-// Wrapper for shaders/adamw.wgsl: torch.optim.AdamW on one parameter range per dispatch, with
-// the clip coefficient and non-finite flag read from the GPU-side norm (kernels/reduce.ts) and
-// the hyperparameters from a per-tensor record buffer the trainer rewrites every step.
+// Wrapper for shaders/adamw.wgsl: torch.optim.AdamW on one parameter range per dispatch
+// (adamw), or on many per dispatch through a table of tensor ranges (adamwMulti: what the
+// trainer uses, one dispatch per arena span instead of one per tensor), with the clip
+// coefficient and non-finite flag read from the GPU-side norm (kernels/reduce.ts) and the
+// hyperparameters from a per-tensor record buffer the trainer rewrites every step.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindAll, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, bindAt, flatGrid, packSpans, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /**
  * f32 words per tensor record: [beta1, beta2, 1 − beta1, 1 − beta2, eps, 1 − lr·wd,
@@ -112,4 +114,84 @@ export async function adamw(ctx: GpuContext, args: AdamwArgs): Promise<Dispatch>
     bindGroup: bindAll(ctx, pipeline, args.label, [dims], [records, args.norm, args.grad, args.param, args.m, args.v]),
     workgroups: [Math.min(Math.ceil(n / 256), ADAMW_MAX_WORKGROUPS, ctx.limits.maxComputeWorkgroupsPerDimension), 1, 1],
   };
+}
+
+/** u32 words per table entry of adamw.wgsl's `multi` (struct Entry). */
+const ENTRY_WORDS = 8;
+
+export interface AdamwTensor {
+  /** (n) read_write: the parameter range */
+  param: BufferRange;
+  /** (n) read: its gradient */
+  grad: BufferRange;
+  /** (n) read_write: first moment */
+  m: BufferRange;
+  /** (n) read_write: second moment */
+  v: BufferRange;
+  /** its record index */
+  record: number;
+}
+
+export interface AdamwMultiArgs {
+  label: string;
+  /** the tensor ranges, in order; each as `adamw` would take it */
+  tensors: readonly AdamwTensor[];
+  norm: BufferRange;
+  records: GPUBuffer;
+}
+
+export interface AdamwMulti {
+  /** one dispatch per span of consecutive ranges that fit one binding per arena */
+  dispatches: Dispatch[];
+  /** the tables the dispatches read (allocated here, written once); the caller destroys them */
+  tables: GPUBuffer[];
+}
+
+/**
+ * The same updates as one `adamw` dispatch per tensor, bit for bit, in one dispatch per span
+ * (gpu/dispatch.ts packSpans): a whole model's AdamW in one or a few dispatches.
+ */
+export async function adamwMulti(ctx: GpuContext, args: AdamwMultiArgs): Promise<AdamwMulti> {
+  const { label, tensors } = args;
+  if (tensors.length === 0) throw new ShapeError(`${label}: no tensors to update.`);
+  const count = Math.floor(args.records.size / ADAMW_RECORD_BYTES);
+  tensors.forEach((t, k) => {
+    const n = t.param.size / 4;
+    for (const [name, r] of Object.entries({ param: t.param, grad: t.grad, m: t.m, v: t.v })) {
+      if (!Number.isInteger(n) || n < 1 || r.size !== n * 4) {
+        throw new ShapeError(`${label}: tensor ${k}'s ${name} range holds ${r.size / 4} floats, the parameter ${n}; bind equal ranges.`);
+      }
+    }
+    if (!Number.isInteger(t.record) || t.record < 0 || t.record >= count) {
+      throw new ShapeError(`${label}: tensor ${k}'s record ${t.record} is outside the records buffer, which holds ${count}.`);
+    }
+  });
+  if (args.norm.size < 12) throw new ShapeError(`${label}: the norm range must hold 3 floats [norm, clipCoef, nonFinite].`);
+  const pipeline = await ctx.pipeline('adamw', 'multi');
+  const records: BufferRange = { buffer: args.records, offset: 0, size: count * ADAMW_RECORD_BYTES };
+  const spans = packSpans(tensors.map((t) => [t.param, t.grad, t.m, t.v]), ctx.maxBinding);
+  const dispatches: Dispatch[] = [];
+  const tables: GPUBuffer[] = [];
+  for (const [s, span] of spans.entries()) {
+    const l = spans.length > 1 ? `${label}${s}` : label;
+    const table = new Uint32Array(span.items.length * ENTRY_WORDS);
+    let wg0 = 0;
+    span.items.forEach((k, e) => {
+      const n = tensors[k].param.size / 4;
+      const wgs = Math.min(Math.ceil(n / 256), ADAMW_MAX_WORKGROUPS);
+      table.set([...span.at[e], n, tensors[k].record, wg0, wgs], e * ENTRY_WORDS);
+      wg0 += wgs;
+    });
+    const buf = ctx.createBuffer(table.byteLength, `${l}.table`, table);
+    tables.push(buf);
+    const dims = uniformWords(ctx, `${l}.dims`, [span.items.length, wg0, 0, 0]);
+    const [param, grad, m, v] = span.ranges;
+    dispatches.push({
+      label: l,
+      pipeline,
+      bindGroup: bindAt(ctx, pipeline, l, [[0, whole(dims, 16)], [1, records], [2, args.norm], [3, grad], [4, param], [5, m], [6, v], [7, whole(buf)]]),
+      workgroups: flatGrid(ctx, wg0, l),
+    });
+  }
+  return { dispatches, tables };
 }

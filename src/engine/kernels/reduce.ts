@@ -3,7 +3,7 @@
 // scaled sum (the step loss). All sums run in a fixed order, so results are reproducible.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindAll, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, bindAt, flatGrid, packSpans, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Partial sums each sum-of-squares dispatch writes: one per workgroup, a fixed count per range. */
 export const NORM_PARTIALS_PER_RANGE = 256;
@@ -120,21 +120,66 @@ export interface GradNormArgs {
 }
 
 export interface GradNorm extends NormFinalize {
-  /** One sum-of-squares dispatch per range, then the finalize dispatch: encode them in this order. */
+  /** The sum-of-squares dispatches (one per span of ranges), then the finalize dispatch: encode them in this order. */
   dispatches: Dispatch[];
   /** The partials buffer (normPartialsCount(grads.length) floats), allocated once here. */
   partials: GPUBuffer;
+  /** the range tables the sum-of-squares dispatches read (allocated here); destroy with partials */
+  tables: GPUBuffer[];
 }
 
-/** The whole clip_grad_norm_ computation over `grads`, prepared once: sumSquares per range + normFinalize. */
+/** u32 words per table entry of reduce.wgsl's sum_squares_multi (struct SqEntry). */
+const SQ_ENTRY_WORDS = 8;
+
+export interface SumSquaresMulti {
+  dispatches: Dispatch[];
+  tables: GPUBuffer[];
+}
+
+/**
+ * sumSquares of every range in `xs` (range k owning partial slots from k·NORM_PARTIALS_PER_RANGE),
+ * bit for bit, in one dispatch per span of ranges that fits one binding (gpu/dispatch.ts packSpans).
+ */
+export async function sumSquaresMulti(ctx: GpuContext, args: { label: string; xs: readonly BufferRange[]; partials: GPUBuffer }): Promise<SumSquaresMulti> {
+  const { label, xs, partials } = args;
+  if (xs.length === 0) throw new ShapeError(`${label}: no ranges to sum.`);
+  for (const [k, x] of xs.entries()) elements(`${label}[${k}]`, x);
+  const out = slotRange(label, partials, 0, normPartialsCount(xs.length));
+  const pipeline = await ctx.pipeline('reduce', 'sum_squares_multi');
+  const spans = packSpans(xs.map((x) => [x]), ctx.maxBinding);
+  const dispatches: Dispatch[] = [];
+  const tables: GPUBuffer[] = [];
+  for (const [s, span] of spans.entries()) {
+    const l = spans.length > 1 ? `${label}${s}` : label;
+    const table = new Uint32Array(span.items.length * SQ_ENTRY_WORDS);
+    let wg0 = 0;
+    span.items.forEach((k, e) => {
+      const n = Math.floor(xs[k].size / 4);
+      // As sumSquares launches: no more workgroups than the range has 256-element blocks.
+      const count = Math.min(NORM_PARTIALS_PER_RANGE, Math.max(1, Math.ceil(n / 256)));
+      table.set([span.at[e][0], n, k * NORM_PARTIALS_PER_RANGE, wg0, count], e * SQ_ENTRY_WORDS);
+      wg0 += count;
+    });
+    const buf = ctx.createBuffer(table.byteLength, `${l}.table`, table);
+    tables.push(buf);
+    const u = dims(ctx, l, span.items.length, wg0, false, 0);
+    dispatches.push({
+      label: l,
+      pipeline,
+      bindGroup: bindAt(ctx, pipeline, l, [[0, whole(u, 16)], [1, span.ranges[0]], [2, out], [3, whole(buf)]]),
+      workgroups: flatGrid(ctx, wg0, l),
+    });
+  }
+  return { dispatches, tables };
+}
+
+/** The whole clip_grad_norm_ computation over `grads`, prepared once: sum of squares over every range (sumSquaresMulti) + normFinalize. */
 export async function gradNorm(ctx: GpuContext, args: GradNormArgs): Promise<GradNorm> {
   if (args.grads.length === 0) throw new ShapeError(`${args.label}: no gradient ranges; at least one tensor must be trainable.`);
   const count = normPartialsCount(args.grads.length);
   const partials = ctx.createBuffer(count * 4, `${args.label}.partials`);
-  const dispatches: Dispatch[] = [];
-  for (let k = 0; k < args.grads.length; k++) {
-    dispatches.push(await sumSquares(ctx, { label: `${args.label}.sq${k}`, x: args.grads[k], partials, slot: k * NORM_PARTIALS_PER_RANGE }));
-  }
+  const sq = await sumSquaresMulti(ctx, { label: `${args.label}.sq`, xs: args.grads, partials });
+  const dispatches: Dispatch[] = [...sq.dispatches];
   const fin = await normFinalize(ctx, {
     label: `${args.label}.final`,
     partials: { buffer: partials, offset: 0, size: count * 4 },
@@ -144,7 +189,7 @@ export async function gradNorm(ctx: GpuContext, args: GradNormArgs): Promise<Gra
     sticky: args.sticky,
   });
   dispatches.push(fin.dispatch);
-  return { ...fin, dispatches, partials };
+  return { ...fin, dispatches, partials, tables: sq.tables };
 }
 
 export interface MeanReduceArgs {

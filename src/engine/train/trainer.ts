@@ -15,7 +15,7 @@ import { NonFiniteLossError, ShapeError, StudioError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { profileDispatches, type ProfileMethod, type ProfileResult } from '../gpu/profile.ts';
-import { adamw, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
+import { adamwMulti, packAdamwRecords, ADAMW_RECORD_BYTES, type AdamwHyper } from '../kernels/adamw.ts';
 import { createRngUniform, writeRng } from '../kernels/dropout.ts';
 import { MAX_MICRO_BATCHES } from '../random.ts';
 import { tokenBucketWords, writeTokenBuckets } from '../kernels/embedding.ts';
@@ -106,6 +106,8 @@ interface Plan {
   trainable: ParamSpec[];
   dispatches: Dispatch[];
   norm: GradNorm | null;
+  /** AdamW's tensor-range tables (kernels/adamw.ts adamwMulti) */
+  tables: GPUBuffer[];
 }
 
 /** How a step is submitted. */
@@ -146,7 +148,7 @@ export class Trainer {
   private metrics: GPUBuffer;
   private normBuf: GPUBuffer;
   private records: GPUBuffer;
-  private plan: Plan = { grads: null, m: null, v: null, trainable: [], dispatches: [], norm: null };
+  private plan: Plan = { grads: null, m: null, v: null, trainable: [], dispatches: [], norm: null, tables: [] };
   private frozen: Set<number>;
   /** per-parameter AdamW step counts (torch's state['step']); absent = fresh state */
   private stepCounts = new Map<string, number>();
@@ -222,7 +224,8 @@ export class Trainer {
   /**
    * Bytes of the GPU buffers this trainer and its weights hold, by category, summed from the
    * buffers' own sizes (train/memory.ts estimateMemory predicts the same numbers). The small
-   * uniform buffers of the prepared dispatches (a few KB) are not counted.
+   * uniform buffers of the prepared dispatches and the multi-tensor kernels' range tables
+   * (32 bytes per tensor range: a few KB) are not counted.
    */
   memory(): TrainerMemory {
     const arenaBytes = (a: Arena | null) => a?.bytes ?? 0;
@@ -294,6 +297,7 @@ export class Trainer {
     this.stepCounts = kept;
     for (const a of [old.grads, old.m, old.v]) a?.destroy();
     old.norm?.partials.destroy();
+    for (const b of [...(old.norm?.tables ?? []), ...old.tables]) b.destroy();
     // Saved activations follow the trainable set: a frozen prefix keeps none.
     const saved = this.savedFrom(this.frozen);
     if (saved !== this.acts.firstSavedBlock) {
@@ -318,23 +322,23 @@ export class Trainer {
       dispatches.push(...(await buildBackward(g, inp)));
     }
     let norm: GradNorm | null = null;
+    const tables: GPUBuffer[] = [];
     if (grads && m && v) {
       const normRange = { buffer: this.normBuf, offset: 0, size: NORM_WORDS * 4 };
       // Sticky: a non-finite step also skips the steps already queued behind it (see `halted`).
       norm = await gradNorm(ctx, { label: 'gradnorm', grads: trainable.flatMap((s) => grads.ranges(s.name)), norm: normRange, maxNorm: opts.gradClip, sticky: true });
       dispatches.push(...norm.dispatches);
-      for (let k = 0; k < trainable.length; k++) {
-        const s = trainable[k];
+      // Every trainable range in one table: one AdamW dispatch per span of the arenas that fits
+      // a binding (the whole model on most adapters) instead of one per tensor, same results.
+      const tensors = trainable.flatMap((s, k) => {
         const [pr, gr, mr, vr] = [paramRanges(s.name), grads.ranges(s.name), m.ranges(s.name), v.ranges(s.name)];
-        for (let j = 0; j < pr.length; j++) {
-          dispatches.push(await adamw(ctx, {
-            label: `adamw.${s.name}${pr.length > 1 ? `[${j}]` : ''}`, param: pr[j], grad: gr[j], m: mr[j], v: vr[j],
-            norm: normRange, records: this.records, record: k,
-          }));
-        }
-      }
+        return pr.map((p, j) => ({ param: p, grad: gr[j], m: mr[j], v: vr[j], record: k }));
+      });
+      const opt = await adamwMulti(ctx, { label: 'adamw', tensors, norm: normRange, records: this.records });
+      dispatches.push(...opt.dispatches);
+      tables.push(...opt.tables);
     }
-    this.plan = { grads, m, v, trainable, dispatches, norm };
+    this.plan = { grads, m, v, trainable, dispatches, norm, tables };
   }
 
   /**
@@ -526,6 +530,7 @@ export class Trainer {
     for (const b of this.inputBuffers) b.destroy();
     for (const a of [this.plan.grads, this.plan.m, this.plan.v]) a?.destroy();
     this.plan.norm?.partials.destroy();
+    for (const b of [...(this.plan.norm?.tables ?? []), ...this.plan.tables]) b.destroy();
     for (const b of [this.rng, this.metrics, this.normBuf, this.records]) b.destroy();
     for (const r of this.ring) r.buffer.destroy();
   }
