@@ -10,17 +10,22 @@
 // engine's within 1e-4: otherwise the two would not be doing the same work and the shape is
 // reported as a mismatch. Once per run: matmul GFLOP/s of the engine's kernel against
 // tf.matMul at GPT-2 124M's training shapes (B·T = 128 rows), results compared element-wise.
+// End to end (tiny and gpt2-vocab): the wall time of the CLI's `train --steps 6` minus
+// `train --steps 2` (same flags, a fresh --out each; the median of 3 interleaved runs of each),
+// per 4·B·T tokens: what a user of the command line gets, start-up, pipeline compilation and
+// the final save cancelling out.
 //
 //   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
-//                      [--no-matmul] [--engine-only] [--no-log] [--json FILE] [--keep-models DIR]
-//                      [--require-gpu]
+//                      [--no-matmul] [--no-e2e] [--engine-only] [--no-log] [--json FILE]
+//                      [--keep-models DIR] [--require-gpu]
 // Prints a table and the JSON of every number; appends the table, dated, with the commit and
 // the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
 // kernel family for one training step of each shape (src/engine/gpu/profile.ts). --keep-models
 // keeps each shape's model folder and token stream (uint16) in DIR/<shape>, for
 // bench/torch_peer.py (PyTorch on the same weights and batches; bench/gpu.sh runs both).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodeGpu } from '../src/cli/webgpu-node.ts';
@@ -36,6 +41,7 @@ import { GpuWeights } from '../src/engine/model/weights.ts';
 import { Trainer } from '../src/engine/train/trainer.ts';
 import { loadModelDir, saveModelDir } from '../src/io/node-model.ts';
 import { readSafetensors } from '../src/io/safetensors.ts';
+import { writeLlmcTokens } from '../src/io/token-files.ts';
 import { randomGpt2Params, randomTokens } from '../scripts/make-random-model.ts';
 import { countDevice, type OverheadCounts } from './counters.ts';
 import { TfGpt2 } from './peer/gpt2-tfjs.ts';
@@ -50,6 +56,8 @@ interface Shape {
   generate: number;
   /** also time the engine with only the top `frozenTop` blocks (and ln_f) trainable, against the FLOP-count ideal */
   frozenTop?: number;
+  /** also time the CLI end to end (train --steps 6 minus --steps 2) */
+  e2e?: boolean;
 }
 
 const NO_DROPOUT = { embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
@@ -59,8 +67,8 @@ const shapeConfig = (V: number, C: number, NH: number, L: number, P: number): GP
 
 // The shapes of the issue that asked for this harness: (V, C, heads, layers, T, B).
 const SHAPES: Shape[] = [
-  { name: 'tiny', config: shapeConfig(311, 48, 3, 3, 64), B: 2, T: 37, generate: 48 },
-  { name: 'gpt2-vocab', config: shapeConfig(50257, 128, 4, 4, 1024), B: 4, T: 64, generate: 32 },
+  { name: 'tiny', config: shapeConfig(311, 48, 3, 3, 64), B: 2, T: 37, generate: 48, e2e: true },
+  { name: 'gpt2-vocab', config: shapeConfig(50257, 128, 4, 4, 1024), B: 4, T: 64, generate: 32, e2e: true },
   { name: 'gpt2-124M', config: { ...GPT2_SMALL, ...NO_DROPOUT }, B: 1, T: 128, generate: 8, frozenTop: 2 },
 ];
 
@@ -95,6 +103,66 @@ interface ShapeResult {
   loadAverage: number[];
   profile?: string;
   frozen?: FrozenResult;
+  e2e?: EndToEnd;
+}
+
+interface EndToEnd {
+  /** wall seconds of `train --steps 2` and `--steps 6`, the median of E2E_REPEATS runs each */
+  seconds2: number;
+  seconds6: number;
+  /** 4·B·T / (seconds6 − seconds2) */
+  tokensPerSecond: number;
+}
+
+const E2E_STEPS = [2, 6] as const;
+const E2E_REPEATS = 3;
+
+/**
+ * The CLI end to end: `train --steps 6` minus `train --steps 2` over the same model folder and
+ * token file, the same flags (the harness's: Adam lr, no weight decay, no clipping, dropout 0;
+ * saving only at the end), each into a fresh --out; run as the user runs it, in its own process.
+ */
+async function endToEnd(dir: string, s: Shape): Promise<EndToEnd> {
+  const c = s.config;
+  // Outside the model folder: train refuses an --out inside it.
+  const work = await mkdtemp(join(tmpdir(), `bench-e2e-${s.name}-`));
+  try {
+    return await endToEndIn(dir, work, s);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function endToEndIn(dir: string, work: string, s: Shape): Promise<EndToEnd> {
+  const c = s.config;
+  const data = join(work, 'train.bin');
+  // Enough windows for 6 steps without repeating one; the CLI's own shuffled order.
+  await writeFile(data, writeLlmcTokens(randomTokens(8 * s.B * (s.T + 1) + 1, c.vocabSize, 11)));
+  const cli = new URL('../src/cli/main.ts', import.meta.url).pathname;
+  const times: number[][] = E2E_STEPS.map(() => []);
+  // Interleaved repeats, the median of each: start-up varies by seconds on a loaded machine.
+  for (let rep = 0; rep < E2E_REPEATS; rep++) for (const [i, steps] of E2E_STEPS.entries()) {
+    const out = join(work, `out-${steps}`);
+    const args = [
+      '--import', 'tsx', cli, 'train', '--model', dir, '--data', data, '--out', out, '--steps', String(steps),
+      '--batch', String(s.B), '--seq', String(s.T), '--lr', String(LR), '--schedule', 'constant', '--weight-decay', '0', '--grad-clip', '0',
+      '--dropout', '0', '--save-every', '0', '--seed', '1',
+    ];
+    const t0 = performance.now();
+    try {
+      await promisify(execFile)(process.execPath, args, { maxBuffer: 1 << 26 });
+    } catch (e) {
+      const err = e as { stderr?: string; message: string };
+      throw new Error(`train --steps ${steps} failed: ${(err.stderr || err.message).trim().split('\n').slice(-3).join(' ')}`);
+    }
+    times[i].push((performance.now() - t0) / 1000);
+    await rm(out, { recursive: true, force: true });
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const [seconds2, seconds6] = times.map(median);
+  const tokensPerSecond = ((E2E_STEPS[1] - E2E_STEPS[0]) * s.B * s.T) / (seconds6 - seconds2);
+  console.log(`${s.name} end to end: train --steps 2 ${seconds2.toFixed(1)} s, --steps 6 ${seconds6.toFixed(1)} s: ${tokensPerSecond.toFixed(1)} tokens/s`);
+  return { seconds2, seconds6, tokensPerSecond };
 }
 
 interface FrozenResult {
@@ -156,19 +224,20 @@ async function frozenStep(
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, log: true, json: '', peer: true, keepModels: '', requireGpu: false };
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, e2e: true, log: true, json: '', peer: true, keepModels: '', requireGpu: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
     else if (a === '--steps') out.steps = Number(argv[++i]);
     else if (a === '--profile') out.profile = true;
     else if (a === '--no-matmul') out.matmul = false;
+    else if (a === '--no-e2e') out.e2e = false;
     else if (a === '--engine-only') out.peer = false;
     else if (a === '--no-log') out.log = false;
     else if (a === '--json') out.json = argv[++i];
     else if (a === '--keep-models') out.keepModels = argv[++i];
     else if (a === '--require-gpu') out.requireGpu = true;
-    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --engine-only --no-log --json FILE --keep-models DIR --require-gpu`);
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --no-e2e --engine-only --no-log --json FILE --keep-models DIR --require-gpu`);
   }
   if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
   if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
@@ -209,6 +278,8 @@ interface ShapeOptions {
   withPeer: boolean;
   /** keep the model folder and the token stream in keepModels/<shape> (bench/torch_peer.py reads them) */
   keepModels: string;
+  /** time the CLI end to end where the shape asks for it */
+  e2e: boolean;
 }
 
 async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, o: ShapeOptions): Promise<ShapeResult> {
@@ -285,6 +356,13 @@ async function benchShape(ctx: GpuContext, peerDevice: GPUDevice, s: Shape, o: S
     generator.destroy();
     if (s.frozenTop) result.frozen = await frozenStep(ctx, weights, s, s.frozenTop, steps, ours.trainTokensPerSecond, batch);
     weights.destroy();
+    if (o.e2e && s.e2e) {
+      try {
+        result.e2e = await endToEnd(dir, s);
+      } catch (e) {
+        console.log(`${s.name} end to end failed: ${(e as Error).message}`);
+      }
+    }
     console.log(`${s.name} engine: step-1 loss ${ours.step1Loss.toFixed(6)}, ${ours.trainTokensPerSecond.toFixed(1)} training tokens/s`);
 
     // ---- the peer ----------------------------------------------------------------------------
@@ -471,6 +549,19 @@ function tables(results: ShapeResult[], mm: MatmulRow[]): string {
       out.push(`| ${r.shape} | ${side} | ${o.passes} | ${o.dispatches} | ${o.submits} | ${o.commandBuffers} | ${o.writes} | ${o.pipelineSwitches} | ${o.bindGroupSwitches} | ${o.cpuMs.toFixed(1)} |`);
     }
   }
+  const e2e = results.filter((r) => r.e2e);
+  if (e2e.length) {
+    out.push('');
+    out.push('End to end: the CLI\'s `train --steps 6` minus `train --steps 2` (same flags, a fresh --out each; median of 3 runs each), per 4·B·T tokens, beside the harness:');
+    out.push('');
+    out.push('| shape | train --steps 2 s | --steps 6 s | end-to-end tok/s ours | harness tok/s ours | peer tok/s (harness) | end-to-end ratio to peer | load avg |');
+    out.push(`|${Array(8).fill('---').join('|')}|`);
+    for (const r of e2e) {
+      const x = r.e2e!;
+      out.push(`| ${r.shape} | ${x.seconds2.toFixed(1)} | ${x.seconds6.toFixed(1)} | ${fmt(x.tokensPerSecond, 2)} | ${fmt(r.ours.trainTokensPerSecond, 2)} | ` +
+        `${r.peer.error ? '—' : fmt(r.peer.trainTokensPerSecond, 2)} | ${r.peer.error ? '—' : ratio(x.tokensPerSecond, r.peer.trainTokensPerSecond)} | ${r.loadAverage.map((v) => v.toFixed(1)).join(', ')} |`);
+    }
+  }
   const frozen = results.filter((r) => r.frozen);
   if (frozen.length) {
     out.push('');
@@ -512,7 +603,7 @@ for (const s of SHAPES) {
   if (args.only && !args.only.includes(s.name)) continue;
   // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
   const shapeSteps = s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps;
-  results.push(await benchShape(ctx, peerDevice, s, { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels }));
+  results.push(await benchShape(ctx, peerDevice, s, { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels, e2e: args.e2e }));
 }
 const mm = args.matmul ? await benchMatmul(ctx, software ? 3 : 20) : [];
 const table = tables(results, mm);
