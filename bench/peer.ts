@@ -123,7 +123,6 @@ const E2E_REPEATS = 3;
  * saving only at the end), each into a fresh --out; run as the user runs it, in its own process.
  */
 async function endToEnd(dir: string, s: Shape): Promise<EndToEnd> {
-  const c = s.config;
   // Outside the model folder: train refuses an --out inside it.
   const work = await mkdtemp(join(tmpdir(), `bench-e2e-${s.name}-`));
   try {
@@ -558,8 +557,9 @@ function tables(results: ShapeResult[], mm: MatmulRow[]): string {
     out.push(`|${Array(8).fill('---').join('|')}|`);
     for (const r of e2e) {
       const x = r.e2e!;
+      const peerTps = r.peer.error ? null : r.peer.trainTokensPerSecond;
       out.push(`| ${r.shape} | ${x.seconds2.toFixed(1)} | ${x.seconds6.toFixed(1)} | ${fmt(x.tokensPerSecond, 2)} | ${fmt(r.ours.trainTokensPerSecond, 2)} | ` +
-        `${r.peer.error ? '—' : fmt(r.peer.trainTokensPerSecond, 2)} | ${r.peer.error ? '—' : ratio(x.tokensPerSecond, r.peer.trainTokensPerSecond)} | ${r.loadAverage.map((v) => v.toFixed(1)).join(', ')} |`);
+        `${fmt(peerTps, 2)} | ${ratio(x.tokensPerSecond, peerTps)} | ${r.loadAverage.map((v) => v.toFixed(1)).join(', ')} |`);
     }
   }
   const frozen = results.filter((r) => r.frozen);
@@ -603,7 +603,8 @@ for (const s of SHAPES) {
   if (args.only && !args.only.includes(s.name)) continue;
   // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
   const shapeSteps = s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps;
-  results.push(await benchShape(ctx, peerDevice, s, { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels, e2e: args.e2e }));
+  const o = { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels, e2e: args.e2e };
+  results.push(await benchShape(ctx, peerDevice, s, o));
 }
 const mm = args.matmul ? await benchMatmul(ctx, software ? 3 : 20) : [];
 const table = tables(results, mm);
