@@ -52,6 +52,8 @@ export const SIGNAL_GRACE_MS = 2000;
 export class StopSignals {
   readonly controller = new AbortController();
   received: NodeJS.Signals | null = null;
+  /** The newest whole checkpoint of the run (set by its owner as they are written): named when a later signal exits at once. */
+  resumeFrom: string | null = null;
   private at = 0;
   private readonly handler = (sig: NodeJS.Signals) => this.on(sig);
 
@@ -89,7 +91,8 @@ export class StopSignals {
       return;
     }
     if (this.now() - this.at < SIGNAL_GRACE_MS) return;
-    this.log(`${sig} again: exiting now; the checkpoints written so far are intact`);
+    const how = this.resumeFrom ? `. Resume with: npm run cli -- train --resume ${this.resumeFrom}` : '';
+    this.log(`${sig} again: exiting now; the checkpoints written so far are intact${how}`);
     this.exit(SIGNAL_CODES[sig] ?? 130);
   }
 }

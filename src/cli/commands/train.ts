@@ -228,6 +228,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   const absEval = evalPaths.map((p) => resolve(p));
   let lastCheckpoint: string | null = null;
   let lastCheckpointStep = startStep;
+  stops.resumeFrom = resume?.dir ?? null;
 
   const writeCheckpoint = async (snap: RunSnapshot) => {
     // Nothing new: no step yet, the checkpoint this run resumed from, or one just written.
@@ -263,6 +264,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
     const bytes = files.reduce((x, f) => x + f.size, 0);
     lastCheckpoint = await writeCheckpointFolder(outDir, snap.step, files, { saveTotalLimit });
     lastCheckpointStep = snap.step;
+    stops.resumeFrom = lastCheckpoint;
     out(`checkpoint: ${lastCheckpoint} (${mib(bytes)} MiB in ${((performance.now() - t) / 1000).toFixed(2)} s)`);
   };
 

@@ -26,8 +26,10 @@ describe('StopSignals', () => {
       s.on('SIGINT');
       expect(exits).toEqual([]);
       now += 1;
+      s.resumeFrom = '/runs/out/checkpoint-7';
       s.on(sig);
       expect(exits).toEqual([code]);
+      expect(said.at(-1)).toBe(`${sig} again: exiting now; the checkpoints written so far are intact. Resume with: npm run cli -- train --resume /runs/out/checkpoint-7`);
     });
   }
 });
