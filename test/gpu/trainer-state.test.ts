@@ -4,7 +4,8 @@
 // binding limit splits wte into row ranges, and through runTraining's resume for every feature
 // that carries state between steps (shuffled windows, dropout, accumulation, gradual unfreezing,
 // discriminative rates, a warmup + cosine schedule, LoRA); and a non-finite step leaves the state
-// of the last good step.
+// of the last good step. The staged copy (Trainer.stageState) read after later steps were
+// submitted is the state and weights of the step it was taken at.
 import { describe, expect, it } from 'vitest';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { NonFiniteLossError } from '../../src/engine/errors.ts';
@@ -86,9 +87,18 @@ describe('Trainer.exportState / importState', () => {
     expect([...state.tensors.keys()].sort()).toEqual(specs.filter((s) => s.group !== 2).map((s) => s.name).sort());
     for (const t of state.tensors.values()) expect(t.step).toBe(3);
     const w3 = await wA.download();
+    // A staged copy taken now and read after two more steps were submitted is still step 3's
+    // state and weights (queue order), read straight from the mapped copies.
+    const staged = await a.stageState();
+    expect(staged.bytes).toBeGreaterThanOrEqual(wA.bytes);
     const tailA = [await a.step(batches[3], lr), await a.step(batches[4], lr)];
+    const copy = await staged.read();
+    expectSameState(copy.state, state);
+    expectSameParams(copy.params!, w3);
+    staged.release();
     const endA = await wA.download();
     const stateA = await a.exportState();
+    expect(bits(stateA.tensors.get('wte.weight')!.m).equals(bits(state.tensors.get('wte.weight')!.m))).toBe(false);
 
     const wB = new GpuWeights(ctx, SPLIT, w3);
     const b = await Trainer.create(ctx, wB, opts);

@@ -12,7 +12,7 @@ import { WindowSampler } from './data.ts';
 import { groupLrFactors, unfreezeSchedule, type UnfreezeSchedule } from './groups.ts';
 import { lrMultiplier } from './schedule.ts';
 import type { EvalLog, StepLog, TrainRunConfig } from './config.ts';
-import { Trainer, type StepMetrics, type TrainerState } from './trainer.ts';
+import { Trainer, type StagedTrainerState, type StepMetrics, type TrainerState } from './trainer.ts';
 import { NonFiniteLossError } from '../errors.ts';
 
 /** Where a resumed run starts: after `state.stepIndex` optimizer steps, with that optimizer state. */
@@ -39,6 +39,12 @@ export interface RunSnapshot {
   userFrozen: ReadonlySet<number>;
   /** the optimizer state after `step` steps */
   exportState(): Promise<TrainerState>;
+  /**
+   * A copy of the optimizer state (and the weights, without LoRA) after `step` steps, taken in the
+   * GPU queue: the run may go on as soon as it resolves, and the copy is read meanwhile
+   * (Trainer.stageState; OutOfMemoryError when it does not fit). Only for 'interval' snapshots.
+   */
+  stage(): Promise<StagedTrainerState>;
 }
 
 export interface TrainHooks {
@@ -166,7 +172,9 @@ export async function runTraining(
   const checkpoint = async (reason: CheckpointReason) => {
     if (!hooks.onCheckpoint) return;
     const step = trainer.stepsDone;
-    await hooks.onCheckpoint({ step, reason, rowsRead: step * rowsPerStep, userFrozen, exportState: () => trainer.exportState() });
+    await hooks.onCheckpoint({
+      step, reason, rowsRead: step * rowsPerStep, userFrozen, exportState: () => trainer.exportState(), stage: () => trainer.stageState(),
+    });
   };
   let s = start;
   try {

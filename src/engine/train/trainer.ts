@@ -24,7 +24,8 @@ import { Activations, firstSavedBlock } from '../model/activations.ts';
 import { Arena, type TensorRange } from '../model/arena.ts';
 import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroInputs } from '../model/graph.ts';
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
-import type { ParamSpec } from '../model/params.ts';
+import type { HostParams, ParamSpec } from '../model/params.ts';
+import { StagedCopy } from '../gpu/staging.ts';
 import { arenaItems, type GpuWeights } from '../model/weights.ts';
 import type { OptimizerOptions } from './config.ts';
 
@@ -86,6 +87,18 @@ export interface TrainerState {
   stepIndex: number;
   /** every tensor that holds AdamW state, by engine name (LoRA weights by their adapter name); absent = fresh */
   tensors: Map<string, TensorOptimizerState>;
+}
+
+/** Trainer.stageState's copy of the run at a step boundary. */
+export interface StagedTrainerState {
+  /** memory the copy holds until released */
+  bytes: number;
+  /**
+   * The optimizer state, and with full fine-tuning the weights by Hugging Face name (null with
+   * LoRA), as views into the mapped copies: valid until release().
+   */
+  read(): Promise<{ state: TrainerState; params: HostParams | null }>;
+  release(): void;
 }
 
 /** A TrainerState that does not fit this trainer (a tensor that is frozen here, a wrong size …). */
@@ -461,6 +474,47 @@ export class Trainer {
       tensors.set(s.name, { m: await view(m, s.name, s.numel), v: await view(v, s.name, s.numel), step });
     }
     return { stepIndex: this.stepsDone, tensors };
+  }
+
+  /**
+   * exportState without waiting for the GPU: the moments, and with full fine-tuning the weights,
+   * are copied in queue order right after the steps submitted so far (gpu/staging.ts), so the
+   * copy is the state after `stepsDone` steps whatever is submitted next; `read` waits for the
+   * copies and gives that state as views into them, valid until `release`. Meant at a step
+   * boundary whose steps all came back finite (runTraining's interval checkpoints); throws
+   * OutOfMemoryError when the copies do not fit beside the run (then use exportState).
+   */
+  async stageState(): Promise<StagedTrainerState> {
+    const counts = new Map(this.halted ? this.halted.stepCounts : this.stepCounts);
+    const stepIndex = this.stepsDone;
+    const { m, v } = this.plan;
+    const trainable = [...this.plan.trainable];
+    // With LoRA the base weights are frozen: a reader may take them from the GPU whenever it likes.
+    const weights = this.opts.lora ? null : this.weights;
+    const arenas = [...(m && v ? [m, v] : []), ...(weights ? [weights.arena] : [])];
+    const sources = arenas.flatMap((a) => a.buffers);
+    const copy = await StagedCopy.take(this.ctx, sources, 'snapshot');
+    return {
+      bytes: copy.bytes,
+      read: async () => {
+        const mapped = await copy.map();
+        const at = new Map(sources.map((b, i) => [b, mapped[i]]));
+        const view = (arena: Arena, name: string, numel: number) => {
+          const r = arena.range(name);
+          return new Float32Array(at.get(r.buffer)!, r.offset, numel);
+        };
+        const tensors = new Map<string, TensorOptimizerState>();
+        if (m && v) {
+          for (const s of trainable) {
+            const step = counts.get(s.name) ?? 0;
+            if (step > 0) tensors.set(s.name, { m: view(m, s.name, s.numel), v: view(v, s.name, s.numel), step });
+          }
+        }
+        const params = weights ? new Map(weights.specs.map((s) => [s.name, view(weights.arena, s.name, s.numel)])) : null;
+        return { state: { stepIndex, tensors }, params };
+      },
+      release: () => copy.release(),
+    };
   }
 
   /**
