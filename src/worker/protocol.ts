@@ -7,10 +7,11 @@ import type { EvalResult as EngineEvalResult } from '../engine/eval/evaluate.ts'
 import type { AdapterReport } from '../engine/gpu/context.ts';
 import type { GPT2Config } from '../engine/model/config.ts';
 import type { MemoryBreakdown as EngineMemory } from '../engine/train/memory.ts';
-import type { CachedModelSummary } from '../io/cache.ts';
+import type { CachedModelSummary, ClearFilter } from '../io/cache.ts';
 import type { CorpusOptions as IoCorpusOptions, CorpusSplit, CorpusStats } from '../io/corpus.ts';
 import type { HubReachability } from '../io/hub.ts';
 import type { LocalFile } from '../io/local-files.ts';
+import type { RunSummary } from '../io/run-store.ts';
 import type { SelftestReport, SelftestShape } from './selftest.ts';
 import type { SampleSettings, TrainSettings } from './settings.ts';
 
@@ -76,16 +77,9 @@ export interface EvalResult extends Pick<EngineEvalResult, 'loss' | 'perplexity'
   bleu: number | null;
 }
 
-/** A run saved in the browser (OPFS): its latest checkpoint and what the page needs to resume it. */
-export interface SavedRunInfo {
+/** A run saved in the browser (OPFS): the run store's summary of its latest checkpoint, with its id, time and size. */
+export interface SavedRunInfo extends RunSummary {
   id: string;
-  model: string;
-  corpus: string;
-  /** optimizer steps completed at the save, of totalSteps */
-  step: number;
-  totalSteps: number;
-  /** the run's state when saved: 'finished' runs are listed, not offered for resuming */
-  state: RunState | 'lost';
   /** when it was saved (ms since the epoch) */
   saved: number;
   bytes: number;
@@ -138,7 +132,7 @@ export type WorkerRequest =
   | { type: 'tryExport'; prompt: string; maxNewTokens: number }
   | { type: 'cacheList' }
   /** removes one model's downloads from the cache, or all of them */
-  | { type: 'cacheClear'; model?: { endpoint: string; repo: string; revision: string } }
+  | { type: 'cacheClear'; model?: Required<ClearFilter> }
   /** puts the fine-tuned weights back to the loaded model's */
   | { type: 'resetWeights' }
   /** the runs saved in the browser (answered by `runs`) */

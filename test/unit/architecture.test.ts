@@ -3,7 +3,8 @@
 // parsed with the TypeScript compiler, and the test asserts that
 //   (a) no two files import each other, directly or through others (no cycle between files);
 //   (b) every import goes from a room to a room it may import (no cycle between rooms either,
-//       since the allowed edges below form a partial order).
+//       since the allowed edges below form a partial order);
+//   (c) the page-worker protocol (src/worker/protocol.ts) holds types only.
 // A violation prints as `from → to (room → room)`.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -139,6 +140,31 @@ export function roomViolations(edges: Edge[]): string[] {
   return out;
 }
 
+/**
+ * The statements of a module that are not types only (an import or export of values, a
+ * declaration that emits code), by their first line. `import type`, `export type` and type or
+ * interface declarations are types only.
+ */
+export function valueStatements(fileName: string, text: string): string[] {
+  const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
+  const typeOnly = (st: ts.Statement): boolean => {
+    if (ts.isInterfaceDeclaration(st) || ts.isTypeAliasDeclaration(st)) return true;
+    if (ts.isImportDeclaration(st)) {
+      const c = st.importClause;
+      if (!c) return false; // a side-effect import runs the module
+      if (c.isTypeOnly) return true;
+      const b = c.namedBindings;
+      return !c.name && !!b && ts.isNamedImports(b) && b.elements.every((e) => e.isTypeOnly);
+    }
+    if (ts.isExportDeclaration(st)) {
+      const c = st.exportClause;
+      return st.isTypeOnly || (!!c && ts.isNamedExports(c) && c.elements.every((e) => e.isTypeOnly));
+    }
+    return false;
+  };
+  return source.statements.filter((st) => !typeOnly(st)).map((st) => st.getText(source).split('\n')[0]!);
+}
+
 describe('the import rules', () => {
   const { files, edges } = importGraph();
 
@@ -193,5 +219,19 @@ describe('the import rules', () => {
     }
     // Nothing in the library imports the float64 oracle: it is for tests (and scripts) only.
     for (const r of rooms) if (r !== 'scripts' && r !== 'bench') expect(MAY_IMPORT[r]).not.toContain('engine/reference');
+  });
+
+  it('keeps the page-worker protocol to types only', () => {
+    // The checker sees values where there are some.
+    const sample = [
+      "import type { A } from './a.ts';", "import { type B } from './b.ts';", "import { c } from './c.ts';",
+      "export type { A };", "export interface D { x: number }", "export type E = 'e';", "export const f = 1;",
+      "export function g(): void {}", "export class H {}", "export { c };",
+    ].join('\n');
+    expect(valueStatements('x.ts', sample)).toEqual([
+      "import { c } from './c.ts';", 'export const f = 1;', 'export function g(): void {}', 'export class H {}', 'export { c };',
+    ]);
+    const path = 'src/worker/protocol.ts';
+    expect(valueStatements(path, readFileSync(join(ROOT, path), 'utf8'))).toEqual([]);
   });
 });
