@@ -54,3 +54,6 @@ export class OutOfMemoryError extends StudioError {
 
 /** The GPU reported an error no scope caught (a validation or internal error). */
 export class GpuError extends StudioError {}
+
+/** A kernel variant (a matmul tiling, subgroup reductions) this adapter cannot run, or a malformed one. */
+export class KernelVariantError extends StudioError {}

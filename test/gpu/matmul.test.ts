@@ -1,7 +1,12 @@
 // shaders/matmul.wgsl against the float64 reference, at sizes that are no multiple of the tile,
-// in every transpose / bias / accumulate combination, with the output poisoned beforehand.
+// in every transpose / bias / accumulate combination, with the output poisoned beforehand; then
+// every tiling variant, with vec4 and scalar loads, against the reference and bit for bit against
+// the default tiling (all variants sum in the same order), including operands that are column
+// blocks of wider matrices (aligned and odd leading dimensions).
 import { describe, expect, it } from 'vitest';
-import { biasGrad, matmul } from '../../src/engine/kernels/matmul.ts';
+import { KernelVariantError } from '../../src/engine/errors.ts';
+import { biasGrad, matmul, type MatmulArgs } from '../../src/engine/kernels/matmul.ts';
+import { DEFAULT_TILE, parseTile, tileName, type MatmulTile } from '../../src/engine/kernels/variants.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { refMatmul } from '../../src/engine/reference/matmul.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
@@ -45,6 +50,81 @@ describe('matmul kernel', () => {
       });
     }
   }
+});
+
+// Tilings unlike the default in every parameter: a non-square tile whose operands stage in
+// different counts, fewer threads (4×8) on a tall tile, and a small tile with a short K step.
+const TILES: MatmulTile[] = [DEFAULT_TILE, parseTile('32x64x16-8x8'), parseTile('32x16x16-4x8'), parseTile('16x16x8-4x4')];
+
+interface Case {
+  M: number; N: number; K: number;
+  transA: boolean; transB: boolean; bias: boolean; accumulate: boolean;
+  /** extra floats per stored row of A and B (a column block of a wider matrix) */
+  padA: number; padB: number;
+}
+
+/** Runs one case with `tile` and `vec4`; returns the output and the float64 reference. */
+async function runCase(c: Case, tile: MatmulTile, vec4: boolean, seed: number): Promise<{ got: Float32Array; ref: Float64Array }> {
+  const ctx = await gpuContext();
+  const [aRows, aWidth] = c.transA ? [c.K, c.M] : [c.M, c.K];
+  const [bRows, bWidth] = c.transB ? [c.N, c.K] : [c.K, c.N];
+  const lda = aWidth + c.padA;
+  const ldb = bWidth + c.padB;
+  const a = randn(aRows * aWidth, seed);
+  const b = randn(bRows * bWidth, seed + 1);
+  const bias = randn(c.N, seed + 2);
+  const c0 = randn(c.M * c.N, seed + 3);
+  // Stored with leading dimensions; the padding holds NaN, so reading it would show.
+  const strided = (x: Float64Array, rows: number, width: number, ld: number) => {
+    const out = new Float32Array(rows * ld).fill(NaN);
+    for (let r = 0; r < rows; r++) for (let j = 0; j < width; j++) out[r * ld + j] = x[r * width + j];
+    return out;
+  };
+  const out = c.accumulate ? upload(ctx, Float32Array.from(c0)) : poisoned(ctx, c.M * c.N);
+  const args: MatmulArgs = {
+    label: 'mm', M: c.M, N: c.N, K: c.K,
+    a: upload(ctx, strided(a, aRows, aWidth, lda)), b: upload(ctx, strided(b, bRows, bWidth, ldb)), lda, ldb,
+    bias: c.bias ? upload(ctx, Float32Array.from(bias)) : undefined,
+    out, transA: c.transA, transB: c.transB, accumulate: c.accumulate, tile, vec4,
+  };
+  await run(ctx, [await matmul(ctx, args)]);
+  const got = await download(ctx, out);
+  const ref = refMatmul({ M: c.M, N: c.N, K: c.K, a, b, bias: c.bias ? bias : undefined, c0: c.accumulate ? c0 : undefined, transA: c.transA, transB: c.transB });
+  return { got, ref };
+}
+
+describe('matmul tiling variants', () => {
+  // Every dimension and leading dimension a multiple of 4 (vec4 loads), none a multiple of a tile.
+  const aligned = { M: 68, N: 72, K: 44, padA: 4, padB: 0 };
+  for (const tile of TILES) {
+    for (const m of modes) {
+      for (const vec4 of tile === DEFAULT_TILE ? [false, true] : [true]) {
+        it(`${tileName(tile)} ${vec4 ? 'vec4' : 'scalar'} ${JSON.stringify(m)}`, async () => {
+          const c = { ...aligned, ...m };
+          const { got, ref } = await runCase(c, tile, vec4, 500);
+          expect(relErr(got, ref)).toBeLessThan(1e-6);
+          // The same sums in the same order as the default tiling with scalar loads.
+          const base = await runCase(c, DEFAULT_TILE, false, 500);
+          expect(Array.from(got)).toEqual(Array.from(base.got));
+        });
+      }
+    }
+  }
+  // Odd leading dimensions and a ragged K: the vec4 request falls back to scalar loads.
+  for (const tile of TILES.slice(1)) {
+    it(`${tileName(tile)} falls back to scalar loads for odd leading dimensions`, async () => {
+      const c = { M: 37, N: 41, K: 29, padA: 1, padB: 3, transA: true, transB: false, bias: true, accumulate: false };
+      const { got, ref } = await runCase(c, tile, true, 600);
+      expect(relErr(got, ref)).toBeLessThan(1e-6);
+    });
+  }
+  it('refuses a tiling the adapter cannot run, naming why', async () => {
+    const ctx = await gpuContext();
+    const big = parseTile('256x256x64-16x16'); // 128 KiB of workgroup memory
+    const r = upload(ctx, new Float32Array(16));
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: big })).rejects.toThrow(KernelVariantError);
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: big })).rejects.toThrow(/workgroup memory/);
+  });
 });
 
 describe('bias gradient kernel', () => {

@@ -3,7 +3,8 @@
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
 import { AdapterLimitError, DeviceLostError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
-import { loadShader, sourceLine, type ShaderName } from './shaders.ts';
+import { defaultVariants, type KernelVariants } from '../kernels/variants.ts';
+import { loadShader, sourceLine, type ShaderDefines, type ShaderName } from './shaders.ts';
 
 /** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */
 export interface AdapterReport {
@@ -101,7 +102,7 @@ export class GpuContext {
   readonly lostPromise: Promise<DeviceLostError>;
   lost: DeviceLostError | null = null;
   private pipelines = new Map<string, Promise<GPUComputePipeline>>();
-  private modules = new Map<ShaderName, Promise<GPUShaderModule>>();
+  private modules = new Map<string, Promise<GPUShaderModule>>();
 
   /**
    * Largest storage binding the engine may use: the device's limit, or a smaller one given to
@@ -109,6 +110,13 @@ export class GpuContext {
    * wants to see tensors split into ranges cheaply asks the engine to behave as if it were lower).
    */
   readonly maxBinding: number;
+
+  /**
+   * The kernel variants dispatches are built with (matmul tiles per shape class, vec4 loads,
+   * subgroup reductions): the defaults until the host sets a tuned or a checkpoint's choice,
+   * before it builds the model's dispatches.
+   */
+  kernels: KernelVariants = defaultVariants();
 
   /**
    * Called with errors that no error scope caught (the device's `uncapturederror` event): an
@@ -196,12 +204,13 @@ export class GpuContext {
     return this.device.limits.minStorageBufferOffsetAlignment;
   }
 
-  private module(name: ShaderName): Promise<GPUShaderModule> {
-    let m = this.modules.get(name);
+  private module(name: ShaderName, defines?: ShaderDefines): Promise<GPUShaderModule> {
+    const key = defines ? `${name}${JSON.stringify(Object.entries(defines).sort())}` : name;
+    let m = this.modules.get(key);
     if (!m) {
       m = (async () => {
-        const code = await loadShader(name);
-        const mod = this.device.createShaderModule({ code, label: name });
+        const code = await loadShader(name, defines);
+        const mod = this.device.createShaderModule({ code, label: key });
         const info = await mod.getCompilationInfo();
         const errors = info.messages.filter((x) => x.type === 'error');
         if (errors.length) {
@@ -210,20 +219,24 @@ export class GpuContext {
         }
         return mod;
       })();
-      this.modules.set(name, m);
+      this.modules.set(key, m);
     }
     return m;
   }
 
-  /** A compute pipeline for `shader`'s `entryPoint` with WGSL override constants; cached. */
-  pipeline(shader: ShaderName, entryPoint = 'main', constants: Record<string, number | boolean> = {}): Promise<GPUComputePipeline> {
+  /**
+   * A compute pipeline for `shader`'s `entryPoint` with WGSL override constants, its text
+   * specialized by `defines` where given (shaders.ts `specialize`: tile sizes, load widths); cached.
+   */
+  pipeline(shader: ShaderName, entryPoint = 'main', constants: Record<string, number | boolean> = {}, defines?: ShaderDefines): Promise<GPUComputePipeline> {
     const consts: Record<string, number> = {};
     for (const [k, v] of Object.entries(constants)) consts[k] = typeof v === 'boolean' ? Number(v) : v;
-    const key = `${shader}:${entryPoint}:${JSON.stringify(Object.entries(consts).sort())}`;
+    const defs = defines ? `:${JSON.stringify(Object.entries(defines).sort())}` : '';
+    const key = `${shader}:${entryPoint}:${JSON.stringify(Object.entries(consts).sort())}${defs}`;
     let p = this.pipelines.get(key);
     if (!p) {
       p = (async () => {
-        const module = await this.module(shader);
+        const module = await this.module(shader, defines);
         this.device.pushErrorScope('validation');
         const pipe = await this.device.createComputePipelineAsync({
           layout: 'auto',

@@ -43,19 +43,23 @@ export interface ProfileOptions {
   after?: (enc: GPUCommandEncoder) => void;
 }
 
-/** `matmul:main:[["TRANS_A",1],…]` (GpuContext.pipeline's label) → `matmul.main TRANS_A`. */
+/**
+ * `matmul:main:[["TRANS_A",1],…]` (GpuContext.pipeline's label) → `matmul.main TRANS_A`; a
+ * specialized kernel's label ends in `:[["BM",64],…]` (its defines: tile sizes), which the
+ * family leaves out, so one kernel's time is one row whichever tiling the adapter uses.
+ */
 export function familyOf(d: Dispatch): string {
   const label = d.pipeline.label || d.label;
-  const m = /^([^:]+):([^:]+):(.*)$/.exec(label);
+  const m = /^([^:]+):([^:]+):([^:]*)(?::(.*))?$/.exec(label);
   if (!m) return d.label;
-  let flags = '';
+  const flags: string[] = [];
   try {
     const consts = JSON.parse(m[3]) as Array<[string, number]>;
-    flags = consts.filter(([, v]) => v !== 0).map(([k, v]) => (v === 1 ? k : `${k}=${v}`)).join(' ');
+    for (const [k, v] of consts) if (v !== 0) flags.push(v === 1 ? k : `${k}=${v}`);
   } catch {
     // not a constants list: the family is the entry point alone
   }
-  return `${m[1]}.${m[2]}${flags ? ` ${flags}` : ''}`;
+  return `${m[1]}.${m[2]}${flags.length ? ` ${flags.join(' ')}` : ''}`;
 }
 
 function median(xs: number[]): number {

@@ -7,6 +7,11 @@
 // reductions), since WGSL has no #include. The prelude goes after the kernel's own text —
 // WGSL module-scope declarations may appear in any order — so a compiler message's line number
 // is the kernel file's own line; `sourceLine` maps lines past it into the prelude.
+//
+// A kernel with variants (matmul's tile sizes and load widths) is specialized before
+// compilation by `specialize`: `$NAME` is replaced by the value defined for NAME, and lines
+// between `#if NAME` / `#else` / `#endif` (each directive alone on its line) are kept or blanked
+// by NAME's truth. Removed lines become empty lines, so line numbers stay the file's own.
 import { ShaderError } from '../errors.ts';
 
 /** Every kernel family, one file each in shaders/. */
@@ -66,10 +71,57 @@ function lineCount(text: string): number {
   return text.split('\n').length;
 }
 
-/** The WGSL module for kernel `name`: its own file, then the prelude. */
-export async function loadShader(name: ShaderName): Promise<string> {
+/** Values a kernel's text is specialized with (see the header). */
+export type ShaderDefines = Record<string, number | boolean>;
+
+function defineText(v: number | boolean): string {
+  if (typeof v === 'boolean') return String(v);
+  if (!Number.isInteger(v) || v < 0) throw new ShaderError(`shader define must be a non-negative integer or a boolean, got ${v}`);
+  return `${v}u`;
+}
+
+/**
+ * `text` with `#if NAME` / `#else` / `#endif` blocks resolved and `$NAME` replaced from
+ * `defines` (numbers become u32 literals). A name the text uses but `defines` lacks, or an
+ * unbalanced directive, is a ShaderError: a variant must be fully specified.
+ */
+export function specialize(text: string, defines: ShaderDefines, what = 'shader'): string {
+  const lines = text.split('\n');
+  const stack: Array<{ keep: boolean; parentKeep: boolean; sawElse: boolean }> = [];
+  let keep = true;
+  const out = lines.map((line, i) => {
+    const d = /^\s*#(if|else|endif)\b\s*(\S*)\s*$/.exec(line);
+    if (d) {
+      if (d[1] === 'if') {
+        if (!(d[2] in defines)) throw new ShaderError(`${what}:${i + 1}: #if ${d[2]} is not defined`);
+        stack.push({ keep: !!defines[d[2]], parentKeep: keep, sawElse: false });
+        keep = keep && !!defines[d[2]];
+      } else if (d[1] === 'else') {
+        const top = stack[stack.length - 1];
+        if (!top || top.sawElse) throw new ShaderError(`${what}:${i + 1}: #else without #if`);
+        top.sawElse = true;
+        keep = top.parentKeep && !top.keep;
+      } else {
+        const top = stack.pop();
+        if (!top) throw new ShaderError(`${what}:${i + 1}: #endif without #if`);
+        keep = top.parentKeep;
+      }
+      return '';
+    }
+    if (!keep) return '';
+    return line.replace(/\$([A-Z_][A-Z0-9_]*)/g, (_, name: string) => {
+      if (!(name in defines)) throw new ShaderError(`${what}:${i + 1}: $${name} is not defined`);
+      return defineText(defines[name]);
+    });
+  });
+  if (stack.length) throw new ShaderError(`${what}: #if without #endif`);
+  return out.join('\n');
+}
+
+/** The WGSL module for kernel `name`: its own file (specialized when `defines` are given), then the prelude. */
+export async function loadShader(name: ShaderName, defines?: ShaderDefines): Promise<string> {
   const [kernel, prelude] = await Promise.all([cached(name), cached('prelude')]);
-  return `${kernel}\n${prelude}`;
+  return `${defines ? specialize(kernel, defines, `shaders/${name}.wgsl`) : kernel}\n${prelude}`;
 }
 
 /**

@@ -1,8 +1,11 @@
 // Wrapper for shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C], with optional
-// leading dimensions so A, B or C can be a column block of a wider row-major matrix.
-import { ShapeError } from '../errors.ts';
+// leading dimensions so A, B or C can be a column block of a wider row-major matrix. The tiling
+// comes from the context's KernelVariants (per shape class, see variants.ts) or the caller; vec4
+// staging of an operand where its layout allows.
+import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { DEFAULT_TILE, matmulClass, tileName, tileProblem, vec4Fits, type MatmulTile } from './variants.ts';
 
 export interface MatmulArgs {
   label: string;
@@ -27,6 +30,10 @@ export interface MatmulArgs {
   ldb?: number;
   /** Elements between consecutive rows of C (default N): C may be a column block of an (M, ldc) matrix. */
   ldc?: number;
+  /** this tiling instead of the context's choice for the shape class (tests, the tuning run) */
+  tile?: MatmulTile;
+  /** stage operands as vec4 where alignment allows (default: the tile's own vec4 flag) */
+  vec4?: boolean;
 }
 
 /** Floats a strided (rows, width) block with leading dimension `ld` spans: (rows − 1)·ld + width. */
@@ -40,7 +47,20 @@ function checkOperand(label: string, what: string, r: BufferRange, rows: number,
   if (r.size < need) throw new ShapeError(`${label}: ${what} is bound as ${r.size} bytes; a (${rows}, ${width}) block with leading dimension ${ld} needs ${need}.`);
 }
 
-export const MATMUL_TILE = 64;
+/**
+ * The text defines (shaders/matmul.wgsl) of a tiling. Throws KernelVariantError when the device
+ * cannot run it, naming why: a tiling read from a cache or a checkpoint is never silently swapped.
+ */
+export function tileDefines(ctx: GpuContext, t: MatmulTile, vecA = false, vecB = false): Record<string, number | boolean> {
+  const problem = tileProblem(t, ctx.limits);
+  if (problem) throw new KernelVariantError(`matmul tile ${tileName(t)} cannot run on this adapter: ${problem}.`);
+  return { BM: t.bm, BN: t.bn, BK: t.bk, TX: t.tx, TY: t.ty, VEC_A: vecA, VEC_B: vecB };
+}
+
+/** Whether an operand stored with `width` floats per row and leading dimension `ld`, at byte `offset`, can be read as vec4s. */
+function vec4Aligned(width: number, ld: number, offset: number): boolean {
+  return width % 4 === 0 && ld % 4 === 0 && offset % 16 === 0;
+}
 
 export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatch> {
   const { M, N, K } = args;
@@ -57,12 +77,16 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   checkOperand(args.label, 'B', args.b, bRows, bWidth, ldb);
   checkOperand(args.label, 'C', args.out, M, N, ldc);
   if (args.bias && args.bias.size < N * 4) throw new ShapeError(`${args.label}: bias is bound as ${args.bias.size} bytes; it needs N = ${N} floats.`);
+  const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;
+  const vec4 = args.vec4 ?? !!tile.vec4;
+  const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
+  const vecB = vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
   const pipeline = await ctx.pipeline('matmul', 'main', {
     TRANS_A: !!args.transA,
     TRANS_B: !!args.transB,
     HAS_BIAS: !!args.bias,
     ACCUMULATE: !!args.accumulate,
-  });
+  }, tileDefines(ctx, tile, vecA, vecB));
   const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, lda, ldb, ldc, 0, 0]);
   // An unused bias binding still needs a buffer: bind A's range (never read).
   const bias = args.bias ?? args.a;
@@ -71,8 +95,8 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
     pipeline,
     bindGroup: bindAll(ctx, pipeline, args.label, [dims], [args.a, args.b, bias, args.out]),
     workgroups: [
-      workgroupCount(ctx, Math.ceil(N / MATMUL_TILE), args.label),
-      workgroupCount(ctx, Math.ceil(M / MATMUL_TILE), args.label),
+      workgroupCount(ctx, Math.ceil(N / tile.bn), args.label),
+      workgroupCount(ctx, Math.ceil(M / tile.bm), args.label),
       1,
     ],
     flops: 2 * M * N * K,
@@ -92,7 +116,8 @@ export interface BiasGradArgs {
 
 /** db [+]= column sums of dY: the bias gradient of y = x·W + b. */
 export async function biasGrad(ctx: GpuContext, args: BiasGradArgs): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline('matmul', 'bias_grad', { ACCUMULATE: !!args.accumulate });
+  // The module is specialized for a tiling; bias_grad uses none of it, so any valid one serves.
+  const pipeline = await ctx.pipeline('matmul', 'bias_grad', { ACCUMULATE: !!args.accumulate }, tileDefines(ctx, DEFAULT_TILE));
   const dims = uniformWords(ctx, `${args.label}.dims`, [args.M, args.N, 0, 0, 0, 0, 0, 0]);
   return {
     label: args.label,

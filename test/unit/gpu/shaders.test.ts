@@ -4,7 +4,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadShader, sourceLine, type ShaderName } from '../../../src/engine/gpu/shaders.ts';
+import { ShaderError } from '../../../src/engine/errors.ts';
+import { loadShader, sourceLine, specialize, type ShaderName } from '../../../src/engine/gpu/shaders.ts';
 
 const SHADERS = resolve(import.meta.dirname, '..', '..', '..', 'shaders');
 const text = (file: string) => readFileSync(join(SHADERS, file), 'utf8');
@@ -43,5 +44,41 @@ describe('shader loader', () => {
   it('loads every kernel file as a ShaderName', async () => {
     const names = readdirSync(SHADERS).filter((f) => f.endsWith('.wgsl') && f !== 'prelude.wgsl').map((f) => f.slice(0, -5));
     for (const n of names) expect((await loadShader(n as ShaderName)).length).toBeGreaterThan(100);
+  });
+});
+
+describe('shader specialization', () => {
+  it('keeps one branch of #if/#else, substitutes $NAME and keeps every line number', () => {
+    const src = ['const BM: u32 = $BM;', '#if VEC', 'vec path', '#else', 'scalar path', '#endif', 'flag = $VEC;'].join('\n');
+    const on = specialize(src, { BM: 64, VEC: true }).split('\n');
+    expect(on).toEqual(['const BM: u32 = 64u;', '', 'vec path', '', '', '', 'flag = true;']);
+    const off = specialize(src, { BM: 16, VEC: false }).split('\n');
+    expect(off).toEqual(['const BM: u32 = 16u;', '', '', '', 'scalar path', '', 'flag = false;']);
+  });
+
+  it('nests, and a skipped block hides its inner #if', () => {
+    const src = ['#if A', '#if B', 'ab', '#else', 'a', '#endif', '#else', 'none', '#endif'].join('\n');
+    expect(specialize(src, { A: true, B: false }).split('\n').filter(Boolean)).toEqual(['a']);
+    expect(specialize(src, { A: true, B: true }).split('\n').filter(Boolean)).toEqual(['ab']);
+    expect(specialize(src, { A: false, B: true }).split('\n').filter(Boolean)).toEqual(['none']);
+  });
+
+  it('refuses undefined names and unbalanced directives, naming the line', () => {
+    expect(() => specialize('x = $MISSING;', {}, 'k.wgsl')).toThrow(ShaderError);
+    expect(() => specialize('x = $MISSING;', {}, 'k.wgsl')).toThrow(/k\.wgsl:1: \$MISSING is not defined/);
+    expect(() => specialize('#if X\ny', {})).toThrow(/X is not defined/);
+    expect(() => specialize('#if X\ny', { X: true })).toThrow(/#if without #endif/);
+    expect(() => specialize('#endif', {})).toThrow(/#endif without #if/);
+    expect(() => specialize('#if X\n#else\n#else\n#endif', { X: true })).toThrow(/#else without #if/);
+    expect(() => specialize('$N', { N: 1.5 })).toThrow(ShaderError);
+  });
+
+  it('specializes matmul.wgsl with every tile define and no leftover $ or directive', async () => {
+    const code = await loadShader('matmul', { BM: 32, BN: 64, BK: 16, TX: 8, TY: 8, VEC_A: true, VEC_B: false });
+    expect(code).toContain('const BM: u32 = 32u;');
+    expect(code).toContain('var<storage, read> A: array<vec4f>;');
+    expect(code).toContain('var<storage, read> B: array<f32>;');
+    expect(code).not.toMatch(/\$[A-Z]|^\s*#(if|else|endif)/m);
+    expect(code.split('\n').length).toBe((await loadShader('matmul')).split('\n').length);
   });
 });

@@ -1,0 +1,91 @@
+// Kernel variants: the choices that change how a kernel runs but not what it computes — the
+// matmul tiling per shape class, vectorized loads, subgroup reductions — chosen per adapter by
+// the tuning run (src/engine/tune.ts), recorded in a checkpoint's trainer_state.json `kernels`
+// and reused on resume. The engine reads them from GpuContext.kernels when it builds dispatches.
+import { KernelVariantError } from '../errors.ts';
+
+/** One matmul tiling: a bm×bn output tile per workgroup of tx×ty threads, K in steps of bk. */
+export interface MatmulTile {
+  bm: number;
+  bn: number;
+  bk: number;
+  /** threads along a tile row (output columns) */
+  tx: number;
+  /** threads along a tile column (output rows) */
+  ty: number;
+  /** stage each operand four floats per load where its layout allows (else scalar loads) */
+  vec4?: boolean;
+}
+
+/**
+ * Shape classes a tiling is chosen for: the transposes (n = as stored, t = transposed; `nn` the
+ * linear layers' forward, `nt` their input gradient and the LM head's logits, `tn` the weight
+ * gradients) and, with `-deep`, a reduction at least twice as long as either output side (mlp
+ * c_proj's K = 4C), where fewer, longer-running workgroups want a different tile.
+ */
+export const MATMUL_CLASSES = ['nn', 'nn-deep', 'nt', 'nt-deep', 'tn', 'tn-deep', 'tt', 'tt-deep'] as const;
+export type MatmulClass = (typeof MATMUL_CLASSES)[number];
+
+export function matmulClass(M: number, N: number, K: number, transA = false, transB = false): MatmulClass {
+  const t = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}`;
+  return (K >= 2 * Math.max(M, N) ? `${t}-deep` : t) as MatmulClass;
+}
+
+export interface KernelVariants {
+  /** tiling per shape class; a class not named uses DEFAULT_TILE */
+  matmul: Partial<Record<MatmulClass, MatmulTile>>;
+  /** subgroup reductions (layer norm, softmax, cross-entropy, norms) where the adapter has `subgroups` */
+  subgroups: boolean;
+}
+
+/** The tiling every class uses without a tuned choice (see shaders/matmul.wgsl's header). */
+export const DEFAULT_TILE: Readonly<MatmulTile> = Object.freeze({ bm: 64, bn: 64, bk: 32, tx: 8, ty: 8 });
+
+export function defaultVariants(): KernelVariants {
+  return { matmul: {}, subgroups: false };
+}
+
+/**
+ * `64x64x32-8x8`: bm × bn × bk, then threads tx × ty, and `-v4` with vec4 loads (the form
+ * trainer_state.json and the tuning cache record).
+ */
+export function tileName(t: MatmulTile): string {
+  return `${t.bm}x${t.bn}x${t.bk}-${t.tx}x${t.ty}${t.vec4 ? '-v4' : ''}`;
+}
+
+export function parseTile(s: string): MatmulTile {
+  const m = /^(\d+)x(\d+)x(\d+)-(\d+)x(\d+)(-v4)?$/.exec(s);
+  if (!m) throw new KernelVariantError(`matmul tile '${s}' is not of the form BMxBNxBK-TXxTY[-v4] (e.g. ${tileName(DEFAULT_TILE)}).`);
+  const t: MatmulTile = { bm: +m[1], bn: +m[2], bk: +m[3], tx: +m[4], ty: +m[5] };
+  if (m[6]) t.vec4 = true;
+  return t;
+}
+
+/** Limits a tiling must fit (GPUSupportedLimits has them all). */
+export interface TileLimits {
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupSizeX: number;
+  maxComputeWorkgroupSizeY: number;
+}
+
+/** Why `t` cannot run under `limits` (or is malformed), or null when it can. */
+export function tileProblem(t: MatmulTile, limits: TileLimits): string | null {
+  const { bm, bn, bk, tx, ty } = t;
+  for (const [k, v] of Object.entries({ bm, bn, bk, tx, ty })) if (!Number.isInteger(v) || v < 1) return `${k} must be a positive integer, got ${v}`;
+  if (bm % ty || bn % tx) return `the tile ${bm}×${bn} must split evenly over ${ty}×${tx} threads`;
+  const threads = tx * ty;
+  if ((bm * bk) % threads || (bn * bk) % threads) return `${threads} threads must stage the ${bm}×${bk} and ${bk}×${bn} slices in whole rounds`;
+  if (threads > limits.maxComputeInvocationsPerWorkgroup) return `${threads} threads exceed the adapter's ${limits.maxComputeInvocationsPerWorkgroup} per workgroup`;
+  if (tx > limits.maxComputeWorkgroupSizeX || ty > limits.maxComputeWorkgroupSizeY) return `a ${tx}×${ty} workgroup exceeds the adapter's ${limits.maxComputeWorkgroupSizeX}×${limits.maxComputeWorkgroupSizeY}`;
+  const bytes = (bm + bn) * bk * 4;
+  if (bytes > limits.maxComputeWorkgroupStorageSize) return `it needs ${bytes} bytes of workgroup memory; the device allows ${limits.maxComputeWorkgroupStorageSize}`;
+  return null;
+}
+
+/** Whether the vec4 staging of an operand fits the tile's thread count (else that operand loads scalars). */
+export function vec4Fits(t: MatmulTile, side: 'a' | 'b'): boolean {
+  const threads = t.tx * t.ty;
+  const rows = side === 'a' ? t.bm : t.bn;
+  return rows % 4 === 0 && t.bk % 4 === 0 && ((rows * t.bk) / 4) % threads === 0;
+}

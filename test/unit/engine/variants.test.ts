@@ -1,0 +1,41 @@
+// Kernel variants: shape classes, the tile name form trainer_state.json records, and the checks
+// that refuse a tiling an adapter cannot run (or a malformed one) with the reason.
+import { describe, expect, it } from 'vitest';
+import { KernelVariantError } from '../../../src/engine/errors.ts';
+import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, vec4Fits } from '../../../src/engine/kernels/variants.ts';
+
+const LIMITS = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
+
+describe('kernel variants', () => {
+  it('classes GPT-2 training shapes by transposes and reduction depth', () => {
+    expect(matmulClass(128, 2304, 768)).toBe('nn');
+    expect(matmulClass(128, 768, 3072)).toBe('nn-deep');
+    expect(matmulClass(128, 768, 3072, false, true)).toBe('nt-deep');
+    expect(matmulClass(768, 3072, 128, true, false)).toBe('tn');
+    expect(matmulClass(128, 32768, 768, false, true)).toBe('nt');
+  });
+
+  it('names and parses tiles both ways', () => {
+    expect(tileName(DEFAULT_TILE)).toBe('64x64x32-8x8');
+    expect(parseTile('32x64x16-8x4')).toEqual({ bm: 32, bn: 64, bk: 16, tx: 8, ty: 4 });
+    expect(tileName(parseTile('128x32x8-4x16'))).toBe('128x32x8-4x16');
+    expect(parseTile('64x64x32-8x8-v4')).toEqual({ ...DEFAULT_TILE, vec4: true });
+    expect(tileName({ ...DEFAULT_TILE, vec4: true })).toBe('64x64x32-8x8-v4');
+    expect(() => parseTile('64x64')).toThrow(KernelVariantError);
+  });
+
+  it('accepts the default within WebGPU default limits and says why others cannot run', () => {
+    expect(tileProblem(DEFAULT_TILE, LIMITS)).toBeNull();
+    expect(tileProblem(parseTile('64x64x64-8x8'), LIMITS)).toMatch(/32768 bytes of workgroup memory/);
+    expect(tileProblem(parseTile('64x64x32-32x32'), LIMITS)).toMatch(/1024 threads exceed/);
+    expect(tileProblem(parseTile('64x60x32-8x8'), LIMITS)).toMatch(/split evenly/);
+    expect(tileProblem(parseTile('8x8x1-8x8'), LIMITS)).toMatch(/whole rounds/);
+    expect(tileProblem({ ...DEFAULT_TILE, bk: 0 }, LIMITS)).toMatch(/bk must be a positive integer/);
+  });
+
+  it('uses vec4 staging only where whole rounds of four-float loads fit', () => {
+    expect(vec4Fits(DEFAULT_TILE, 'a')).toBe(true);
+    expect(vec4Fits(parseTile('16x16x8-4x4'), 'b')).toBe(true);
+    expect(vec4Fits(parseTile('16x16x8-8x8'), 'a')).toBe(false); // 32 vec4 for 64 threads
+  });
+});
