@@ -43,7 +43,8 @@ for (const s of SHAPES) {
   const B = ctx.createBuffer(s.K * s.N * 4, 'B', fill(s.K * s.N));
   const C = ctx.createBuffer(s.M * s.N * 4, 'C');
   const tc = performance.now();
-  const d = await matmul(ctx, { label: s.what, M: s.M, N: s.N, K: s.K, a: whole(A), b: whole(B), out: whole(C), transA: s.transA, transB: s.transB, tile, vec4 });
+  const d = await matmul(ctx, { label: s.what, M: s.M, N: s.N, K: s.K, a: whole(A), b: whole(B), out: whole(C),
+    transA: s.transA, transB: s.transB, tile, vec4 });
   const compile = performance.now() - tc;
   let t0 = performance.now();
   await run(ctx, [d]); // warm-up: first touch

@@ -89,7 +89,9 @@ async function runCase(c: Case, tile: MatmulTile, vec4: boolean, seed: number): 
   };
   await run(ctx, [await matmul(ctx, args)]);
   const got = await download(ctx, out);
-  const ref = refMatmul({ M: c.M, N: c.N, K: c.K, a, b, bias: c.bias ? bias : undefined, c0: c.accumulate ? c0 : undefined, transA: c.transA, transB: c.transB });
+  const ref = refMatmul({
+    M: c.M, N: c.N, K: c.K, a, b, bias: c.bias ? bias : undefined, c0: c.accumulate ? c0 : undefined, transA: c.transA, transB: c.transB,
+  });
   return { got, ref };
 }
 
