@@ -2,7 +2,8 @@
 // against the float64 reference ops, with and without resid_pdrop, at awkward sizes and at a
 // size bigger than one grid dimension covers.
 import { describe, expect, it } from 'vitest';
-import { residualBackward, residualForward } from '../../src/engine/kernels/residual.ts';
+import { residualBackward, residualForward, residualLayernorm } from '../../src/engine/kernels/residual.ts';
+import { layernormForward } from '../../src/engine/kernels/layernorm.ts';
 import { createRngUniform } from '../../src/engine/kernels/dropout.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
@@ -97,5 +98,53 @@ describe('residual kernel', () => {
   it('refuses buffers shorter than n', async () => {
     const ctx = await gpuContext();
     await expect(residualForward(ctx, { label: 'short', n: 8, a: upload(ctx, new Float32Array(8)), b: upload(ctx, new Float32Array(4)), out: poisoned(ctx, 8) })).rejects.toThrow(ShapeError);
+  });
+
+  // The fused residual + LayerNorm: against the float64 reference, and bit for bit against the
+  // two dispatches it replaces (so training with it computes exactly what it computed before).
+  for (const c of [
+    { N: 74, C: 48, p: 0 },
+    { N: 37, C: 130, p: 0.1 },
+    { N: 3, C: 768, p: 0.25 },
+  ]) {
+    it(`residual + LayerNorm in one dispatch, N=${c.N} C=${c.C} p=${c.p}`, async () => {
+      const ctx = await gpuContext();
+      const { N, C } = c;
+      const n = N * C;
+      const site = DROPOUT_SITE.mlpResid(1);
+      const rng = createRngUniform(ctx, 'rng', SEED, 4);
+      const spec = { p: c.p, site, micro: 1, rng };
+      const a = Float32Array.from(randn(n, 11));
+      const b = Float32Array.from(randn(n, 12));
+      const w = Float32Array.from(randn(C, 13, 0.5), (v) => 1 + v);
+      const bias = Float32Array.from(randn(C, 14, 0.1));
+      const [ua, ub, uw, ubias] = [a, b, w, bias].map((x) => upload(ctx, x));
+      const outs = () => ({ out: poisoned(ctx, n), ln: poisoned(ctx, n), mean: poisoned(ctx, N), rstd: poisoned(ctx, N) });
+      const fused = outs();
+      const apart = outs();
+      await run(ctx, [
+        await residualLayernorm(ctx, { label: 'rl', N, C, eps: 1e-5, a: ua, b: ub, dropout: spec, weight: uw, bias: ubias, ...fused }),
+        await residualForward(ctx, { label: 'r', n, a: ua, b: ub, out: apart.out, dropout: spec }),
+        await layernormForward(ctx, { label: 'l', N, C, eps: 1e-5, x: apart.out, weight: uw, bias: ubias, out: apart.ln, mean: apart.mean, rstd: apart.rstd }),
+      ]);
+      for (const k of ['out', 'ln', 'mean', 'rstd'] as const) {
+        expect(Array.from(await download(ctx, fused[k])), k).toEqual(Array.from(await download(ctx, apart[k])));
+      }
+      const dropped = ref.dropoutForward(Float64Array.from(b), c.p, SEED, dropoutStream(4, 1, site));
+      const x = Float64Array.from(a, (v, i) => v + dropped[i]);
+      const want = ref.layernormForward(x, Float64Array.from(w), Float64Array.from(bias), N, C, 1e-5);
+      expect(relErr(await download(ctx, fused.out), x)).toBeLessThan(1e-6);
+      expect(relErr(await download(ctx, fused.ln), want.out)).toBeLessThan(1e-5);
+      expect(relErr(await download(ctx, fused.rstd), want.rstd)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('residual + LayerNorm refuses short buffers and a non-positive eps', async () => {
+    const ctx = await gpuContext();
+    const r = (k: number) => upload(ctx, new Float32Array(k));
+    const args = { label: 'rl', N: 4, C: 8, eps: 1e-5, a: r(32), b: r(32), out: r(32), weight: r(8), bias: r(8), ln: r(32), mean: r(4), rstd: r(4) };
+    await residualLayernorm(ctx, args);
+    await expect(residualLayernorm(ctx, { ...args, ln: r(16) })).rejects.toThrow(/ln is bound with 64 bytes/);
+    await expect(residualLayernorm(ctx, { ...args, eps: 0 })).rejects.toThrow(ShapeError);
   });
 });

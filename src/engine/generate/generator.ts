@@ -23,7 +23,7 @@ import { gemv, gemvT } from '../kernels/gemv.ts';
 import { createRngUniform } from '../kernels/dropout.ts';
 import { geluForward } from '../kernels/gelu.ts';
 import { layernormForward } from '../kernels/layernorm.ts';
-import { residualForward } from '../kernels/residual.ts';
+import { residualLayernorm } from '../kernels/residual.ts';
 import { Activations, rows } from '../model/activations.ts';
 import type { GPT2Config } from '../model/config.ts';
 import { buildForward } from '../model/graph.ts';
@@ -175,21 +175,31 @@ export class Generator {
         label: `decode.embed${k}`, ...shape, V: c.vocabSize, step: this.step, wte: wr, wteRows: { start: wr.row0, count: wr.rows }, wpe: w.range('wpe.weight'), out: x,
       }));
     }
+    // Each residual add runs fused with the LayerNorm after it (kernels/residual.ts), as in
+    // training's forward: only block 0's ln_1 runs alone.
+    if (c.nLayer > 0) {
+      body.push(await layernormForward(ctx, { label: 'decode.h0.ln1', N: 1, C, eps, x, weight: w.range('h.0.ln_1.weight'), bias: w.range('h.0.ln_1.bias'), out: ln, mean, rstd }));
+    }
     for (let i = 0; i < c.nLayer; i++) {
       const p = (n: string) => w.range(`h.${i}.${n}`);
       const l = `decode.h${i}`;
-      body.push(await layernormForward(ctx, { label: `${l}.ln1`, N: 1, C, eps, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: ln, mean, rstd }));
       await linear(`h.${i}.attn.c_attn`, C, 3 * C, ln, qkv);
       body.push(await decodeAttend(ctx, { label: `${l}.attn`, ...shape, step: this.step, qkv, kv: this.cache.layers[i], scores, out: atty }));
       await linear(`h.${i}.attn.c_proj`, C, C, atty, proj);
-      body.push(await residualForward(ctx, { label: `${l}.resid2`, n: C, a: x, b: proj, out: r2 }));
-      body.push(await layernormForward(ctx, { label: `${l}.ln2`, N: 1, C, eps, x: r2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: ln, mean, rstd }));
+      body.push(await residualLayernorm(ctx, { label: `${l}.resid2+ln2`, N: 1, C, eps, a: x, b: proj, out: r2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), ln, mean, rstd }));
       await linear(`h.${i}.mlp.c_fc`, C, I, ln, fch);
       body.push(await geluForward(ctx, { label: `${l}.gelu`, n: I, kind: c.activation, x: fch, out: fchGelu }));
       await linear(`h.${i}.mlp.c_proj`, I, C, fchGelu, proj);
-      body.push(await residualForward(ctx, { label: `${l}.resid3`, n: C, a: r2, b: proj, out: x }));
+      // The next block's ln_1 into ln, or after the last block ln_f into the head's input.
+      const last = i + 1 === c.nLayer;
+      const next = last ? 'ln_f' : `h.${i + 1}.ln_1`;
+      body.push(await residualLayernorm(ctx, {
+        label: `${l}.resid3+${next}`, N: 1, C, eps, a: r2, b: proj, out: x, weight: w.range(`${next}.weight`), bias: w.range(`${next}.bias`), ln: last ? this.lnf : ln, mean, rstd,
+      }));
     }
-    body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
+    if (c.nLayer === 0) {
+      body.push(await layernormForward(ctx, { label: 'decode.ln_f', N: 1, C, eps, x, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: this.lnf, mean, rstd }));
+    }
     this.body = body;
     // The tied LM head on one row: logits = lnf · wteᵀ (docs/ARCHITECTURE.md, GPT-2 semantics); each wte
     // range [v0, v0 + nv) gives the logits [v0, v0 + nv) (v0 is a multiple of 64 rows, so the
