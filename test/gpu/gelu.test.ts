@@ -2,7 +2,8 @@
 // form), forward and backward (into a separate dx and in place), on randn inputs, on a grid of
 // values out to ±100 (no NaN from tanh/exp overflow), and at a size bigger than one grid dimension.
 import { describe, expect, it } from 'vitest';
-import { geluBackward, geluForward, type GeluKind } from '../../src/engine/kernels/gelu.ts';
+import { geluBackward, geluBackwardBias, geluForward, type GeluKind } from '../../src/engine/kernels/gelu.ts';
+import { biasGrad } from '../../src/engine/kernels/matmul.ts';
 import { flatGrid, run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError, UnsupportedConfigError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
@@ -98,4 +99,39 @@ describe('gelu kernel', () => {
     await expect(geluForward(ctx, { label: 's', n: 9, kind: 'gelu', x, out: poisoned(ctx, 9) })).rejects.toThrow(ShapeError);
     await expect(geluBackward(ctx, { label: 's', n: 8, kind: 'gelu', x, dout: upload(ctx, new Float32Array(8)), dx: poisoned(ctx, 4) })).rejects.toThrow(ShapeError);
   });
+
+  // The fused backward + bias gradient: bit for bit what backward_inplace then bias_grad give,
+  // and against the float64 reference; accumulating into a dbias that already holds a value.
+  for (const kind of kinds) {
+    for (const [M, N, accumulate] of [[74, 192, false], [3, 3072, true], [130, 7, true]] as const) {
+      it(`${kind} backward fused with the bias gradient, M=${M} N=${N}${accumulate ? ', accumulating' : ''}`, async () => {
+        const ctx = await gpuContext();
+        const x = Float32Array.from(randn(M * N, M + N, 2));
+        const dout = Float32Array.from(randn(M * N, M + N + 1));
+        const db0 = Float32Array.from(randn(N, N + 5));
+        const xr = upload(ctx, x);
+        const fusedGrad = upload(ctx, dout);
+        const fusedDb = upload(ctx, db0);
+        const apartGrad = upload(ctx, dout);
+        const apartDb = upload(ctx, db0);
+        await run(ctx, [
+          await geluBackwardBias(ctx, { label: 'fused', M, N, kind, x: xr, grad: fusedGrad, dbias: fusedDb, accumulate }),
+          await geluBackward(ctx, { label: 'apart', n: M * N, kind, x: xr, dout: apartGrad }),
+          await biasGrad(ctx, { label: 'apart.db', M, N, dout: apartGrad, dbias: apartDb, accumulate }),
+        ]);
+        const g = await download(ctx, fusedGrad);
+        const db = await download(ctx, fusedDb);
+        expect(Array.from(g)).toEqual(Array.from(await download(ctx, apartGrad)));
+        expect(Array.from(db)).toEqual(Array.from(await download(ctx, apartDb)));
+        const want = ref.geluBackward(Float64Array.from(x), Float64Array.from(dout), kind);
+        expect(relErr(g, want)).toBeLessThan(1e-5);
+        const wantDb = Float64Array.from({ length: N }, (_, n) => {
+          let sum = accumulate ? db0[n] : 0;
+          for (let m = 0; m < M; m++) sum += want[m * N + n];
+          return sum;
+        });
+        expect(relErr(db, wantDb)).toBeLessThan(1e-5);
+      });
+    }
+  }
 });

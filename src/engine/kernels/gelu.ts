@@ -1,8 +1,10 @@
 // Wrapper for shaders/gelu.wgsl: GELU forward and backward over a flat tensor, in the two forms
-// Hugging Face's GPT-2 may name in `activation_function`: 'gelu_new' (tanh form) and 'gelu' (erf).
+// Hugging Face's GPT-2 may name in `activation_function`: 'gelu_new' (tanh form) and 'gelu' (erf);
+// and the backward fused with the bias gradient of the layer before it (geluBackwardBias: the
+// MLP's c_fc, one dispatch instead of two).
 import { UnsupportedConfigError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAll, bindAt, flatGrid, needElements, needPositive, uniformWords, whole, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 export type GeluKind = 'gelu_new' | 'gelu';
 
@@ -67,5 +69,43 @@ export async function geluBackward(ctx: GpuContext, args: GeluBackwardArgs): Pro
     pipeline,
     bindGroup: bindAll(ctx, pipeline, label, [dims], ranges),
     workgroups: flatGrid(ctx, Math.ceil(n / 256), label),
+  };
+}
+
+export interface GeluBackwardBiasArgs {
+  label: string;
+  /** rows (B·T) */
+  M: number;
+  /** columns (4C) */
+  N: number;
+  kind: GeluKind;
+  /** (M, N) the forward's pre-activation, read */
+  x: BufferRange;
+  /** (M, N) gradient of the activation output, overwritten with gelu'(x)·grad */
+  grad: BufferRange;
+  /** (N) gradient of the bias that produced x: written, or added into with accumulate */
+  dbias: BufferRange;
+  accumulate?: boolean;
+}
+
+/**
+ * grad ← gelu'(x)·grad in place, and dbias (+)= its column sums: geluBackward (in place) then
+ * biasGrad in one dispatch, the same sums in the same order (bit-identical).
+ */
+export async function geluBackwardBias(ctx: GpuContext, args: GeluBackwardBiasArgs): Promise<Dispatch> {
+  const { label, M, N } = args;
+  needPositive(M, 'M', label);
+  needPositive(N, 'N', label);
+  needElements(args.x, M * N, 'x', label);
+  needElements(args.grad, M * N, 'grad', label);
+  needElements(args.dbias, N, 'dbias', label);
+  const pipeline = await ctx.pipeline('gelu', 'backward_bias', { KIND: kindConstant(args.kind), ACCUMULATE: !!args.accumulate });
+  const dims = uniformWords(ctx, `${label}.dims`, [M, N]);
+  return {
+    label,
+    pipeline,
+    bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims, 16)], [1, args.x], [2, args.grad], [4, args.dbias]]),
+    workgroups: [workgroupCount(ctx, Math.ceil(N / 64), label), 1, 1],
+    flops: M * N,
   };
 }

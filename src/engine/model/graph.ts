@@ -10,10 +10,10 @@ import type { BufferRange, Dispatch } from '../gpu/dispatch.ts';
 import { attentionBackward, attentionForward } from '../kernels/attention.ts';
 import { crossEntropy } from '../kernels/crossentropy.ts';
 import { embeddingBackward, embeddingForward } from '../kernels/embedding.ts';
-import { geluBackward, geluForward } from '../kernels/gelu.ts';
+import { geluBackward, geluBackwardBias, geluForward } from '../kernels/gelu.ts';
 import { layernormBackward, layernormForward } from '../kernels/layernorm.ts';
 import { biasGrad, matmul } from '../kernels/matmul.ts';
-import { residualBackward, residualForward } from '../kernels/residual.ts';
+import { residualBackward, residualLayernorm } from '../kernels/residual.ts';
 import { rows, type Activations } from './activations.ts';
 import type { TensorRange } from './arena.ts';
 import { loraBackward, loraForward, type LoraActivations, type LoraWeights } from './lora.ts';
@@ -86,7 +86,12 @@ function drop(g: GraphContext, p: number, site: number) {
   return p > 0 ? { p, site, micro: g.micro, rng: g.rng } : undefined;
 }
 
-/** Embedding through ln_f: fills acts.encoded … acts.lnf. */
+/**
+ * Embedding through ln_f: fills acts.encoded … acts.lnf. Each residual add runs fused with the
+ * LayerNorm that reads its result (kernels/residual.ts residualLayernorm, bit-identical to the
+ * two kernels): resid2 with the block's ln_2, resid3 with the next block's ln_1, the last
+ * block's resid3 with ln_f; only block 0's ln_1 (after the embedding) runs alone.
+ */
 export async function buildForward(g: GraphContext, inp: MicroInputs, hooks: ForwardHooks = {}): Promise<Dispatch[]> {
   const { ctx, config: c, weights: w, acts: a } = g;
   const { B, T } = a;
@@ -103,30 +108,50 @@ export async function buildForward(g: GraphContext, inp: MicroInputs, hooks: For
       dropout: embDrop && { p: embDrop.p, micro: embDrop.micro, rng: embDrop.rng },
     }));
   }
+  const eps = c.layerNormEpsilon;
+  // The LayerNorm after block i's output: block i + 1's ln_1, or ln_f after the last block.
+  const nextNorm = (i: number) => {
+    if (i + 1 < c.nLayer) {
+      const L = a.layers[i + 1];
+      return { weight: w.range(`h.${i + 1}.ln_1.weight`), bias: w.range(`h.${i + 1}.ln_1.bias`), ln: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd };
+    }
+    return { weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), ln: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd };
+  };
+  if (c.nLayer > 0) {
+    const L = a.layers[0];
+    out.push(await layernormForward(ctx, {
+      label: 'h0.ln1', N, C, eps, x: a.encoded, weight: w.range('h.0.ln_1.weight'), bias: w.range('h.0.ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd,
+    }));
+  }
   for (let i = 0; i < c.nLayer; i++) {
     const L = a.layers[i];
     const p = (n: string) => w.range(`h.${i}.${n}`);
     const x = a.blockInput(i);
-    out.push(await layernormForward(ctx, { label: `h${i}.ln1`, N, C, eps: c.layerNormEpsilon, x, weight: p('ln_1.weight'), bias: p('ln_1.bias'), out: L.ln1, mean: L.ln1Mean, rstd: L.ln1Rstd }));
     out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
     out.push(...await loraForward(g, `h.${i}.attn.c_attn`, N, L.ln1, L.qkv));
     if (hooks.beforeAttention) out.push(...await hooks.beforeAttention(i));
     out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)) }));
     out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
     out.push(...await loraForward(g, `h.${i}.attn.c_proj`, N, L.atty, L.attproj));
-    out.push(await residualForward(ctx, { label: `h${i}.resid2`, n: N * C, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)) }));
-    out.push(await layernormForward(ctx, { label: `h${i}.ln2`, N, C, eps: c.layerNormEpsilon, x: L.resid2, weight: p('ln_2.weight'), bias: p('ln_2.bias'), out: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd }));
+    out.push(await residualLayernorm(ctx, {
+      label: `h${i}.resid2+ln2`, N, C, eps, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)),
+      weight: p('ln_2.weight'), bias: p('ln_2.bias'), ln: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd,
+    }));
     out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
     out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
     out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_proj`, N, L.fchGelu, L.fcproj));
-    out.push(await residualForward(ctx, { label: `h${i}.resid3`, n: N * C, a: L.resid2, b: L.fcproj, out: L.resid3, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.mlpResid(i)) }));
+    out.push(await residualLayernorm(ctx, {
+      label: `h${i}.resid3+${i + 1 < c.nLayer ? `h${i + 1}.ln1` : 'ln_f'}`, N, C, eps, a: L.resid2, b: L.fcproj, out: L.resid3,
+      dropout: drop(g, g.dropout.resid, DROPOUT_SITE.mlpResid(i)), ...nextNorm(i),
+    }));
   }
-  out.push(await layernormForward(ctx, {
-    label: 'ln_f', N, C, eps: c.layerNormEpsilon, x: a.blockInput(c.nLayer),
-    weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd,
-  }));
+  if (c.nLayer === 0) {
+    out.push(await layernormForward(ctx, {
+      label: 'ln_f', N, C, eps, x: a.encoded, weight: w.range('ln_f.weight'), bias: w.range('ln_f.bias'), out: a.lnf, mean: a.lnfMean, rstd: a.lnfRstd,
+    }));
+  }
   return out;
 }
 
@@ -203,9 +228,10 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
 
   // Linear layer backward: dW += xᵀ·dy, db += Σ dy (when trainable), dx = dy·Wᵀ (when wanted).
   // A LoRA update on the layer first writes its own dx term; the base dx then adds to it.
-  const linear = async (label: string, name: string, x: BufferRange, dy: BufferRange, dx: BufferRange | null, IC: number, OC: number) => {
+  // `biasDone`: the bias gradient was already taken (fused into the GELU backward).
+  const linear = async (label: string, name: string, x: BufferRange, dy: BufferRange, dx: BufferRange | null, IC: number, OC: number, biasDone = false) => {
     const dW = g.grad(`${name}.weight`);
-    const db = g.grad(`${name}.bias`);
+    const db = biasDone ? undefined : g.grad(`${name}.bias`);
     const lora = await loraBackward(g, name, N, x, dy, dx);
     out.push(...lora.dispatches);
     if (dW) out.push(await matmul(ctx, { label: `${label}.dW`, M: IC, N: OC, K: N, a: x, b: dy, out: dW, transA: true, accumulate: true }));
@@ -213,22 +239,36 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
     if (dx) out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: w.range(`${name}.weight`), out: dx, transB: true, accumulate: lora.wroteDx }));
   };
 
+  // The gradient of a residual branch's output: dropout_backward(dresid) in dA; without resid
+  // dropout that is dresid itself, which the branch's backward then reads in place (nothing
+  // writes dresid until the LayerNorm backward after it), saving a copy per branch.
+  const branchGrad = async (label: string, site: number): Promise<BufferRange> => {
+    const spec = drop(g, g.dropout.resid, site);
+    if (!spec) return a.dresid;
+    out.push(await residualBackward(ctx, { label, n: N * C, dout: a.dresid, db: a.dA, dropout: spec }));
+    return a.dA;
+  };
+
   for (let i = c.nLayer - 1; i >= 0 && i + 1 >= low; i--) {
     const L = a.layers[i];
     const pre = `h.${i}.`;
     const lastNeeded = i + 1 === low; // nothing below this block trains
     // MLP branch: resid3 = resid2 + dropout(c_proj(gelu(c_fc(ln2(resid2)))))
-    out.push(await residualBackward(ctx, { label: `h${i}.resid3.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.mlpResid(i)) }));
-    await linear(`h${i}.mlp.c_proj`, pre + 'mlp.c_proj', L.fchGelu, a.dA, a.dfch, I, C);
-    out.push(await geluBackward(ctx, { label: `h${i}.gelu.bwd`, n: N * I, kind: c.activation, x: L.fch, dout: a.dfch }));
-    await linear(`h${i}.c_fc`, pre + 'mlp.c_fc', L.ln2, a.dfch, a.dB, C, I);
+    await linear(`h${i}.mlp.c_proj`, pre + 'mlp.c_proj', L.fchGelu, await branchGrad(`h${i}.resid3.bwd`, DROPOUT_SITE.mlpResid(i)), a.dfch, I, C);
+    // GELU's backward fused with c_fc's bias gradient when that bias trains (one pass over dfch).
+    const fcBias = g.grad(pre + 'mlp.c_fc.bias');
+    if (fcBias) {
+      out.push(await geluBackwardBias(ctx, { label: `h${i}.gelu.bwd+c_fc.db`, M: N, N: I, kind: c.activation, x: L.fch, grad: a.dfch, dbias: fcBias, accumulate: true }));
+    } else {
+      out.push(await geluBackward(ctx, { label: `h${i}.gelu.bwd`, n: N * I, kind: c.activation, x: L.fch, dout: a.dfch }));
+    }
+    await linear(`h${i}.c_fc`, pre + 'mlp.c_fc', L.ln2, a.dfch, a.dB, C, I, !!fcBias);
     out.push(...await layernormBackward(ctx, {
       label: `h${i}.ln2.bwd`, N, C, dout: a.dB, x: L.resid2, weight: w.range(pre + 'ln_2.weight'), mean: L.ln2Mean, rstd: L.ln2Rstd,
       dx: a.dresid, accumulateDx: true, dweight: g.grad(pre + 'ln_2.weight'), dbias: g.grad(pre + 'ln_2.bias'), accumulateParams: true, scratch: a.lnScratch,
     }));
     // Attention branch: resid2 = x + dropout(c_proj(attn(c_attn(ln1(x)))))
-    out.push(await residualBackward(ctx, { label: `h${i}.resid2.bwd`, n: N * C, dout: a.dresid, db: a.dA, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)) }));
-    await linear(`h${i}.attn.c_proj`, pre + 'attn.c_proj', L.atty, a.dA, a.dB, C, C);
+    await linear(`h${i}.attn.c_proj`, pre + 'attn.c_proj', L.atty, await branchGrad(`h${i}.resid2.bwd`, DROPOUT_SITE.attnResid(i)), a.dB, C, C);
     out.push(...await attentionBackward(ctx, {
       label: `h${i}.attn.bwd`, B, T, C, NH: c.nHead, dout: a.dB, qkv: L.qkv, out: L.atty, lse: L.lse, dqkv: a.dqkv,
       dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)),
