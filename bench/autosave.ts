@@ -1,20 +1,24 @@
-// The page's autosave at GPT-2 124M's shape: what one save costs against the training time
-// between saves at the default interval (2 minutes), on the adapter Dawn finds here.
+// The page's autosave at GPT-2 124M's shape: what one save costs the training run, against the
+// training time between saves at the default interval (2 minutes), on the adapter Dawn finds here.
 //
-// A save is what the worker does at an interval boundary (src/worker/run.ts): the snapshot,
-// which training waits for (the AdamW state read back from the GPU by Trainer.exportState, and
-// the weights read back), then the write, which runs while the next steps train (the
-// checkpoint's files built by io/run-checkpoint.ts and written through the run store,
-// io/run-store.ts, into a file system with OPFS's interface). The overhead at the default
-// interval is the snapshot's time over 2 minutes; the write's time is reported too, since on a
-// software adapter it shares the CPU with the steps (on a GPU it overlaps them).
+// A save is what the worker does at an interval boundary (src/worker/run.ts): a snapshot that training
+// waits for, then the write (the checkpoint's files built by io/run-checkpoint.ts and written
+// through the run store, io/run-store.ts, into a file system with OPFS's interface) while the
+// next steps train. Two ways to take the snapshot, both measured in one process:
+//   staged    the weights and AdamW moments copied in the GPU queue into mappable staging
+//             buffers (Trainer.stageState); training goes on at once, the files are written from
+//             the mapped copies (the page's path when the copies fit)
+//   readback  the moments and the weights read back to JavaScript memory before training goes on
+//             (Trainer.exportState + GpuWeights.download; the page's fallback)
+// What a save costs the run: the time training waited, plus how much longer the steps that ran
+// while the save was written took than the steps before any save (on a software adapter the
+// "GPU" is the CPU, so the copy and the write compete with the steps; on a GPU they would not).
 // Node has no OPFS, so the store writes into a folder on disk through the same interface
 // (swap file renamed over the target on close, as the File System Standard's close() does).
 // Reported apart: the one-off work of a run's first save (the base weights' SHA-256 fingerprint,
-// through WebCrypto as the page computes it; the corpus token ids, a few MB), which the interval
-// does not repeat.
+// through WebCrypto as the page computes it), which the interval does not repeat.
 //
-//   npm run bench:autosave [-- --steps 3 --batch 1 --seq 64 --layers 12]
+//   npm run bench:autosave [-- --batch 1 --seq 64 --layers 12 --steady 2 --after 2]
 import { mkdtemp, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +29,8 @@ import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
 import type { TrainRunConfig } from '../src/engine/train/config.ts';
 import { runTraining, type RunSnapshot } from '../src/engine/train/loop.ts';
+import type { HostParams } from '../src/engine/model/params.ts';
+import type { TrainerState } from '../src/engine/train/trainer.ts';
 import type { OpfsDirectory, OpfsFile, OpfsWritable } from '../src/io/cache.ts';
 import { checkpointFiles, settingsOf, tokensFingerprint, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION } from '../src/io/run-checkpoint.ts';
 import { baseFingerprint as pageBaseFingerprint } from '../src/worker/autosave.ts';
@@ -96,15 +102,37 @@ function diskDirectory(path: string): OpfsDirectory {
 
 const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
+type Mode = 'staged' | 'readback';
+
+interface SaveRecord {
+  mode: Mode;
+  step: number;
+  /** training blocked in the save (staging the copies, or reading back) */
+  waitMs: number;
+  /** from training going on to the files written */
+  writeMs: number;
+  bytes: number;
+  stagingBytes: number;
+  /** performance.now() when the write finished */
+  doneAt: number;
+}
+
 async function main(): Promise<void> {
   const layers = arg('layers', 12);
   const B = arg('batch', 1);
   const T = arg('seq', 64);
-  const steps = Math.max(3, arg('steps', 3));
+  // Steps before any save (after the first, which compiles), then steps after each save: the
+  // write overlaps the first of them.
+  const steady = Math.max(1, arg('steady', 2));
+  const after = Math.max(1, arg('after', 2));
+  const modes: Mode[] = ['staged', 'readback'];
+  const saveAt = modes.map((_, i) => 1 + steady + i * after);
+  const steps = saveAt.at(-1)! + after;
   const config: GPT2Config = { ...GPT2_SMALL, nLayer: layers, embdPdrop: 0, attnPdrop: 0, residPdrop: 0 };
   const ctx = await GpuContext.create(await nodeGpu());
   console.log(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`);
   console.log(`shape: GPT-2 124M (V=${config.vocabSize} C=${config.nEmbd} L=${layers} H=${config.nHead}), B×T = ${B}×${T}, full fine-tuning`);
+  console.log(`saves after steps ${saveAt.join(', ')} (${modes.join(', ')}), ${steps} steps`);
   const params = randomGpt2Params(config, 1);
   const weights = new GpuWeights(ctx, config, params);
   params.clear();
@@ -116,78 +144,95 @@ async function main(): Promise<void> {
     steps, batch: B, seq: T, gradAccum: 1, lr: 1e-4, schedule: { kind: 'constant', warmup: 0, minLrRatio: 0, cutFrac: 0.1, ratio: 32 }, lrDecay: 1, unfreeze: null,
     dropout: { embd: 0, attn: 0, resid: 0 }, seed: 1, order: 'sequential', frozen: new Set(), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, gradClip: 1,
   };
-  const stepMs: number[] = [];
+  // The first save of a run hashes the base weights once (here before training: the same cost).
+  const f0 = performance.now();
+  const baseFingerprint = await pageBaseFingerprint(config, (n) => weights.read(n));
+  const fingerprintMs = performance.now() - f0;
+  const trainTokens = tokensFingerprint(tokens, new Sha256());
+
+  const stepEnd: number[] = []; // performance.now() at each step's report
   let last = performance.now();
-  const saves: Array<{ exportMs: number; weightsMs: number; writeMs: number; totalMs: number; bytes: number }> = [];
-  let firstOnly = { fingerprintMs: 0, tokensMs: 0 };
-  let baseFingerprint = '';
-  const save = async (snap: RunSnapshot) => {
+  const saves: SaveRecord[] = [];
+  let writing: Promise<void> = Promise.resolve();
+  const files = (step: number, optimizer: TrainerState, host: HostParams) => checkpointFiles({
+    config, params: host, optimizer,
+    state: {
+      format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION, step, total_steps: steps, rows_read: step * B,
+      windows: windowCount(tokens.length, T), dropout_step: optimizer.stepIndex, settings: settingsOf(cfg, null, 0), model: { source: 'random', dir: '' },
+      data: { train: ['random'], eval: [] }, fingerprints: { base_weights: baseFingerprint, train_tokens: trainTokens },
+      kernels: { precision: 'f32' }, log_history: [], created: new Date().toISOString(), writer: 'page',
+    },
+  });
+  const write = async (step: number, optimizer: TrainerState, host: HostParams) => {
+    await store.save(id, { summary: { model: 'gpt2-124M (random)', corpus: 'random', step, totalSteps: steps, state: 'running' }, checkpoint: files(step, optimizer, host) });
+  };
+  const save = async (snap: RunSnapshot, mode: Mode) => {
+    await writing;
     const t0 = performance.now();
-    if (!baseFingerprint) {
-      // First save of a run only (the weights the run started from; here those after step 1,
-      // which costs the same: the hash reads every tensor once).
-      baseFingerprint = await pageBaseFingerprint(config, (n) => weights.read(n));
-      const t1 = performance.now();
-      const trainTokens = tokensFingerprint(tokens, new Sha256());
-      firstOnly = { fingerprintMs: t1 - t0, tokensMs: performance.now() - t1 };
-      Object.assign(firstOnly, { trainTokens });
+    let go: () => Promise<void>;
+    let stagingBytes = 0;
+    if (mode === 'staged') {
+      const staged = await snap.stage();
+      stagingBytes = staged.bytes;
+      go = async () => {
+        try {
+          const { state, params: host } = await staged.read();
+          await write(snap.step, state, host!);
+        } finally {
+          staged.release();
+        }
+      };
+    } else {
+      const optimizer = await snap.exportState();
+      const host = await weights.download();
+      go = () => write(snap.step, optimizer, host);
     }
-    const t2 = performance.now();
-    const optimizer = await snap.exportState();
-    const t3 = performance.now();
-    const host = await weights.download();
-    const t3b = performance.now();
-    const files = checkpointFiles({
-      config, params: host, optimizer,
-      state: {
-        format: CHECKPOINT_FORMAT, format_version: CHECKPOINT_FORMAT_VERSION, step: snap.step, total_steps: steps, rows_read: snap.rowsRead,
-        windows: windowCount(tokens.length, T), dropout_step: optimizer.stepIndex, settings: settingsOf(cfg, null, 0), model: { source: 'random', dir: '' },
-        data: { train: ['random'], eval: [] }, fingerprints: { base_weights: baseFingerprint, train_tokens: tokensFingerprint(tokens.subarray(0, 1), new Sha256()) },
-        kernels: { precision: 'f32' }, log_history: [], created: new Date().toISOString(), writer: 'page',
-      },
+    const t1 = performance.now();
+    const rec: SaveRecord = { mode, step: snap.step, waitMs: t1 - t0, writeMs: 0, bytes: 0, stagingBytes, doneAt: 0 };
+    saves.push(rec);
+    writing = go().then(async () => {
+      rec.doneAt = performance.now();
+      rec.writeMs = rec.doneAt - t1;
+      rec.bytes = (await store.list())[0].bytes;
+      console.log(`save (${mode}) at step ${snap.step}: ${(rec.bytes / 2 ** 20).toFixed(0)} MiB, training waited ${s(rec.waitMs)}, written in ${s(rec.writeMs)} while training went on`);
     });
-    await store.save(id, { summary: { model: 'gpt2-124M (random)', corpus: 'random', step: snap.step, totalSteps: steps, state: 'running' }, checkpoint: files });
-    const t4 = performance.now();
-    const bytes = (await store.list())[0].bytes;
-    saves.push({ exportMs: t3 - t2, weightsMs: t3b - t3, writeMs: t4 - t3b, totalMs: t4 - t2, bytes });
-    console.log(`save at step ${snap.step}: ${(bytes / 2 ** 20).toFixed(0)} MiB, optimizer read back ${s(t3 - t2)}, weights read back ${s(t3b - t3)}, files built and written ${s(t4 - t3b)}`);
-    last = performance.now();
   };
   await runTraining(ctx, weights, tokens, cfg, {
-    checkpointAt: (step) => step >= 1,
+    checkpointAt: (step) => saveAt.includes(step),
     onCheckpoint: async (snap) => {
-      if (snap.reason === 'interval') await save(snap);
+      if (snap.reason === 'interval') await save(snap, modes[saveAt.indexOf(snap.step)]);
     },
     onStep: (log) => {
       const now = performance.now();
-      stepMs.push(now - last);
+      stepEnd[log.step] = now;
+      console.log(`step ${log.step}: ${s(now - last)} (loss ${log.loss.toFixed(3)})`);
       last = now;
-      console.log(`step ${log.step}: ${s(stepMs.at(-1)!)} (loss ${log.loss.toFixed(3)})`);
     },
-  });
+  }).finally(() => writing);
   await rm(work, { recursive: true, force: true });
-  // The first step includes pipeline compilation; the steady state is the rest.
-  const steady = stepMs.slice(1);
-  const step = steady.reduce((a, b) => a + b, 0) / steady.length;
-  const later = saves.length > 1 ? saves.slice(1) : saves;
-  const mean = (f: (x: (typeof saves)[number]) => number) => later.reduce((a, b) => a + f(b), 0) / later.length;
-  const saveMs = mean((x) => x.totalMs);
-  const snapMs = mean((x) => x.exportMs + x.weightsMs);
-  const writeMs = mean((x) => x.writeMs);
+
+  // Steps 2 … 1 + steady ran before any save: the steady step time.
+  const dur = (k: number) => stepEnd[k] - stepEnd[k - 1];
+  const base = Array.from({ length: steady }, (_, i) => dur(2 + i)).reduce((a, b) => a + b, 0) / steady;
   const interval = 120_000;
+  const pct = (ms: number) => `${((100 * ms) / interval).toFixed(2)} %`;
   console.log('');
-  console.log('| measure | value |');
-  console.log('|---|---|');
-  console.log(`| checkpoint size (weights, Adam moments, state) | ${(saves[0].bytes / 2 ** 20).toFixed(0)} MiB |`);
-  console.log(`| snapshot: Adam moments + weights read back (training waits) | ${s(snapMs)} |`);
-  console.log(`| write: files built and written (while the next steps run) | ${s(writeMs)} |`);
-  console.log(`| one save in all | ${s(saveMs)} |`);
-  console.log(`| first save only: base-weights fingerprint | ${s(firstOnly.fingerprintMs)} |`);
-  console.log(`| training step (B×T = ${B}×${T}) | ${s(step)} |`);
-  console.log(`| steps in 2 minutes | ${(interval / step).toFixed(1)} |`);
-  console.log(`| autosave overhead at the default 2 minutes: snapshot / 2 min | ${((100 * snapMs) / interval).toFixed(2)} % |`);
-  console.log(`| the same if the write could not overlap (one CPU for both): save / 2 min | ${((100 * saveMs) / interval).toFixed(2)} % |`);
-  console.log(`| first interval only, plus the fingerprint | +${((100 * firstOnly.fingerprintMs) / interval).toFixed(2)} % |`);
+  console.log(`steady training step (B×T = ${B}×${T}): ${s(base)}; ${(interval / base).toFixed(1)} steps in 2 minutes`);
+  console.log(`first save only: base-weights fingerprint ${s(fingerprintMs)} (+${pct(fingerprintMs)} of the first interval)`);
+  console.log('');
+  console.log('| snapshot | checkpoint | extra memory held | training waits | write (overlaps) | steps while writing: extra time | cost to the run | overhead at 2 min |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of saves) {
+    // Steps that started before the write finished: each one's time beyond the steady step
+    // (the save's wait, counted apart, is taken out).
+    let extra = 0;
+    for (let k = r.step + 1; k <= steps && stepEnd[k - 1] < r.doneAt; k++) extra += dur(k) - base - (k - 1 === r.step ? r.waitMs : 0);
+    const cost = r.waitMs + Math.max(0, extra);
+    console.log(
+      `| ${r.mode} | ${(r.bytes / 2 ** 20).toFixed(0)} MiB | ${(r.stagingBytes / 2 ** 20).toFixed(0)} MiB | ${s(r.waitMs)} | ${s(r.writeMs)} | ${s(extra)} | ${s(cost)} | ` +
+        `${pct(r.waitMs)} waiting, ${pct(cost)} in all |`,
+    );
+  }
   weights.destroy();
   ctx.device.destroy();
 }

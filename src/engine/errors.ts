@@ -39,7 +39,12 @@ export class UnsupportedConfigError extends StudioError {}
 export class ShapeError extends StudioError {}
 
 /** The training loss or gradient norm became NaN or infinite. */
-export class NonFiniteLossError extends StudioError {}
+/** A step's loss or gradient was NaN or infinite; `step` (1-based) names it when a training step raised it. */
+export class NonFiniteLossError extends StudioError {
+  constructor(message: string, readonly step?: number) {
+    super(message);
+  }
+}
 
 /**
  * An allocation did not fit in GPU memory (WebGPU reports it through an 'out-of-memory' error

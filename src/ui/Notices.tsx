@@ -1,6 +1,6 @@
 // Page-wide notices: no WebGPU (why, and where it works), a lost GPU device (and that a run can
 // start again, or resume from the run's last save), and every error the worker reports, each
-// saying what to do (a non-finite loss offers to go back to the last save with a lower rate).
+// saying what to do (a non-finite training loss pauses the run instead: RunPanel offers the choice).
 import { NO_WEBGPU_HELP } from '../engine/errors.ts';
 import { send } from './engine.ts';
 import { useStudio } from './store.ts';
@@ -41,14 +41,6 @@ export function Notices() {
           <div>
             <strong>{e.name.replace(/Error$/, '').replace(/([a-z])([A-Z])/g, '$1 $2') || 'Error'}</strong>
             <p>{e.message}</p>
-            {e.name === 'NonFiniteLossError' && lastSave && (
-              <button type="button" data-testid="resume-lower-lr" onClick={() => {
-                dismissError(e.id);
-                send({ type: 'runResume', id: lastSave.id, lrScale: 0.5 });
-              }}>
-                Go back to step {lastSave.step} with half the learning rate
-              </button>
-            )}
           </div>
           <button type="button" className="close" aria-label="Dismiss this message" onClick={() => dismissError(e.id)}>×</button>
         </div>

@@ -1,9 +1,12 @@
 // Run controls: start, pause, resume, stop; step and total, elapsed and remaining time, tokens/s.
-// The engine runs in the worker, so the page stays responsive throughout.
+// A run paused by a non-finite loss offers to go back to its last save with a lower learning
+// rate (half by default, editable), or to stop. The engine runs in the worker, so the page stays
+// responsive throughout.
+import { useState } from 'react';
 import { hasErrors, runSteps, validateSample, validateTrain } from '../worker/settings.ts';
 import { send } from './engine.ts';
 import { duration, rate } from './format.ts';
-import { useStudio } from './store.ts';
+import { useStudio, type DivergedRun } from './store.ts';
 
 const STATE_TEXT: Record<string, string> = {
   idle: 'Ready',
@@ -60,10 +63,10 @@ export function RunPanel() {
           </button>
         )}
         {run.state === 'running' && <button type="button" className="big" onClick={() => send({ type: 'pause' })} data-testid="pause">Pause</button>}
-        {run.state === 'paused' && (
+        {run.state === 'paused' && !run.diverged && (
           <button type="button" className="primary big" onClick={() => send({ type: 'resume', frozen: useStudio.getState().frozen })} data-testid="resume">Resume</button>
         )}
-        {(run.state === 'running' || run.state === 'paused' || run.state === 'starting') && (
+        {(run.state === 'running' || (run.state === 'paused' && !run.diverged) || run.state === 'starting') && (
           <button type="button" className="danger big" onClick={() => send({ type: 'stop' })} data-testid="stop">Stop</button>
         )}
         {!active && model.trainedSteps > 0 && (
@@ -71,6 +74,7 @@ export function RunPanel() {
         )}
       </div>
       {why && !active && <p id="start-why" className="muted">{why}</p>}
+      {run.state === 'paused' && run.diverged && <DivergedChoice d={run.diverged} />}
       <div className="bar big" role="progressbar" aria-label="Training progress" aria-valuemin={0} aria-valuemax={total} aria-valuenow={run.step}>
         <div style={{ width: `${frac * 100}%` }} />
       </div>
@@ -89,5 +93,51 @@ export function RunPanel() {
         </details>
       )}
     </section>
+  );
+}
+
+/** The choice after a non-finite loss: back to the last save at the learning rate × a factor, or stop. */
+function DivergedChoice({ d }: { d: DivergedRun }) {
+  const [factor, setFactor] = useState('0.5');
+  const f = Number(factor);
+  const ok = factor.trim() !== '' && Number.isFinite(f) && f > 0;
+  return (
+    <div className="notice warn" role="alert" data-testid="diverged">
+      <div>
+        <strong>Paused at step {d.step}: the loss became non-finite.</strong>
+        <p>{d.message}</p>
+        {d.save ? (
+          <>
+            <p>
+              The weights now are those after step {d.lastGood}; the run&apos;s last save, at step {d.save.step}, was not written over.
+              Going back to it retrains from there with a lower learning rate.
+            </p>
+            <div className="row wrap">
+              <label>
+                Learning rate ×{' '}
+                <input
+                  type="number" min="0" step="0.1" value={factor} onChange={(e) => setFactor(e.target.value)}
+                  aria-invalid={!ok} data-testid="diverged-factor" style={{ width: '6em' }}
+                />
+              </label>
+              <span className="muted">= {ok ? (d.lr * f).toPrecision(3) : '—'}</span>
+              <button type="button" className="primary" disabled={!ok} data-testid="diverged-back" onClick={() => send({ type: 'divergedBack', lrScale: f })}>
+                Go back to step {d.save.step} with this learning rate
+              </button>
+              <button type="button" className="danger" data-testid="diverged-stop" onClick={() => send({ type: 'stop' })}>Stop</button>
+            </div>
+            {!ok && <p className="field-error">The factor must be a number above 0 (0.5 halves the learning rate).</p>}
+          </>
+        ) : (
+          <>
+            <p>
+              No save of this run exists yet to go back to (saves are made every few minutes and at pause). Stop, lower the learning rate,
+              press Reset weights and train again.
+            </p>
+            <button type="button" className="danger" data-testid="diverged-stop" onClick={() => send({ type: 'stop' })}>Stop</button>
+          </>
+        )}
+      </div>
+    </div>
   );
 }

@@ -75,6 +75,15 @@ export interface SampleEntry {
   tokensPerSec: number;
 }
 
+/** A run paused at a non-finite step: what the page offers (go back to the save at a lower rate, or stop). */
+export interface DivergedRun {
+  step: number;
+  lastGood: number;
+  lr: number;
+  message: string;
+  save: { id: string; step: number } | null;
+}
+
 export interface RunSlice {
   run: {
     state: RunState;
@@ -88,6 +97,8 @@ export interface RunSlice {
     series: StepPoint[];
     evals: EvalPoint[];
     info: string[];
+    /** set while the run is paused by a non-finite loss (the worker's `diverged` event) */
+    diverged: DivergedRun | null;
   };
   memory: { estimate: MemoryBreakdown | null; estimateTrainable: number; estimateId: number; actual: MemoryBreakdown | null; actualTrainable: number };
 }
@@ -186,7 +197,7 @@ export function initialData(): StudioData {
       trainedSteps: 0,
     },
     corpus: { status: 'none', info: null, jsonlField: 'text', csvColumn: 'text' },
-    run: { state: 'idle', step: 0, totalSteps: 0, tokensPerSec: 0, elapsedMs: 0, etaMs: 0, message: '', series: [], evals: [], info: [] },
+    run: { state: 'idle', step: 0, totalSteps: 0, tokensPerSec: 0, elapsedMs: 0, etaMs: 0, message: '', series: [], evals: [], info: [], diverged: null },
     memory: { estimate: null, estimateTrainable: 0, estimateId: 0, actual: null, actualTrainable: 0 },
     samples: [],
     evaluation: { before: null, after: null, afterStep: 0 },
@@ -264,6 +275,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
         step: ev.step,
         totalSteps: ev.totalSteps,
         message: ev.message ?? (starting ? '' : s.run.message),
+        // The choice after a non-finite loss is offered only while the run waits for it.
+        diverged: ev.state === 'paused' ? s.run.diverged : null,
         ...(starting ? { series: [], evals: [], info: [], tokensPerSec: 0, elapsedMs: 0, etaMs: 0 } : {}),
       };
       const done = ev.state === 'finished' || ev.state === 'stopped' || ev.state === 'failed';
@@ -313,6 +326,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       };
     case 'info':
       return { run: { ...s.run, info: [...s.run.info, ev.message].slice(-50) } };
+    case 'diverged':
+      return { run: { ...s.run, diverged: { step: ev.step, lastGood: ev.lastGood, lr: ev.lr, message: ev.message, save: ev.save } } };
     case 'exported':
       // The object URL is made by the page (ExportPanel) where it can also be revoked.
       return { exports: { pending: null, last: s.exports.last }, progress: withoutProgress(s.progress, 'export') };

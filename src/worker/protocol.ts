@@ -124,6 +124,11 @@ export type WorkerRequest =
   /** resumes a paused run with the frozen groups as they are now (changes made while paused apply from the next step) */
   | { type: 'resume'; frozen: number[] }
   | { type: 'stop' }
+  /**
+   * For a run paused by a non-finite loss (`diverged`): go back to the run's last save and train
+   * on from there with the learning rate × `lrScale` (0 < lrScale; `stop` ends the run instead).
+   */
+  | { type: 'divergedBack'; lrScale: number }
   | { type: 'generate'; sample: SampleSettings; compare: boolean }
   /** evaluates on the validation split at the settings' sequence length and batch */
   | { type: 'evaluate'; settings: TrainSettings }
@@ -167,6 +172,13 @@ export type WorkerEvent =
   | { type: 'modelLoaded'; model: ModelInfo }
   | { type: 'corpusLoaded'; corpus: CorpusInfo }
   | { type: 'runState'; state: RunState; step: number; totalSteps: number; message?: string }
+  /**
+   * The run is paused at `step`, whose loss or gradient was NaN or infinite: its update (and that
+   * of any step queued behind it) was not applied, so the weights are those after `lastGood`
+   * steps. Nothing was saved over the run's last save, `save` (null when none exists yet). The
+   * page offers `divergedBack` (go back to the save at a lower rate) or `stop`.
+   */
+  | { type: 'diverged'; step: number; lastGood: number; lr: number; message: string; save: { id: string; step: number } | null }
   | {
       type: 'step';
       step: number;

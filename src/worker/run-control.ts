@@ -1,6 +1,7 @@
 // Pause, resume and stop for one training run, as the training loop's beforeStep hook sees them:
 // a paused run waits at the next step boundary (after reporting the steps it already took), and
-// resumes with the frozen groups as the user left them.
+// resumes with the frozen groups as the user left them. After a non-finite loss the run waits
+// for the user's choice: go back to the last save at a lower learning rate, or stop.
 
 interface Gate {
   promise: Promise<void>;
@@ -40,6 +41,38 @@ export class RunControl {
     this.pauseGate = null;
     g?.open();
   }
+
+  /**
+   * The run stopped at a non-finite step and waits for the user: resolves with the learning-rate
+   * factor to go back to the last save with (`goBack`), or null when the run is stopped instead.
+   * Meanwhile the run counts as waiting (the weights hold still: exports and samples may read them).
+   */
+  async diverged(): Promise<number | null> {
+    if (this.stopped) return null;
+    this.waiting = true;
+    const choice = await new Promise<number | null>((res) => {
+      this.choose = res;
+      this.abort.signal.addEventListener('abort', () => res(null), { once: true });
+    });
+    this.choose = null;
+    this.waiting = false;
+    return choice;
+  }
+
+  /** Whether the run waits for a choice after a non-finite loss. */
+  get divergedWaiting(): boolean {
+    return this.choose !== null;
+  }
+
+  /** For a run waiting in `diverged`: go back to the last save with the learning rate × `lrScale`. */
+  goBack(lrScale: number): boolean {
+    const c = this.choose;
+    if (!c) return false;
+    c(lrScale);
+    return true;
+  }
+
+  private choose: ((lrScale: number | null) => void) | null = null;
 
   /** Ends the run at the next step boundary (a paused run ends at once). */
   stop(reason?: unknown): void {

@@ -430,6 +430,7 @@ export class Trainer {
         throw new NonFiniteLossError(
           `Step ${stepNo}: the loss or gradient became ${Number.isNaN(m.loss) ? 'NaN' : 'infinite'} (loss ${m.loss}, grad norm ${f[4]}). ` +
             'The weights were left as they were before the step. Lower the learning rate, turn on gradient clipping, or check the data.',
+          stepNo,
         );
       }
       return m;
