@@ -169,8 +169,10 @@ describe('signals while a large checkpoint is being written', () => {
     expect(code, c.said()).toBe(143);
     const m = /SIGTERM again: exiting now; the checkpoints written so far are intact\. Resume with: npm run cli -- train --resume (\S+)/.exec(c.said());
     expect(m, c.said()).not.toBeNull();
-    // At once: no waiting for the step or the checkpoint in flight (which take seconds here).
-    expect(took).toBeLessThan(1500);
+    // At once: the stop in progress (the step in flight, its checkpoint) was not finished, and
+    // the exit did not wait for it (seconds here; the bound allows for a loaded machine).
+    expect(c.said()).not.toMatch(/stopped after step/);
+    expect(took).toBeLessThan(10_000);
     expect(temporaries(out)).toEqual([]);
     const kept = readdirSync(out).filter((n) => n.startsWith('checkpoint-')).map((n) => Number(n.slice('checkpoint-'.length))).sort((a, b) => a - b);
     expect(kept[0]).toBe(2);
