@@ -16,12 +16,16 @@ import { corpusInfo } from './corpus.ts';
 import { expandDrop, findCheckpoint, importedRun } from './import-run.ts';
 import { describeModel, openModelSource } from './model-source.ts';
 import type { ModelSource } from './protocol.ts';
-import { train } from './run.ts';
+import { train, type GoBack } from './run.ts';
 import { requireRunStore } from './saved-runs.ts';
 import { SettingsError, StudioBusyError, type Session } from './session.ts';
 
-/** Opens a saved run and trains on from its checkpoint (see the `runResume` request). */
-export async function resumeSavedRun(s: Session, id: string, lrScale: number): Promise<void> {
+/**
+ * Opens a saved run and trains on from its checkpoint (see the `runResume` request), at the saved
+ * learning rate × `lrScale`, or at `lr` when given (going back after a non-finite loss: the rate
+ * of the run that diverged × the user's factor `lrScale`). Returns where the run asks to go back to.
+ */
+export async function resumeSavedRun(s: Session, id: string, lrScale: number, lr?: number): Promise<GoBack | null> {
   if (s.run) throw new StudioBusyError('A run is in progress. Stop it before resuming a saved one.');
   if (s.loading || s.task) throw new StudioBusyError(`Wait for the ${s.loading ?? s.task} to finish.`);
   if (!(lrScale > 0 && Number.isFinite(lrScale))) throw new SettingsError(`The learning-rate factor must be a number above 0, got ${lrScale}.`);
@@ -62,17 +66,17 @@ export async function resumeSavedRun(s: Session, id: string, lrScale: number): P
   }
   s.post({ type: 'modelLoaded', model: s.model.info });
   s.post({ type: 'corpusLoaded', corpus: corpusInfo(s.corpus) });
-  const settings = { ...ps.settings, lr: ps.settings.lr * lrScale };
+  const settings = { ...ps.settings, lr: lr ?? ps.settings.lr * lrScale };
   s.post({ type: 'restored', id, settings, frozen: ck.state.settings.frozen, sample: ps.sample });
   if (lrScale !== 1) s.post({ type: 'info', message: `Resuming at step ${ck.state.step} with the learning rate × ${lrScale} (${settings.lr.toPrecision(3)}).` });
-  await train(s, settings, new Set(ck.state.settings.frozen), ps.sample, {
+  return await train(s, settings, new Set(ck.state.settings.frozen), ps.sample, {
     runId: id, optimizer: ck.optimizer, step: ck.state.step, events: ps.events, fingerprints: ck.state.fingerprints, evalBefore: ps.evalBefore,
     savedAt: r.manifest.saved, bytes: saved?.bytes ?? 0,
   });
 }
 
 /** Keeps a dropped checkpoint as a saved run, then resumes it. */
-export async function importDroppedRun(s: Session, files: LocalFile[]): Promise<void> {
+export async function importDroppedRun(s: Session, files: LocalFile[]): Promise<GoBack | null> {
   if (s.run) throw new StudioBusyError('A run is in progress. Stop it before resuming a dropped checkpoint.');
   const store = await requireRunStore(() => s.runStore());
   const found = findCheckpoint(await expandDrop(files));
@@ -81,5 +85,5 @@ export async function importDroppedRun(s: Session, files: LocalFile[]): Promise<
   const id = store.newRunId();
   await store.save(id, run);
   await s.postRuns();
-  await resumeSavedRun(s, id, 1);
+  return await resumeSavedRun(s, id, 1);
 }

@@ -7,6 +7,14 @@
 // every N minutes while it trains (written in the background after a copy of the weights), and
 // before a pause, a stop or the end takes effect; a non-finite loss names the step to go back to.
 // A run resumed from a save (resume.ts) starts here too, from the checkpoint's optimizer state.
+//
+// An interval save takes a copy of the weights and AdamW moments in the GPU queue
+// (Trainer.stageState: the run goes on at once, the files are written from the mapped copy);
+// where that copy does not fit beside the run, they are read back while training waits.
+// A non-finite loss pauses the run at that step: the engine skipped its update, and nothing is
+// saved then, since the weights of the step before are those that gave the non-finite loss:
+// going back to them at a lower rate would meet the same batch with the same weights. The user
+// chooses: go back to the run's last save at a lower learning rate, or stop.
 import { describeError, NonFiniteLossError, OutOfMemoryError } from '../engine/errors.ts';
 import type { EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
 import { ThroughputMeter } from '../engine/eval/metrics.ts';
@@ -17,7 +25,8 @@ import type { TrainRunConfig } from '../engine/train/config.ts';
 import { groupLabel } from '../engine/train/groups.ts';
 import { runTraining, type RunSnapshot } from '../engine/train/loop.ts';
 import { RunSettingsError, toRunConfig } from '../engine/train/run-settings.ts';
-import type { Trainer, TrainerState } from '../engine/train/trainer.ts';
+import type { StagedTrainerState, Trainer, TrainerState } from '../engine/train/trainer.ts';
+import type { HostParams } from '../engine/model/params.ts';
 import { mergeLora } from '../io/peft.ts';
 import { checkpointFiles, tokensFingerprint, type TrainerStateJson } from '../io/run-checkpoint.ts';
 import type { RunSummary as SavedRunSummary } from '../io/run-store.ts';
@@ -47,6 +56,14 @@ export interface ResumeInput {
   bytes: number;
 }
 
+/** After a non-finite loss: resume the saved run `id` (as the runResume request does) at learning rate `lr`. */
+export interface GoBack {
+  id: string;
+  lr: number;
+  /** the factor the user chose (lr = the diverged run's rate × factor) */
+  factor: number;
+}
+
 /** What the session holds of the run in progress (RunHandle), and what the run loop's hooks share. */
 class TrainingRun implements RunHandle {
   readonly control = new RunControl();
@@ -55,7 +72,7 @@ class TrainingRun implements RunHandle {
   saver: RunSaver | null = null;
 
   constructor(
-    private readonly post: (ev: WorkerEvent) => void,
+    readonly post: (ev: WorkerEvent) => void,
     public step: number,
     readonly total: number,
   ) {}
@@ -84,6 +101,15 @@ class TrainingRun implements RunHandle {
 
   deviceLost(): void {
     this.control.stop(new StudioBusyError('The GPU device was lost.'));
+  }
+
+  /** set while the run waits after a non-finite loss: the save it may go back to (null: none yet) */
+  divergedSave: { id: string; step: number } | null | undefined = undefined;
+
+  goBack(lrScale: number): void {
+    if (!(lrScale > 0 && Number.isFinite(lrScale))) throw new SettingsError(`The learning-rate factor must be a number above 0, got ${lrScale}.`);
+    if (this.divergedSave === null) throw new StudioBusyError('This run has no save to go back to yet: stop it, lower the learning rate, reset the weights and train again.');
+    if (!this.control.goBack(lrScale)) throw new StudioBusyError('The run is not paused after a non-finite loss: there is nothing to go back from.');
   }
 
   /** true when the run ended because the device was lost (see deviceLost) */
@@ -173,25 +199,34 @@ interface SaveInput {
   shown: ShownEvent[];
 }
 
-async function checkpointFilesOf(s: Session, i: SaveInput, snap: RunSnapshot, fingerprints: TrainerStateJson['fingerprints'], snapshotWeights = false) {
+/** The run at one step boundary, as a save records it (plain values: they outlive the snapshot). */
+interface SavePoint {
+  snap: Pick<RunSnapshot, 'step' | 'rowsRead' | 'userFrozen'>;
+  optimizer: TrainerState;
+  /** the weights: host tensors, or read from the GPU as the file is written (when they hold still meanwhile) */
+  params: HostParams | ((name: string) => Promise<Float32Array>);
+  loraParams: HostParams | null;
+  /** the events shown up to this boundary */
+  shown: ShownEvent[];
+}
+
+function checkpointFilesOf(s: Session, i: SaveInput, p: SavePoint, fingerprints: TrainerStateJson['fingerprints']) {
   const m = s.model!;
-  const optimizer = await snap.exportState();
   const state = trainerState({
-    snap, dropoutStep: optimizer.stepIndex, cfg: i.cfg, lora: i.lora?.config ?? null, evalEvery: i.settings.evalEvery,
+    snap: p.snap, dropoutStep: p.optimizer.stepIndex, cfg: i.cfg, lora: i.lora?.config ?? null, evalEvery: i.settings.evalEvery,
     windows: Math.floor((i.trainTokens - 1) / i.cfg.seq), modelName: m.folder.baseModel, corpusNames: s.corpus!.names, fingerprints,
-    log: logHistory(i.shown),
+    log: logHistory(p.shown),
   });
   const files = checkpointFiles({
     config: m.folder.config,
-    // Read while the file is written, unless the run goes on meanwhile: then copied now.
-    params: snapshotWeights ? await i.gm.tuned.download() : (name: string) => i.gm.tuned.read(name),
-    lora: i.lora ? { config: i.lora.config, params: await i.lora.weights.download(), baseModel: m.folder.baseModel } : null,
-    optimizer,
+    params: p.params,
+    lora: i.lora && p.loraParams ? { config: i.lora.config, params: p.loraParams, baseModel: m.folder.baseModel } : null,
+    optimizer: p.optimizer,
     state,
     tokenizer: m.folder.tokenizer.files,
   });
-  const frozenNow = [...snap.userFrozen].sort((a, b) => a - b);
-  return [...files.map((f) => ({ name: f.name, data: f.data })), pageStateFile(pageState(s, i.settings, i.sample, frozenNow, i.shown))];
+  const frozenNow = [...p.snap.userFrozen].sort((a, b) => a - b);
+  return [...files.map((f) => ({ name: f.name, data: f.data })), pageStateFile(pageState(s, i.settings, i.sample, frozenNow, p.shown))];
 }
 
 /** After the final evaluation and sample: the last save's page state and log get them too. */
@@ -206,9 +241,10 @@ async function updateSavedState(s: Session, run: TrainingRun, saver: RunSaver, s
 
 /**
  * Trains the loaded model on the loaded corpus with `settings` until the run finishes, stops or
- * fails; the session holds the run (`s.run`) meanwhile. `resume` continues a saved run.
+ * fails; the session holds the run (`s.run`) meanwhile. `resume` continues a saved run. Returns
+ * where to go back to when the user chose so after a non-finite loss (the caller resumes it).
  */
-export async function train(s: Session, settings: TrainSettings, frozen: Set<number>, sample: SampleSettings, resume?: ResumeInput): Promise<void> {
+export async function train(s: Session, settings: TrainSettings, frozen: Set<number>, sample: SampleSettings, resume?: ResumeInput): Promise<GoBack | null> {
   if (s.run) throw new StudioBusyError('A run is already in progress. Stop it before starting another.');
   if (s.loading) throw new StudioBusyError(`The ${s.loading} is still loading; start when it is ready.`);
   if (s.task) throw new StudioBusyError(`Wait for the ${s.task} to finish before starting a run.`);
@@ -244,6 +280,10 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
     const saver = store ? new RunSaver(store, settings.autosaveMinutes * 60_000, resume?.runId) : null;
     run.saver = saver;
     let lastCheckpoint = resume?.step ?? -1;
+    /** the step of the run's last save that was written whole (what "go back" returns to) */
+    let lastSaved = resume?.step ?? -1;
+    /** false once a staged copy did not fit: later saves read back instead */
+    let staging = true;
     const t0 = performance.now();
     let lastLoss = NaN;
     let finalEval: EngineEval | null = null;
@@ -280,23 +320,58 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
       const saveInput: SaveInput = { gm, lora, cfg, settings, sample, trainTokens: split.train.length, shown: run.shown };
       /** an interval save still being written while the run trains on */
       let writing: Promise<void> = Promise.resolve();
+      /** the staged copy of this boundary, or null where it does not fit (then read back: the page says so once) */
+      const stage = async (snap: RunSnapshot): Promise<StagedTrainerState | null> => {
+        if (!staging) return null;
+        try {
+          return await snap.stage();
+        } catch (e) {
+          if (!(e instanceof OutOfMemoryError)) throw e;
+          staging = false;
+          s.post({
+            type: 'info',
+            message: 'Autosave: a copy of the weights and optimizer state does not fit in GPU memory beside this run, so each save reads them back ' +
+              'while training waits (seconds per save at GPT-2 124M). Freeze more layers, use LoRA or a smaller batch to make room.',
+          });
+          return null;
+        }
+      };
       const saveAt = async (snap: RunSnapshot, state: SavedRunSummary['state']) => {
-        // Nothing to save on a lost device (its buffers are gone): the last save stands.
-        if (!saver || snap.step === lastCheckpoint || gm.ctx.lost) return;
+        // Nothing to save on a lost device (its buffers are gone): the last save stands. Nor after
+        // a non-finite step (see the header): the save to go back to is kept as it is.
+        if (!saver || snap.step === lastCheckpoint || gm.ctx.lost || snap.reason === 'non-finite') return;
         await writing; // one save at a time
-        // An interval save copies the weights and moments to memory at this boundary, and is
-        // written while the next steps run, so training waits only for the copy. A save at
-        // pause, stop or finish is written before the run goes on: the user may close the tab.
+        // An interval save is written while the next steps run: training waits only for a copy
+        // of the weights and moments (in the GPU queue when it fits, else read back to memory).
+        // A save at pause, stop or finish is written before the run goes on: the user may close the tab.
         const background = snap.reason === 'interval' && !control.paused;
         const t = performance.now();
         try {
-          const files = await checkpointFilesOf(s, saveInput, snap, await fingerprintsNow(), background);
+          const fingerprints = await fingerprintsNow();
+          const at = { step: snap.step, rowsRead: snap.rowsRead, userFrozen: new Set(snap.userFrozen) };
+          const shown = run.shown.slice();
+          const loraParams = lora ? await lora.weights.download() : null; // small: copied now
+          const staged = background ? await stage(snap) : null;
+          let files: Promise<ReturnType<typeof checkpointFilesOf>>;
+          if (staged) {
+            files = staged.read().then(({ state: optimizer, params }) =>
+              // With LoRA the base weights hold still: read as the file is written.
+              checkpointFilesOf(s, saveInput, { snap: at, optimizer, params: params ?? ((name) => gm.tuned.read(name)), loraParams, shown }, fingerprints));
+          } else {
+            const optimizer = await snap.exportState();
+            // Read while the file is written, unless the run goes on meanwhile: then copied now.
+            const params = background && !lora ? await gm.tuned.download() : (name: string) => gm.tuned.read(name);
+            files = Promise.resolve(checkpointFilesOf(s, saveInput, { snap: at, optimizer, params, loraParams, shown }, fingerprints));
+          }
           lastCheckpoint = snap.step;
-          const write = saver.save(summaryOf(s, run, snap.step, state), files, () => assetsOf(s)).then(
-            (saved) => s.post({ type: 'saved', id: saver.runId, step: snap.step, at: saved.at, bytes: saved.bytes, seconds: (performance.now() - t) / 1000 }),
+          const write = files.then((f) => saver.save(summaryOf(s, run, snap.step, state), f, () => assetsOf(s))).then(
+            (saved) => {
+              lastSaved = snap.step;
+              s.post({ type: 'saved', id: saver.runId, step: snap.step, at: saved.at, bytes: saved.bytes, seconds: (performance.now() - t) / 1000 });
+            },
             // A failed save never ends the run: the previous save stays whole, and the user is told.
             (e: unknown) => s.post({ type: 'error', ...describeError(e), request: 'train' }),
-          );
+          ).finally(() => staged?.release());
           if (background) writing = write;
           else await write;
         } catch (e) {
@@ -364,7 +439,7 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
       m.lastRun = { cfg, trainLoss: lastLoss, seconds: (performance.now() - t0) / 1000, tokens: run.step * tokensPerStep };
       if (control.stopped) {
         run.setState('stopped', `Stopped after ${run.step} of ${totalSteps} steps.`);
-        return;
+        return null;
       }
       if (hasVal && finalEval) {
         const fe: EngineEval = finalEval;
@@ -378,17 +453,39 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
         await updateSavedState(s, run, saver, settings, sample).catch((e: unknown) => s.post({ type: 'error', ...describeError(e), request: 'train' }));
       }
       run.setState('finished', `Finished ${totalSteps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s.`);
+      return null;
     } catch (e) {
       if (s.model === m && m.gpu) m.trainedSteps += run.step;
-      const err = e instanceof OutOfMemoryError && s.model ? explainOutOfMemory(e, s.model.folder.config, settings, frozen, s.ctx)
-        : e instanceof NonFiniteLossError && saver && lastCheckpoint >= 0
-          ? new NonFiniteLossError(`${e.message} The run is saved at step ${lastCheckpoint}: go back to it with half the learning rate (Saved runs).`)
-          : e;
+      if (e instanceof NonFiniteLossError && e.step !== undefined && !run.lost && !control.stopped) {
+        return await diverged(run, e, settings.lr, saver && lastSaved >= 0 ? { id: saver.runId, step: lastSaved } : null);
+      }
+      const err = e instanceof OutOfMemoryError && s.model ? explainOutOfMemory(e, s.model.folder.config, settings, frozen, s.ctx) : e;
       const lost = run.lost;
       run.setState(lost ? 'stopped' : 'failed', describeError(err).message);
       if (!lost) throw err;
+      return null;
     }
   } finally {
     s.run = null;
   }
+}
+
+/**
+ * The run paused at a non-finite step (the engine applied none of its update): tells the page
+ * and waits for the user to go back to the last save at a lower rate, or to stop.
+ */
+async function diverged(run: TrainingRun, e: NonFiniteLossError, lr: number, save: { id: string; step: number } | null): Promise<GoBack | null> {
+  const step = e.step!;
+  run.setState('paused', `Paused at step ${step}: the loss became non-finite. The weights are those after step ${run.step}.`);
+  run.post({ type: 'diverged', step, lastGood: run.step, lr, message: e.message, save });
+  run.divergedSave = save;
+  const factor = await run.control.diverged();
+  run.divergedSave = undefined;
+  if (factor === null || !save) {
+    const kept = save ? ` The run's save at step ${save.step} is unchanged.` : '';
+    run.setState('stopped', `Stopped after step ${run.step}: the loss became non-finite at step ${step}.${kept}`);
+    return null;
+  }
+  run.setState('stopped', `Going back to the save at step ${save.step} with the learning rate × ${factor}.`);
+  return { id: save.id, lr: lr * factor, factor };
 }

@@ -62,6 +62,8 @@ export interface RunHandle {
   /** continues a paused run with the user's frozen groups */
   resume(frozen: ReadonlySet<number>): void;
   stop(): void;
+  /** for a run paused by a non-finite loss: go back to its last save with the learning rate × lrScale */
+  goBack(lrScale: number): void;
   /** the device died: the run ends as stopped, not failed */
   deviceLost(): void;
   /** keeps an event the page shows (steps, evaluations, samples, notes), to save with the run */

@@ -23,7 +23,7 @@ import { browserCache, describeModel, openModelSource } from './model-source.ts'
 import { evaluateNow, exportNow, generate, resetWeights, tryExport } from './model-tasks.ts';
 import type { CorpusOptions, CorpusSource, ModelSource, TrainSettings, WorkerEvent, WorkerRequest } from './protocol.ts';
 import { importDroppedRun, resumeSavedRun } from './resume.ts';
-import { train } from './run.ts';
+import { train, type GoBack } from './run.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
 import { matmulSelftest } from './selftest.ts';
 import { StudioBusyError, type GpuModel, type LoadedModel, type RunHandle, type Session } from './session.ts';
@@ -84,13 +84,16 @@ export class Studio implements Session {
         case 'estimate':
           return this.estimate(req.settings, req.frozen, req.id);
         case 'train':
-          return await train(this, req.settings, new Set(req.frozen), req.sample);
+          return await this.training(() => train(this, req.settings, new Set(req.frozen), req.sample));
         case 'pause':
           return this.run?.pause();
         case 'resume':
           return this.run?.resume(new Set(req.frozen));
         case 'stop':
           return this.run?.stop();
+        case 'divergedBack':
+          if (!this.run) throw new StudioBusyError('No run is paused after a non-finite loss.');
+          return this.run.goBack(req.lrScale);
         case 'generate':
           return await this.oneTask('generate', () => generate(this, req.sample, req.compare));
         case 'evaluate':
@@ -109,9 +112,9 @@ export class Studio implements Session {
           return await this.postCache();
         }
         case 'runResume':
-          return await resumeSavedRun(this, req.id, req.lrScale ?? 1);
+          return await this.training(() => resumeSavedRun(this, req.id, req.lrScale ?? 1));
         case 'runImport':
-          return await importDroppedRun(this, req.files);
+          return await this.training(() => importDroppedRun(this, req.files));
         case 'runsList':
           return await this.postRuns();
         case 'runDelete':
@@ -209,6 +212,14 @@ export class Studio implements Session {
   }
 
   // ---- model and corpus ----------------------------------------------------------------------
+
+  /**
+   * A training request to its end: a run paused by a non-finite loss whose user chose to go back
+   * ends, and its last save is resumed at the lower rate (as runResume would), until a run ends otherwise.
+   */
+  private async training(start: () => Promise<GoBack | null>): Promise<void> {
+    for (let next = await start(); next; ) next = await resumeSavedRun(this, next.id, next.factor, next.lr);
+  }
 
   private async exclusive(what: string, f: () => Promise<void>): Promise<void> {
     if (this.run) throw new StudioBusyError(`A training run is in progress. Stop it before loading another ${what}.`);
