@@ -144,6 +144,8 @@ describe('saved runs in the page session', () => {
     await training;
     expect(stepsSaved.length).toBeGreaterThanOrEqual(3);
     expect(stepsSaved).toEqual([...stepsSaved].sort((a, b) => a - b));
+    // The interval saves were written from staged GPU copies (the read-back fallback says so in the log).
+    expect(s.of('info').filter((e) => /^Autosave: a copy/.test(e.message))).toEqual([]);
     const [run] = await new RunStore(fs.root).list();
     expect(run.summary.step).toBeGreaterThanOrEqual(5);
     const b = await session(new RunStore(fs.root));
