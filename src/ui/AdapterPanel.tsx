@@ -1,5 +1,6 @@
 // Shows the WebGPU adapter the engine got and the limits that matter for training, a GPU
-// self-test, and (with ?debug in the address) a button that destroys the device as a driver
+// self-test, and (with ?debug in the address) buttons that poison a weight with NaN (the next step's
+// loss is non-finite) and that destroy the device as a driver
 // reset would, to try recovery without reloading.
 import type { AdapterReport } from '../worker/protocol.ts';
 import { send } from './engine.ts';
@@ -55,6 +56,11 @@ export function AdapterPanel() {
               Run GPU self-test
             </button>
             {debug && <button type="button" className="danger" onClick={() => send({ type: 'loseDevice' })} data-testid="lose-device">Simulate a lost device</button>}
+            {debug && (
+              <button type="button" className="danger" onClick={() => send({ type: 'poisonWeights' })} data-testid="poison-weights" title="For a paused run: its next loss becomes NaN">
+                Poison a weight (NaN)
+              </button>
+            )}
           </div>
           <p data-testid="selftest" role="status" aria-live="polite" className="muted">
             {selftest.status === 'running' && 'Running a 96×80×72 matmul in the worker…'}

@@ -157,7 +157,12 @@ export type WorkerRequest =
   /** the saved run as a PyTorch project .zip that continues it under torchrun (train.py, checkpoint/, data/, README.md); answered with runZip */
   | { type: 'runTorchProject'; id: string }
   /** destroys the GPU device as a driver reset would (to try recovery; the page offers it with ?debug) */
-  | { type: 'loseDevice' };
+  | { type: 'loseDevice' }
+  /**
+   * writes NaN into one weight of the fine-tuned model (ln_f.weight[0]), so the next step's loss is
+   * non-finite (to try the pause after a non-finite loss; the page offers it with ?debug, to a paused run)
+   */
+  | { type: 'poisonWeights' };
 
 export type RequestType = WorkerRequest['type'];
 

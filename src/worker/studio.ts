@@ -134,6 +134,15 @@ export class Studio implements Session {
         case 'loseDevice':
           (await this.context()).device.destroy();
           return;
+        case 'poisonWeights': {
+          if (this.run && !this.run.waiting) throw new StudioBusyError('Pause the run first: its weights must hold still to be changed.');
+          const w = (await this.gpuModel()).tuned;
+          const t = await w.read('ln_f.weight');
+          t[0] = Number.NaN;
+          w.upload('ln_f.weight', t);
+          this.post({ type: 'info', message: 'Debug: ln_f.weight[0] is now NaN, so the next training step\'s loss is non-finite.' });
+          return;
+        }
       }
     } catch (e) {
       this.post({ type: 'error', ...describeError(e), request: req.type });

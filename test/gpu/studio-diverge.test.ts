@@ -4,7 +4,6 @@
 // going back resumes that save with the learning rate × the chosen factor and trains to the end.
 // Without a save to go back to, only stopping is offered.
 import { describe, expect, it } from 'vitest';
-import type { GpuWeights } from '../../src/engine/model/weights.ts';
 import { RunStore } from '../../src/io/run-store.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import type { WorkerEvent, WorkerRequest } from '../../src/worker/protocol.ts';
@@ -65,16 +64,14 @@ function expectSameBits(got: Map<string, Uint8Array>, want: Map<string, Uint8Arr
   for (const [k, v] of want) expect(Buffer.from(got.get(k)!).equals(Buffer.from(v)), k).toBe(true);
 }
 
-/** The session's fine-tuned weights on the GPU (the test reaches in to poison one tensor). */
-const tuned = (studio: Studio) => (studio as unknown as { model: { gpu: { tuned: GpuWeights } } }).model.gpu.tuned;
-
 describe('a non-finite loss in the page session', () => {
   it('pauses at that step with its update not applied, keeps the last save, and going back resumes it at the scaled rate', async () => {
     const fs = fakeOpfs();
     const store = new RunStore(fs.root);
     const s = await session(store);
     await load(s);
-    // Pause after a few steps (the pause is saved), then poison ln_f so the next step's loss is NaN.
+    // Pause after a few steps (the pause is saved), then poison ln_f so the next step's loss is NaN
+    // (the page's debug request).
     const firstStep = s.next('step', (e) => e.step >= 2);
     const paused = s.next('runState', (e) => e.state === 'paused');
     const training = s.send({ type: 'train', settings: SETTINGS, frozen: [], sample: SAMPLE });
@@ -88,11 +85,10 @@ describe('a non-finite loss in the page session', () => {
     const [saved] = await store.list();
     const savedModel = async () => safetensorsBytes(new Uint8Array(await (await store.open(saved.id)).checkpoint.get('model.safetensors')!.arrayBuffer()));
     expectSameBits(await savedModel(), good);
-    const w = tuned(s.studio);
-    const lnf = await w.read('ln_f.weight');
-    lnf[0] = Number.NaN;
-    w.upload('ln_f.weight', lnf);
+    await s.send({ type: 'poisonWeights' }); // ln_f.weight[0] = NaN
     const poisoned = await weights(s);
+    const lnf = [...poisoned].find(([k]) => k.endsWith('ln_f.weight'))![1];
+    expect(Number.isNaN(new Float32Array(lnf.slice().buffer)[0])).toBe(true);
 
     const diverged = s.next('diverged');
     await s.send({ type: 'resume', frozen: [] });
@@ -145,10 +141,7 @@ describe('a non-finite loss in the page session', () => {
     await firstStep;
     await s.send({ type: 'pause' });
     const at = (await paused).step;
-    const w = tuned(s.studio);
-    const wpe = await w.read('wpe.weight');
-    wpe.fill(Number.POSITIVE_INFINITY);
-    w.upload('wpe.weight', wpe);
+    await s.send({ type: 'poisonWeights' });
     const diverged = s.next('diverged');
     await s.send({ type: 'resume', frozen: [] });
     const d = await diverged;
