@@ -89,7 +89,7 @@ export function RunPanel() {
       {run.info.length > 0 && (
         <details className="more">
           <summary>Run log ({run.info.length})</summary>
-          <pre className="log">{run.info.join('\n')}</pre>
+          <pre className="log" data-testid="run-log">{run.info.join('\n')}</pre>
         </details>
       )}
     </section>

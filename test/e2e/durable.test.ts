@@ -2,7 +2,8 @@
 // file system), against the production build: a run on dropped model files and a dropped corpus
 // is paused (and so saved), the tab is reloaded, the page offers to resume it, and it finishes
 // with weights equal, bit for bit, to the same run never reloaded; then a run whose GPU device is
-// lost mid-run resumes from its last save with one button, to the same weights again.
+// lost mid-run resumes from its last save with one button, to the same weights again; a run whose
+// loss turns NaN (a poisoned weight) pauses at that step and goes back to its save at a lower rate.
 import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,6 +132,34 @@ describe('durable runs in the page, end to end on SwiftShader', () => {
     // The chart has every step, from before and after the reload.
     expect(Number(await page.getByTestId('chart-loss').getAttribute('data-points'))).toBeGreaterThanOrEqual(8);
     expectSameBits(uninterrupted, await exportWeights());
+  });
+
+  it('a non-finite loss pauses the run at that step; going back to the last save at a chosen rate finishes it', async () => {
+    await loadInputs();
+    await settings();
+    const step = await trainAndPause();
+    // The debug button writes NaN into ln_f.weight: the next step's loss is non-finite.
+    await page.getByTestId('poison-weights').click();
+    await waitText(page, 'run-log', /ln_f\.weight\[0\] is now NaN/, 30_000);
+    await page.getByTestId('resume').click();
+    const box = await waitText(page, 'diverged', new RegExp(`Paused at step ${step + 1}: the loss became non-finite`), 120_000);
+    expect(box).toContain(`The weights now are those after step ${step}; the run's last save, at step ${step}, was not written over.`);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Paused');
+    expect(await page.getByTestId('run-step').innerText()).toBe(`${step} / 8`);
+    // Resume is not offered (it would meet the same NaN): only going back or stopping.
+    expect(await page.getByTestId('resume').count()).toBe(0);
+    expect(await page.getByTestId('diverged-factor').inputValue()).toBe('0.5');
+    await screenshot(page, 'studio-diverged');
+    await page.getByTestId('diverged-factor').fill('0.25');
+    expect(await page.getByTestId('diverged').innerText()).toContain('= 0.00250');
+    await page.getByTestId('diverged-back').click();
+    await waitText(page, 'run-state', /Training/, 120_000);
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expect(await page.getByTestId('run-step').innerText()).toBe('8 / 8');
+    expect(await page.getByTestId('diverged').count()).toBe(0);
+    const after = await exportWeights();
+    for (const [k, v] of after) expect(v.every(Number.isFinite), k).toBe(true);
   });
 
   it('after a lost device, one button resumes from the last save on a new device, to the same weights', async () => {
