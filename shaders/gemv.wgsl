@@ -5,12 +5,14 @@
 // Entry points (one thread per output, k in order with fma, as the training matmul sums):
 //   gemv     y (N) = x (K) · W (K, N) + b: a Conv1D layer (HF stores W as (in, out))
 //                                                                   grid ceil(N/256), 2-D
+//   gemv4    gemv for N a multiple of 4: four outputs per thread as one vec4, each still
+//            summed with fma in k order, so bit-identical to gemv's  grid ceil(N/64), 2-D
 //   gemv_t   y (N) [+]= scale · W (N, K) · x (K): the tied LM head (W = a range of wte's rows),
 //            and LoRA's A·x and += B·(s·A·x) (A (r, in), B (out, r) as PEFT stores them)
 //                                                                   grid ceil(N/256), 2-D
-//   gemv_t4  gemv_t for K a multiple of 4: W and x read as vec4 (a quarter of the loads), two
-//            rows per thread; the four products of each vec4 still summed one by one with fma
-//            in k order, so the result is bit-identical to gemv_t's grid ceil(N/128), 2-D
+//   gemv_t4  gemv_t for K a multiple of 4: W and x read as vec4 (a quarter of the loads); the
+//            four products of each vec4 still summed one by one with fma in k order, so the
+//            result is bit-identical to gemv_t's                      grid ceil(N/16), 2-D
 // Workgroups are laid out as x + y · num_workgroups.x, so N above 65535·256 still fits.
 //
 // Bindings:
@@ -79,48 +81,45 @@ fn gemv_t(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 @group(0) @binding(1) var<storage, read> x4: array<vec4f>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4f>;
 
-var<workgroup> xs4: array<vec4f, 64>; // a tile of x: 256 floats
-
-// 64 threads, each two rows (n and n + 64) of a 128-row block: on a software adapter (lavapipe)
-// this measured 1.3-1.6x faster than one row per thread, and 1.6-2.3x faster than gemv_t.
-@compute @workgroup_size(64)
+// 16 threads, one row each, x read straight from storage, no workgroup memory or barriers: on
+// lavapipe 2-3x faster than a 64-thread version tiling x in workgroup memory, and 4-6x faster
+// than gemv_t, at the LM head's (N, K) = (50257, 128).
+@compute @workgroup_size(16)
 fn gemv_t4(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let K4 = dims.K / 4u;
-  let N = dims.N;
-  let n0 = (wg.y * nwg.x + wg.x) * 128u + lid;
-  let n1 = n0 + 64u;
-  // A row past N reads row N − 1 (in bounds) and is never written.
-  let r0 = min(n0, N - 1u) * K4;
-  let r1 = min(n1, N - 1u) * K4;
-  var acc0 = 0.0;
-  var acc1 = 0.0;
-  for (var k0 = 0u; k0 < K4; k0 += 64u) {
-    if (k0 + lid < K4) { xs4[lid] = x4[k0 + lid]; }
-    workgroupBarrier();
-    let kn = min(64u, K4 - k0);
-    for (var i = 0u; i < kn; i++) {
-      let b = xs4[i];
-      let a = w4[r0 + k0 + i];
-      let c = w4[r1 + k0 + i];
-      acc0 = fma(a.x, b.x, acc0);
-      acc1 = fma(c.x, b.x, acc1);
-      acc0 = fma(a.y, b.y, acc0);
-      acc1 = fma(c.y, b.y, acc1);
-      acc0 = fma(a.z, b.z, acc0);
-      acc1 = fma(c.z, b.z, acc1);
-      acc0 = fma(a.w, b.w, acc0);
-      acc1 = fma(c.w, b.w, acc1);
-    }
-    workgroupBarrier();
+  let n = (wg.y * nwg.x + wg.x) * 16u + lid;
+  if (n >= dims.N) { return; }
+  let row = n * K4;
+  var acc = 0.0;
+  for (var i = 0u; i < K4; i++) {
+    let a = w4[row + i];
+    let b = x4[i];
+    acc = fma(a.x, b.x, acc);
+    acc = fma(a.y, b.y, acc);
+    acc = fma(a.z, b.z, acc);
+    acc = fma(a.w, b.w, acc);
   }
-  if (n0 < N) {
-    var y = dims.scale * acc0;
-    if (ACCUMULATE) { y += out[n0]; }
-    out[n0] = y;
-  }
-  if (n1 < N) {
-    var y = dims.scale * acc1;
-    if (ACCUMULATE) { y += out[n1]; }
-    out[n1] = y;
-  }
+  var y = dims.scale * acc;
+  if (ACCUMULATE) { y += out[n]; }
+  out[n] = y;
 }
+
+// gemv4's views of bias (N/4) and out (N/4) as vec4; W through w4 as (K, N/4).
+@group(0) @binding(3) var<storage, read> bias4: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4f>;
+
+// 16 threads, four outputs each, x read straight from storage (the same address in every
+// thread), no workgroup memory or barriers: GPT-2's layers have N of a few hundred, so small
+// workgroups are what spreads them over a CPU's cores. On lavapipe 5-20x faster than gemv at
+// (K, N) = (128, 384), (128, 512), (512, 128).
+@compute @workgroup_size(16)
+fn gemv4(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let K = dims.K;
+  let N4 = dims.N / 4u;
+  let j = (wg.y * nwg.x + wg.x) * 16u + lid;
+  if (j >= N4) { return; }
+  var acc = vec4f(0.0);
+  for (var k = 0u; k < K; k++) { acc = fma(vec4f(x[k]), w4[k * N4 + j], acc); }
+  out4[j] = acc + bias4[j];
+}
+

@@ -30,13 +30,15 @@ export async function gemv(ctx: GpuContext, args: GemvArgs): Promise<Dispatch> {
   needElements(args.w, K * N, 'w', label);
   needElements(args.bias, N, 'bias', label);
   needElements(args.out, N, 'out', label);
-  const pipeline = await ctx.pipeline('gemv', 'gemv');
+  // N a multiple of 4 (every GPT-2 layer's): the vec4 entry, same sums.
+  const vec4 = N % 4 === 0;
+  const pipeline = await ctx.pipeline('gemv', vec4 ? 'gemv4' : 'gemv');
   const dims = uniformWords(ctx, `${label}.dims`, [K, N, { f32: 1 }]);
   return {
     label,
     pipeline,
     bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims, 16)], [1, args.x], [2, args.w], [3, args.bias], [4, args.out]]),
-    workgroups: flatGrid(ctx, Math.ceil(N / 256), label),
+    workgroups: flatGrid(ctx, Math.ceil(N / (vec4 ? 64 : 256)), label),
   };
 }
 
@@ -74,6 +76,6 @@ export async function gemvT(ctx: GpuContext, args: GemvTArgs): Promise<Dispatch>
     label,
     pipeline,
     bindGroup: bindAt(ctx, pipeline, label, [[0, whole(dims, 16)], [1, args.x], [2, args.w], [4, args.out]]),
-    workgroups: flatGrid(ctx, Math.ceil(N / (vec4 ? 128 : 256)), label),
+    workgroups: flatGrid(ctx, Math.ceil(N / (vec4 ? 16 : 256)), label),
   };
 }
