@@ -19,6 +19,18 @@ const EVAL = (loss: number): EvalResult => ({ loss, perplexity: Math.exp(loss), 
 const MEM = (total: number): MemoryBreakdown => ({ parameters: total, gradients: 0, optimizer: 0, activations: 0, scratch: 0, baseCopy: 0, total });
 
 describe('reduce: worker events into page state', () => {
+  it('keeps the choice after a non-finite loss while the run is paused, and drops it when the run moves on', () => {
+    const paused: WorkerEvent = { type: 'runState', state: 'paused', step: 4, totalSteps: 10, message: 'Paused at step 5: the loss became non-finite.' };
+    const d: WorkerEvent = { type: 'diverged', step: 5, lastGood: 4, lr: 0.01, message: 'Step 5: the loss or gradient became NaN', save: { id: 'r1', step: 3 } };
+    let s = apply(initialData(), { type: 'runState', state: 'running', step: 0, totalSteps: 10 }, paused, d);
+    expect(s.run.diverged).toEqual({ step: 5, lastGood: 4, lr: 0.01, message: 'Step 5: the loss or gradient became NaN', save: { id: 'r1', step: 3 } });
+    expect(s.run.state).toBe('paused');
+    s = apply(s, { ...paused }); // another paused state (e.g. a refused factor) keeps it
+    expect(s.run.diverged?.step).toBe(5);
+    s = apply(s, { type: 'runState', state: 'stopped', step: 4, totalSteps: 10 });
+    expect(s.run.diverged).toBeNull();
+  });
+
   it('marks WebGPU unavailable when the probe fails, and keeps the message', () => {
     const s = apply(initialData(), { type: 'error', name: 'NoWebGPUError', message: 'no adapter; use Chrome', request: 'probe' });
     expect(s.adapter).toEqual({ status: 'unavailable', reason: 'no adapter; use Chrome' });
