@@ -41,4 +41,22 @@ describe('RunControl', () => {
     c.pause();
     expect(c.paused).toBe(false); // a stopped run cannot be paused again
   });
+
+  it('after a non-finite loss: waits (the weights hold still) until going back with a factor, or a stop', async () => {
+    const c = new RunControl();
+    expect(c.goBack(0.5)).toBe(false); // nothing waits yet
+    const choice = c.diverged();
+    expect(c.waiting).toBe(true);
+    expect(c.divergedWaiting).toBe(true);
+    expect(c.goBack(0.25)).toBe(true);
+    expect(await choice).toBe(0.25);
+    expect(c.waiting).toBe(false);
+    expect(c.divergedWaiting).toBe(false);
+
+    const d = new RunControl();
+    const stopped = d.diverged();
+    d.stop();
+    expect(await stopped).toBeNull();
+    expect(await d.diverged()).toBeNull(); // already stopped: no wait
+  });
 });
