@@ -106,12 +106,18 @@ describe('durable runs in the page, end to end on SwiftShader', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('a run never reloaded: the reference weights, and its save is listed with its size', async () => {
+  it('a run never reloaded, saved at short intervals as it trains: the reference weights, and its save is listed with its size', async () => {
     await loadInputs();
     await settings();
+    // Saves at (almost) every step boundary, written from staged GPU copies while training goes on;
+    // they must not change what it trains (the later runs are compared with this one).
+    await setField(page, 'set-autosave', '0.0001');
     await page.getByTestId('start').click();
+    await waitText(page, 'last-save', /Saved at step [1-7] \(/, 120_000); // an interval save, before the end
     await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
     expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    const log = page.getByTestId('run-log');
+    expect((await log.count()) ? await log.textContent() : '').not.toMatch(/Autosave: a copy/);
     uninterrupted = await exportWeights();
     await waitText(page, 'saved-run', /step 8 of 8 \(finished/, 30_000);
     expect(await page.getByTestId('storage').innerText()).toMatch(/used of .* allowed/);
