@@ -3,8 +3,11 @@
 // the saved run alone (model files, corpus token ids, settings, layers, charts) and finishes with
 // weights equal, bit for bit, to a run never interrupted (shuffled windows, dropout, a frozen
 // group); saves at intervals are written while training goes on, and a crash resumes from the
-// last complete one; a lost device mid-run resumes from its last save the same way.
-import { describe, expect, it } from 'vitest';
+// last complete one; where the staged copy does not fit, saves read back instead; a lost
+// device mid-run resumes from its last save the same way.
+import { describe, expect, it, vi } from 'vitest';
+import { OutOfMemoryError } from '../../src/engine/errors.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
 import { RunStore } from '../../src/io/run-store.ts';
 import { readSafetensors } from '../../src/io/safetensors.ts';
 import type { WorkerEvent, WorkerRequest } from '../../src/worker/protocol.ts';
@@ -154,6 +157,28 @@ describe('saved runs in the page session', () => {
     expect(b.of('runState').map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
     expect(b.of('step').map((e) => e.loss)).toEqual(referenceLosses);
     expectSameBits(reference, await weights(b));
+  });
+
+  it('where the staged copy does not fit, interval saves read back instead (said once), and what it trains is unchanged', async () => {
+    // The copy's allocation failing as WebGPU reports it (an out-of-memory error scope).
+    const spy = vi.spyOn(Trainer.prototype, 'stageState').mockRejectedValue(new OutOfMemoryError('The GPU ran out of memory while allocating snapshot.', 'snapshot'));
+    try {
+      const fs = fakeOpfs();
+      const store = new RunStore(fs.root);
+      const s = await session(store);
+      await load(s);
+      await s.send({ type: 'train', settings: { ...SETTINGS, autosaveMinutes: 1e-5 }, frozen: FROZEN, sample: SAMPLE });
+      expect(s.of('error')).toEqual([]);
+      expect(spy).toHaveBeenCalledTimes(1); // not tried again after it failed
+      expect(s.of('info').filter((e) => /^Autosave: a copy of the weights and optimizer state does not fit/.test(e.message))).toHaveLength(1);
+      const saved = s.of('saved').map((e) => e.step);
+      expect(saved.length).toBeGreaterThanOrEqual(3);
+      expect(saved.at(-1)).toBe(8);
+      expect(s.of('step').map((e) => e.loss)).toEqual(referenceLosses);
+      expectSameBits(reference, await weights(s));
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it('after a lost device, the run resumes from its last save on a new device', async () => {
