@@ -9,6 +9,7 @@ import { prepareSpec, runPrepare } from './commands/prepare.ts';
 import { evalSpec, runEval } from './commands/eval.ts';
 import { generateSpec, runGenerate } from './commands/generate.ts';
 import { exportSpec, runExport } from './commands/export.ts';
+import { runTune, tuneSpec } from './commands/tune.ts';
 
 interface Command {
   spec: CommandSpec;
@@ -21,6 +22,7 @@ const COMMANDS: Command[] = [
   { spec: generateSpec, run: runGenerate },
   { spec: evalSpec, run: runEval },
   { spec: exportSpec, run: runExport },
+  { spec: tuneSpec, run: runTune },
 ];
 
 function usage(): string {

@@ -8,6 +8,7 @@
 //        so the same split is made again without the files the user dropped
 //   model/<encoded path>                           the model files the user dropped (a reload
 //        cannot reopen them); built-in and Hub models are fetched again (the Hub from its cache)
+import type { KernelsRecord } from '../engine/kernels/variants.ts';
 import { StudioError } from '../engine/errors.ts';
 import type { LoraConfig } from '../engine/model/lora.ts';
 import type { TrainRunConfig } from '../engine/train/config.ts';
@@ -147,6 +148,8 @@ export interface StateInput {
   corpusNames: string[];
   fingerprints: TrainerStateJson['fingerprints'];
   log: Array<Record<string, unknown>>;
+  /** the kernel variants in use (engine/kernels/variants.ts kernelsRecord) */
+  kernels: KernelsRecord;
 }
 
 /** trainer_state.json of the page's run at a snapshot (writer "page"; data paths are the dropped files' names). */
@@ -164,7 +167,7 @@ export function trainerState(i: StateInput): TrainerStateJson {
     model: { source: i.modelName, dir: '' },
     data: { train: i.corpusNames, eval: [] },
     fingerprints: i.fingerprints,
-    kernels: { precision: 'f32' },
+    kernels: i.kernels,
     log_history: i.log,
     created: new Date().toISOString(),
     writer: 'page',

@@ -70,7 +70,8 @@ export async function resumeSavedRun(s: Session, id: string, lrScale: number, lr
   s.post({ type: 'restored', id, settings, frozen: ck.state.settings.frozen, sample: ps.sample });
   if (lrScale !== 1) s.post({ type: 'info', message: `Resuming at step ${ck.state.step} with the learning rate × ${lrScale} (${settings.lr.toPrecision(3)}).` });
   return await train(s, settings, new Set(ck.state.settings.frozen), ps.sample, {
-    runId: id, optimizer: ck.optimizer, step: ck.state.step, events: ps.events, fingerprints: ck.state.fingerprints, evalBefore: ps.evalBefore,
+    runId: id, optimizer: ck.optimizer, step: ck.state.step, events: ps.events, fingerprints: ck.state.fingerprints,
+    kernels: ck.state.kernels, evalBefore: ps.evalBefore,
     savedAt: r.manifest.saved, bytes: saved?.bytes ?? 0,
   });
 }

@@ -15,6 +15,8 @@
 // saved then, since the weights of the step before are those that gave the non-finite loss:
 // going back to them at a lower rate would meet the same batch with the same weights. The user
 // chooses: go back to the run's last save at a lower learning rate, or stop.
+import { kernelsRecord, variantsFromRecord, type KernelsRecord } from '../engine/kernels/variants.ts';
+import { tunedVariants } from './tuning-opfs.ts';
 import { describeError, NonFiniteLossError, OutOfMemoryError } from '../engine/errors.ts';
 import type { EvalResult as EngineEval } from '../engine/eval/evaluate.ts';
 import { ThroughputMeter } from '../engine/eval/metrics.ts';
@@ -51,6 +53,8 @@ export interface ResumeInput {
   step: number;
   events: ShownEvent[];
   fingerprints: TrainerStateJson['fingerprints'];
+  /** the kernel variants the checkpoint recorded: the resumed run uses them */
+  kernels: KernelsRecord;
   evalBefore: EvalResult | null;
   savedAt: number;
   bytes: number;
@@ -215,7 +219,7 @@ function checkpointFilesOf(s: Session, i: SaveInput, p: SavePoint, fingerprints:
   const state = trainerState({
     snap: p.snap, dropoutStep: p.optimizer.stepIndex, cfg: i.cfg, lora: i.lora?.config ?? null, evalEvery: i.settings.evalEvery,
     windows: Math.floor((i.trainTokens - 1) / i.cfg.seq), modelName: m.folder.baseModel, corpusNames: s.corpus!.names, fingerprints,
-    log: logHistory(p.shown),
+    log: logHistory(p.shown), kernels: kernelsRecord(i.gm.ctx.kernels, 'f32'),
   });
   const files = checkpointFiles({
     config: m.folder.config,
@@ -387,6 +391,9 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
       let trainer: Trainer | null = null;
       /** the frozen set changed: report the trainer's memory once it has rebuilt (at the next step) */
       let memoryChanged = false;
+      // Kernel variants: a resumed run keeps the checkpoint's (refusing when this adapter cannot
+      // run them); a new one takes this adapter's tuned tiles (the Tune button), else the defaults.
+      gm.ctx.kernels = resume ? variantsFromRecord(resume.kernels, gm.ctx.limits, gm.ctx.adapter.features) : await tunedVariants(gm.ctx, (message) => s.post({ type: 'info', message }));
       run.setState('running');
       await runTraining(gm.ctx, gm.tuned, split.train, cfg, {
         signal: control.abort.signal,

@@ -5,6 +5,7 @@
 // Flags and defaults are described in README.md (Command line).
 import { basename, join, relative, resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
+import { kernelsRecord, variantsFromRecord } from '../../engine/kernels/variants.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
 import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';
@@ -33,6 +34,7 @@ import type { StepLog } from '../../engine/train/config.ts';
 import { ResumeConflictError } from '../run-checkpoints.ts';
 import { loadTrainingTokens } from '../data.ts';
 import { resolveModelDir } from '../model-arg.ts';
+import { readTunedTiles, tuningFilePath } from '../tuning-file.ts';
 import { saveTrainedFolder, tokenizerFor } from '../save-folder.ts';
 import {
   CHECKPOINT_OPTIONS, checkpointDataPath, checkResumeFlags, defaultResumeOut, ResumeDataError, RunInterruptedError, StepLogFile, StopSignals,
@@ -209,6 +211,19 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
 
   const ctx = await GpuContext.create(await nodeGpu());
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
+  // Kernel variants: a resumed run keeps the checkpoint's (refusing, with the reason, when this
+  // adapter cannot run them); a new run takes this adapter's tuned tiles from the cache, or the
+  // defaults. Training never tunes.
+  if (resume) {
+    ctx.kernels = variantsFromRecord(resume.state.kernels, ctx.limits, ctx.adapter.features);
+    out(`kernel variants: as checkpoint-${resume.state.step} recorded`);
+  } else {
+    const tuned = await readTunedTiles(ctx.adapter, (l) => console.error(l));
+    if (tuned) {
+      ctx.kernels.matmul = tuned;
+      out(`matmul tiles: tuned for this adapter (${tuningFilePath()})`);
+    }
+  }
   out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${windowCount(tokens.length, seq)} windows of ${seq}`);
   if (cfg.lrDecay !== 1) out(`discriminative learning rates:\n${describeGroupRates(config.nLayer, cfg.lr, cfg.lrDecay)}`);
   // Before anything is allocated, for the run's widest trainable set (the user's frozen groups;
@@ -247,7 +262,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
       model: { source: modelSource, dir: resume ? resume.state.model.dir : resolve(modelDir) },
       data: { train: absData, eval: absEval },
       fingerprints: { base_weights: basePrint, train_tokens: trainPrint, ...(evalPrint ? { eval_tokens: evalPrint } : {}) },
-      kernels: { precision: 'f32' },
+      kernels: kernelsRecord(ctx.kernels, 'f32'),
       log_history: [...history],
       created: new Date().toISOString(),
       writer: 'cli',

@@ -89,3 +89,48 @@ export function vec4Fits(t: MatmulTile, side: 'a' | 'b'): boolean {
   const rows = side === 'a' ? t.bm : t.bn;
   return rows % 4 === 0 && t.bk % 4 === 0 && ((rows * t.bk) / 4) % threads === 0;
 }
+
+/**
+ * trainer_state.json's `kernels` (docs/checkpoint-format.md): the precision, and from this
+ * engine the matmul tiling of every shape class and whether subgroup reductions ran. Other
+ * writers add their own fields (the PyTorch continuation: torch version, device).
+ */
+export interface KernelsRecord {
+  precision: string;
+  matmul?: Partial<Record<MatmulClass, string>>;
+  subgroups?: boolean;
+  [field: string]: unknown;
+}
+
+/** The record of `v`: every class's tiling named, defaults included, so a resume needs no cache. */
+export function kernelsRecord(v: KernelVariants, precision = 'f32'): KernelsRecord {
+  const matmul: Partial<Record<MatmulClass, string>> = {};
+  for (const cls of MATMUL_CLASSES) matmul[cls] = tileName(v.matmul[cls] ?? DEFAULT_TILE);
+  return { precision, matmul, subgroups: v.subgroups };
+}
+
+/**
+ * The variants a checkpoint recorded, for its resume: used as recorded whatever a tuning cache
+ * now says. A record from before variants were recorded (no `matmul`) means the defaults, which
+ * is what that engine ran. Throws KernelVariantError when this adapter cannot run a recorded
+ * variant (a tile over its limits, subgroups it lacks), naming it: never a silent substitute.
+ */
+export function variantsFromRecord(r: KernelsRecord | undefined, limits: TileLimits, features: readonly string[]): KernelVariants {
+  const v = defaultVariants();
+  if (!r) return v;
+  if (r.matmul !== undefined) {
+    if (!r.matmul || typeof r.matmul !== 'object') throw new KernelVariantError(`the checkpoint's kernels.matmul is not an object of shape class → tile; found ${JSON.stringify(r.matmul)}.`);
+    for (const [cls, name] of Object.entries(r.matmul)) {
+      if (!(MATMUL_CLASSES as readonly string[]).includes(cls)) throw new KernelVariantError(`the checkpoint's kernels.matmul names an unknown shape class '${cls}' (known: ${MATMUL_CLASSES.join(', ')}).`);
+      const tile = parseTile(String(name));
+      const problem = tileProblem(tile, limits);
+      if (problem) throw new KernelVariantError(`the checkpoint was trained with matmul tile ${name} for ${cls}, which this adapter cannot run: ${problem}. Resume it on an adapter that can.`);
+      v.matmul[cls as MatmulClass] = tile;
+    }
+  }
+  if (r.subgroups) {
+    if (!features.includes('subgroups')) throw new KernelVariantError("the checkpoint was trained with subgroup reductions, and this adapter lacks the 'subgroups' feature; resuming without them would change the numerics. Resume it on an adapter with subgroups.");
+    v.subgroups = true;
+  }
+  return v;
+}

@@ -2,7 +2,9 @@
 // that refuse a tiling an adapter cannot run (or a malformed one) with the reason.
 import { describe, expect, it } from 'vitest';
 import { KernelVariantError } from '../../../src/engine/errors.ts';
-import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, vec4Fits } from '../../../src/engine/kernels/variants.ts';
+import {
+  DEFAULT_TILE, defaultVariants, kernelsRecord, matmulClass, MATMUL_CLASSES, parseTile, tileName, tileProblem, variantsFromRecord, vec4Fits,
+} from '../../../src/engine/kernels/variants.ts';
 
 const LIMITS = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
 
@@ -37,5 +39,28 @@ describe('kernel variants', () => {
     expect(vec4Fits(DEFAULT_TILE, 'a')).toBe(true);
     expect(vec4Fits(parseTile('16x16x8-4x4'), 'b')).toBe(true);
     expect(vec4Fits(parseTile('16x16x8-8x8'), 'a')).toBe(false); // 32 vec4 for 64 threads
+  });
+
+  it('records every class in the checkpoint and reads it back for a resume', () => {
+    const v = defaultVariants();
+    v.matmul.nn = parseTile('32x64x16-8x8-v4');
+    const r = kernelsRecord(v, 'f32');
+    expect(r.precision).toBe('f32');
+    expect(Object.keys(r.matmul!)).toEqual([...MATMUL_CLASSES]);
+    expect(r.matmul!.nn).toBe('32x64x16-8x8-v4');
+    expect(r.matmul!.tn).toBe('64x64x32-8x8');
+    const back = variantsFromRecord(JSON.parse(JSON.stringify(r)), LIMITS, []);
+    expect(back.matmul.nn).toEqual(v.matmul.nn);
+    expect(back.matmul.tn).toEqual(DEFAULT_TILE);
+    // A checkpoint from before variants were recorded ran the defaults.
+    expect(variantsFromRecord({ precision: 'f32' }, LIMITS, [])).toEqual(defaultVariants());
+  });
+
+  it('refuses a recorded variant this adapter cannot run, naming it', () => {
+    expect(() => variantsFromRecord({ precision: 'f32', matmul: { nn: '64x64x64-8x8' } }, LIMITS, [])).toThrow(KernelVariantError);
+    expect(() => variantsFromRecord({ precision: 'f32', matmul: { nn: '64x64x64-8x8' } }, LIMITS, [])).toThrow(/tile 64x64x64-8x8 for nn.*cannot run/);
+    expect(() => variantsFromRecord({ precision: 'f32', subgroups: true }, LIMITS, [])).toThrow(/lacks the 'subgroups' feature/);
+    expect(variantsFromRecord({ precision: 'f32', subgroups: true }, LIMITS, ['subgroups']).subgroups).toBe(true);
+    expect(() => variantsFromRecord({ precision: 'f32', matmul: { diagonal: '64x64x32-8x8' } as never }, LIMITS, [])).toThrow(/unknown shape class/);
   });
 });
