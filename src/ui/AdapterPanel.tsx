@@ -35,10 +35,16 @@ function Limits({ report }: { report: AdapterReport }) {
 export function AdapterPanel() {
   const adapter = useStudio((s) => s.adapter);
   const selftest = useStudio((s) => s.selftest);
+  const tune = useStudio((s) => s.tune);
+  const running = useStudio((s) => ['starting', 'running', 'paused', 'stopping'].includes(s.run.state));
   const debug = typeof location !== 'undefined' && new URLSearchParams(location.search).has('debug');
   const runSelftest = () => {
     useStudio.getState().started('selftest');
     send({ type: 'selftest', M: 96, N: 80, K: 72, seed: 7 });
+  };
+  const runTune = () => {
+    useStudio.getState().started('tune');
+    send({ type: 'tune' });
   };
   return (
     <section className="panel" aria-labelledby="adapter-title">
@@ -55,6 +61,9 @@ export function AdapterPanel() {
             <button type="button" onClick={runSelftest} disabled={selftest.status === 'running'}>
               Run GPU self-test
             </button>
+            <button type="button" onClick={runTune} disabled={tune.status === 'running' || running} title="Times matmul tilings on this GPU and keeps the fastest for the next runs">
+              Tune matmul tiles
+            </button>
             {debug && <button type="button" className="danger" onClick={() => send({ type: 'loseDevice' })} data-testid="lose-device">Simulate a lost device</button>}
             {debug && (
               <button type="button" className="danger" onClick={() => send({ type: 'poisonWeights' })} data-testid="poison-weights" title="For a paused run: its next loss becomes NaN">
@@ -67,6 +76,11 @@ export function AdapterPanel() {
             {selftest.status === 'done' &&
               `Self-test passed: ${selftest.result.M}×${selftest.result.N}×${selftest.result.K} matmul, max error ${selftest.result.maxAbsError.toExponential(2)}, ${selftest.result.ms.toFixed(0)} ms`}
             {selftest.status === 'failed' && `Self-test failed: ${selftest.message}`}
+          </p>
+          <p data-testid="tune" role="status" aria-live="polite" className="muted">
+            {tune.status === 'running' && 'Timing matmul tilings at the model\'s training shapes (seconds on a GPU, minutes on a software adapter)…'}
+            {tune.status === 'done' && `Tuned; the next runs use: ${tune.lines.join('; ')}`}
+            {tune.status === 'failed' && `Tuning failed: ${tune.message}`}
           </p>
         </>
       )}

@@ -33,6 +33,9 @@ export type SelftestResult = Omit<SelftestReport, 'sample'>;
 
 export type SelftestState = { status: 'idle' | 'running' } | { status: 'done'; result: SelftestResult } | { status: 'failed'; message: string };
 
+/** The matmul tuning run (src/worker/tune.ts): its choice per shape class when done. */
+export type TuneState = { status: 'idle' | 'running' } | { status: 'done'; lines: string[] } | { status: 'failed'; message: string };
+
 export type ModelChoice = 'builtin' | 'hub' | 'files';
 
 export interface ModelSlice {
@@ -130,6 +133,7 @@ export interface StatusSlice {
   /** models in the browser's download cache (null until listed) */
   cache: { persistent: boolean; models: CachedModelSummary[] } | null;
   selftest: SelftestState;
+  tune: TuneState;
   progress: Partial<Record<ProgressTask, ProgressEntry>>;
   errors: StudioError[];
   deviceLost: string | null;
@@ -170,7 +174,7 @@ export interface StudioActions {
   setCorpusOptions(patch: Partial<Pick<CorpusSlice['corpus'], 'jsonlField' | 'csvColumn'>>): void;
   setCompareBase(on: boolean): void;
   /** marks a request as started (optimistic status, cleared by the worker's answer) */
-  started(what: 'model' | 'corpus' | 'selftest' | 'train' | 'export' | 'tryExport', format?: ExportFormat): void;
+  started(what: 'model' | 'corpus' | 'selftest' | 'tune' | 'train' | 'export' | 'tryExport', format?: ExportFormat): void;
   nextEstimateId(): number;
   dismissError(id: number): void;
   pageError(name: string, message: string): void;
@@ -186,6 +190,7 @@ export function initialData(): StudioData {
     adapter: { status: 'probing' },
     cache: null,
     selftest: { status: 'idle' },
+    tune: { status: 'idle' },
     progress: {},
     errors: [],
     deviceLost: null,
@@ -242,6 +247,8 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
       return { adapter: { status: 'ready', report: ev.report } };
     case 'selftest':
       return { selftest: { status: 'done', result: { M: ev.M, N: ev.N, K: ev.K, maxAbsError: ev.maxAbsError, ms: ev.ms } } };
+    case 'tuned':
+      return { tune: { status: 'done', lines: ev.lines } };
     case 'hub':
       // Asked only once the user chose the Hub; the answer never changes the model choice.
       return { model: { ...s.model, hub: { ...s.model.hub, reachable: ev.reachable, detail: ev.detail } } };
@@ -369,6 +376,9 @@ export function reduce(s: StudioData, ev: WorkerEvent): Partial<StudioData> {
         case 'selftest':
           patch.selftest = { status: 'failed', message: ev.message };
           break;
+        case 'tune':
+          patch.tune = { status: 'failed', message: ev.message };
+          break;
         case 'loadModel':
           patch.model = { ...s.model, status: s.model.info ? 'ready' : 'failed' };
           patch.progress = withoutProgress(s.progress, 'model');
@@ -430,6 +440,8 @@ export const useStudio = create<Studio>()((set) => ({
           return { corpus: { ...s.corpus, status: 'loading' }, progress: { ...s.progress, corpus: { label: 'Reading', done: 0, total: 0, unit: 'bytes' } } };
         case 'selftest':
           return { selftest: { status: 'running' } };
+        case 'tune':
+          return { tune: { status: 'running' } };
         case 'train':
           return { run: { ...s.run, state: 'starting', message: '' } };
         case 'export':

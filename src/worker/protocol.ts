@@ -113,6 +113,8 @@ export interface TryExportResult {
 export type WorkerRequest =
   | { type: 'probe' }
   | ({ type: 'selftest' } & SelftestShape)
+  /** times matmul tilings on this adapter and keeps the fastest for later runs (worker/tune.ts) */
+  | { type: 'tune' }
   /** asked only when the user chooses the Hub: nothing leaves the page's origin before */
   | { type: 'hubCheck'; endpoint: string; repo: string }
   | { type: 'loadModel'; source: ModelSource }
@@ -172,6 +174,8 @@ export type ProgressTask = 'model' | 'corpus' | 'evaluate' | 'export' | 'generat
 export type WorkerEvent =
   | { type: 'adapter'; report: AdapterReport }
   | ({ type: 'selftest' } & SelftestReport)
+  /** the tuning run's choice per shape class, as lines to show */
+  | { type: 'tuned'; lines: string[] }
   | ({ type: 'hub' } & HubReachability)
   | { type: 'progress'; task: ProgressTask; label: string; done: number; total: number; unit: 'bytes' | 'items' }
   | { type: 'modelLoaded'; model: ModelInfo }

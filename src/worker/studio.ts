@@ -26,6 +26,7 @@ import { importDroppedRun, resumeSavedRun } from './resume.ts';
 import { train, type GoBack } from './run.ts';
 import { browserRunStore, requireRunStore, runInfo, runZip } from './saved-runs.ts';
 import { matmulSelftest } from './selftest.ts';
+import { tunePage } from './tune.ts';
 import { StudioBusyError, type GpuModel, type LoadedModel, type RunHandle, type Session } from './session.ts';
 import { torchProjectZip } from './torch-project.ts';
 
@@ -73,6 +74,9 @@ export class Studio implements Session {
           return;
         case 'selftest':
           this.post({ type: 'selftest', ...(await matmulSelftest(await this.context(), req)) });
+          return;
+        case 'tune':
+          this.post({ type: 'tuned', lines: await tunePage(this, await this.context()) });
           return;
         case 'hubCheck':
           this.post({ type: 'hub', ...(await checkHub(req.endpoint, req.repo)) });

@@ -37,6 +37,13 @@ describe('reduce: worker events into page state', () => {
     expect(s.errors).toEqual([]); // shown once, by the no-WebGPU notice
   });
 
+  it('shows the tuning run\'s choice, or why it failed', () => {
+    const done = apply(initialData(), { type: 'tuned', lines: ['nn: 32x64x32-8x8, 1.20× the default'] });
+    expect(done.tune).toEqual({ status: 'done', lines: ['nn: 32x64x32-8x8, 1.20× the default'] });
+    const failed = apply(initialData(), { type: 'error', name: 'StudioBusyError', message: 'A run is training.', request: 'tune' });
+    expect(failed.tune).toEqual({ status: 'failed', message: 'A run is training.' });
+  });
+
   it('records whether the Hub answered without ever switching the model choice (the built-in model stays the default)', () => {
     const hub: WorkerEvent = { type: 'hub', endpoint: DEFAULT_HUB_ENDPOINT, reachable: true, detail: 'ok' };
     const s = apply(initialData(), hub);
