@@ -17,7 +17,9 @@
 //
 //   npm run bench:peer [-- --only tiny,gpt2-vocab,gpt2-124M] [--steps N] [--profile]
 //                      [--no-matmul] [--no-e2e] [--engine-only] [--no-log] [--json FILE]
-//                      [--keep-models DIR] [--require-gpu]
+//                      [--keep-models DIR] [--require-gpu] [--default-tiles] [--matmul-only]
+// The engine uses the matmul tiles `npm run tune` cached for this adapter, as train does
+// (--default-tiles: the defaults); --matmul-only runs the matmul comparison alone.
 // Prints a table and the JSON of every number; appends the table, dated, with the commit and
 // the load average, to bench/README.md unless --no-log. --profile adds the engine's time per
 // kernel family for one training step of each shape (src/engine/gpu/profile.ts). --keep-models
@@ -35,6 +37,8 @@ import { profileTable } from '../src/engine/gpu/profile.ts';
 import { Evaluator } from '../src/engine/eval/evaluate.ts';
 import { Generator } from '../src/engine/generate/generator.ts';
 import { matmul } from '../src/engine/kernels/matmul.ts';
+import { kernelsRecord } from '../src/engine/kernels/variants.ts';
+import { readTunedTiles, tuningFilePath } from '../src/cli/tuning-file.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { formatBytes, withTotal } from '../src/engine/train/memory.ts';
 import { GpuWeights } from '../src/engine/model/weights.ts';
@@ -223,7 +227,7 @@ async function frozenStep(
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, e2e: true, log: true, json: '', peer: true, keepModels: '', requireGpu: false };
+  const out = { only: null as string[] | null, steps: 0, profile: false, matmul: true, e2e: true, log: true, json: '', peer: true, keepModels: '', requireGpu: false, defaultTiles: false, matmulOnly: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
@@ -236,7 +240,9 @@ function parseArgs(argv: string[]) {
     else if (a === '--json') out.json = argv[++i];
     else if (a === '--keep-models') out.keepModels = argv[++i];
     else if (a === '--require-gpu') out.requireGpu = true;
-    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --no-e2e --engine-only --no-log --json FILE --keep-models DIR --require-gpu`);
+    else if (a === '--default-tiles') out.defaultTiles = true;
+    else if (a === '--matmul-only') out.matmulOnly = true;
+    else throw new Error(`unknown option ${a}: use --only ${SHAPES.map((s) => s.name).join(',')} --steps N --profile --no-matmul --no-e2e --engine-only --no-log --json FILE --keep-models DIR --require-gpu --default-tiles --matmul-only`);
   }
   if (out.only) for (const n of out.only) if (!SHAPES.some((s) => s.name === n)) throw new Error(`unknown shape ${n}: ${SHAPES.map((s) => s.name).join(', ')}`);
   if (out.steps && !(Number.isInteger(out.steps) && out.steps >= 1)) throw new Error(`--steps must be a whole number ≥ 1, got ${out.steps}`);
@@ -597,10 +603,16 @@ if (software && args.requireGpu) {
   process.exit(1);
 }
 const steps = args.steps || (software ? 3 : 20);
+// The matmul tiles a training run on this adapter uses (train reads the same cache): the tuned
+// ones from `npm run tune`, else the defaults; --default-tiles ignores the cache.
+const tuned = args.defaultTiles ? null : await readTunedTiles(ctx.adapter, (l) => console.error(l));
+if (tuned) ctx.kernels.matmul = tuned;
+const tiles = tuned ? `tuned (${tuningFilePath()})` : 'defaults';
+console.log(`matmul tiles: ${tiles}${tuned ? `: ${Object.entries(kernelsRecord(ctx.kernels).matmul ?? {}).map(([c, t]) => `${c} ${t}`).join(', ')}` : ''}`);
 console.log(`adapter: ${adapter}${software ? ' (software adapter)' : ''}; engine and TensorFlow.js ${tf.version_core} (webgpu) on it; ${steps} timed steps`);
 const results: ShapeResult[] = [];
 for (const s of SHAPES) {
-  if (args.only && !args.only.includes(s.name)) continue;
+  if (args.matmulOnly || (args.only && !args.only.includes(s.name))) continue;
   // The full GPT-2 124M on a software adapter: fewer timed steps (about half a minute each).
   const shapeSteps = s.name === 'gpt2-124M' && software && !args.steps ? 1 : steps;
   const o = { steps: shapeSteps, profile: args.profile, withPeer: args.peer, keepModels: args.keepModels, e2e: args.e2e };
@@ -615,7 +627,7 @@ try {
 } catch {
   // not a git checkout
 }
-const json = { when, commit, adapter, software, steps, loadAverage: loadavg(), shapes: results, matmul: mm };
+const json = { when, commit, adapter, software, steps, loadAverage: loadavg(), kernels: kernelsRecord(ctx.kernels), shapes: results, matmul: mm };
 console.log(`\n${table}\n`);
 console.log(JSON.stringify(json, null, 1));
 if (args.json) await writeFile(args.json, `${JSON.stringify(json, null, 1)}\n`);
@@ -623,6 +635,7 @@ if (args.log) {
   const notes = [
     `commit ${commit}; load average ${loadavg().map((x) => x.toFixed(1)).join(', ')} (1, 5, 15 min) at the end, per shape in the table: other work on the same CPU slows a software adapter`,
     `adapter: ${adapter}${software ? ' (a software adapter)' : ''}; TensorFlow.js ${tf.version_core} WebGPU backend on the same adapter`,
+    `matmul tiles: ${tiles}${tuned ? ` (${Object.entries(kernelsRecord(ctx.kernels).matmul ?? {}).map(([c, t]) => `${c} ${t}`).join(', ')})` : ''}`,
     `${steps} timed training steps after two untimed ones (GPT-2 124M on a software adapter: 1); Adam lr ${LR}, no weight decay, no clipping, dropout 0; random HF-initialized weights from one safetensors file, uniform random tokens`,
   ];
   const profiles = results.filter((r) => r.profile).map((r) => `\n${r.profile}\n`).join('');
