@@ -11,7 +11,7 @@ import { nodeGpu } from '../src/cli/webgpu-node.ts';
 import { GpuContext } from '../src/engine/gpu/context.ts';
 import { run, whole } from '../src/engine/gpu/dispatch.ts';
 import { matmul } from '../src/engine/kernels/matmul.ts';
-import { parseTile, tileName } from '../src/engine/kernels/variants.ts';
+import { parseTile, tileName } from '../src/engine/gpu/variants.ts';
 
 const N = 128;
 const SHAPES: Array<{ what: string; M: number; N: number; K: number; transA?: boolean; transB?: boolean }> = [

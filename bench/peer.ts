@@ -37,7 +37,7 @@ import { profileTable } from '../src/engine/gpu/profile.ts';
 import { Evaluator } from '../src/engine/eval/evaluate.ts';
 import { Generator } from '../src/engine/generate/generator.ts';
 import { matmul } from '../src/engine/kernels/matmul.ts';
-import { kernelsRecord } from '../src/engine/kernels/variants.ts';
+import { kernelsRecord } from '../src/engine/gpu/variants.ts';
 import { readTunedTiles, tuningFilePath } from '../src/cli/tuning-file.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { formatBytes, withTotal } from '../src/engine/train/memory.ts';

@@ -7,7 +7,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { AdapterReport } from '../engine/gpu/context.ts';
-import type { MatmulClass, MatmulTile } from '../engine/kernels/variants.ts';
+import type { MatmulClass, MatmulTile } from '../engine/gpu/variants.ts';
 import { defaultCacheDir } from '../io/node-cache.ts';
 import { emptyTuningCache, parseTuningCache, tilesFor, withTiles, type TuningCache } from '../io/tuning-cache.ts';
 

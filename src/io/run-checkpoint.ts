@@ -9,7 +9,7 @@
 // so the CLI writes them to a folder (node-run-checkpoint.ts) and the page to OPFS or a zip; the
 // reader takes ModelFiles. Fingerprints take a hasher (Node's crypto in the CLI, sha256.ts in
 // the browser) and hash exactly the bytes the format names.
-import type { KernelsRecord } from '../engine/kernels/variants.ts';
+import type { KernelsRecord } from '../engine/gpu/variants.ts';
 import { StudioError } from '../engine/errors.ts';
 import { parseConfig, type GPT2Config } from '../engine/model/config.ts';
 import { loraSpecs, type LoraConfig } from '../engine/model/lora.ts';
@@ -72,7 +72,7 @@ export interface TrainerStateJson {
   model: { source: string; dir: string };
   data: { train: string[]; eval: string[] };
   fingerprints: { base_weights: string; train_tokens: string; eval_tokens?: string };
-  /** the kernel variants the run used (engine/kernels/variants.ts); a resume reuses them */
+  /** the kernel variants the run used (engine/gpu/variants.ts); a resume reuses them */
   kernels: KernelsRecord;
   log_history: Array<Record<string, unknown>>;
   created: string;

@@ -11,7 +11,7 @@
 // hosts read and write.
 import { StudioError } from '../engine/errors.ts';
 import type { AdapterReport } from '../engine/gpu/context.ts';
-import { MATMUL_CLASSES, parseTile, tileName, type MatmulClass, type MatmulTile } from '../engine/kernels/variants.ts';
+import { MATMUL_CLASSES, parseTile, tileName, type MatmulClass, type MatmulTile } from '../engine/gpu/variants.ts';
 
 export const TUNING_FORMAT = 'webgpu-studio-kernel-tuning';
 export const TUNING_VERSION = 1;

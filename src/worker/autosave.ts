@@ -8,7 +8,7 @@
 //        so the same split is made again without the files the user dropped
 //   model/<encoded path>                           the model files the user dropped (a reload
 //        cannot reopen them); built-in and Hub models are fetched again (the Hub from its cache)
-import type { KernelsRecord } from '../engine/kernels/variants.ts';
+import type { KernelsRecord } from '../engine/gpu/variants.ts';
 import { StudioError } from '../engine/errors.ts';
 import type { LoraConfig } from '../engine/model/lora.ts';
 import type { TrainRunConfig } from '../engine/train/config.ts';
@@ -148,7 +148,7 @@ export interface StateInput {
   corpusNames: string[];
   fingerprints: TrainerStateJson['fingerprints'];
   log: Array<Record<string, unknown>>;
-  /** the kernel variants in use (engine/kernels/variants.ts kernelsRecord) */
+  /** the kernel variants in use (engine/gpu/variants.ts kernelsRecord) */
   kernels: KernelsRecord;
 }
 

@@ -15,7 +15,7 @@
 // saved then, since the weights of the step before are those that gave the non-finite loss:
 // going back to them at a lower rate would meet the same batch with the same weights. The user
 // chooses: go back to the run's last save at a lower learning rate, or stop.
-import { kernelsRecord, variantsFromRecord, type KernelsRecord } from '../engine/kernels/variants.ts';
+import { kernelsRecord, variantsFromRecord, type KernelsRecord } from '../engine/gpu/variants.ts';
 import { tunedVariants } from './tuning-opfs.ts';
 import { describeError, NonFiniteLossError, OutOfMemoryError } from '../engine/errors.ts';
 import type { EvalResult as EngineEval } from '../engine/eval/evaluate.ts';

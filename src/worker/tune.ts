@@ -1,10 +1,10 @@
-// The page's Tune request: the matmul tuning run (engine/tune.ts) at the loaded model's training
+// The page's Tune request: the matmul tuning run (engine/train/tune.ts) at the loaded model's training
 // shapes (GPT-2 124M's without a model) for B·T = 512, kept in OPFS for this adapter
 // (tuning-opfs.ts). Never while a run trains: a run takes the saved tiles when it starts.
 import type { GpuContext } from '../engine/gpu/context.ts';
-import { DEFAULT_TILE, tileName } from '../engine/kernels/variants.ts';
+import { DEFAULT_TILE, tileName } from '../engine/gpu/variants.ts';
 import { GPT2_SMALL } from '../engine/model/config.ts';
-import { trainingShapes, tuneMatmul } from '../engine/tune.ts';
+import { trainingShapes, tuneMatmul } from '../engine/train/tune.ts';
 import { StudioBusyError, type Session } from './session.ts';
 import { saveTunedTiles } from './tuning-opfs.ts';
 

@@ -4,7 +4,7 @@
 // so a failed write leaves the old cache whole. A damaged file is reported, ignored, and kept
 // aside under another name when a new result is saved.
 import type { GpuContext } from '../engine/gpu/context.ts';
-import { defaultVariants, type KernelVariants, type MatmulClass, type MatmulTile } from '../engine/kernels/variants.ts';
+import { defaultVariants, type KernelVariants, type MatmulClass, type MatmulTile } from '../engine/gpu/variants.ts';
 import { tryFile, type OpfsDirectory } from '../io/cache.ts';
 import { emptyTuningCache, parseTuningCache, tilesFor, TuningCacheError, withTiles, type TuningCache } from '../io/tuning-cache.ts';
 

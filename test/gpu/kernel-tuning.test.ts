@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { tuningFilePath } from '../../src/cli/tuning-file.ts';
-import { parseTile } from '../../src/engine/kernels/variants.ts';
+import { parseTile } from '../../src/engine/gpu/variants.ts';
 import { emptyTuningCache, parseTuningCache, withTiles } from '../../src/io/tuning-cache.ts';
 import { gpuContext } from '../helpers/gpu.ts';
 

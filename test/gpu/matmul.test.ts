@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { KernelVariantError } from '../../src/engine/errors.ts';
 import { biasGrad, matmul, type MatmulArgs } from '../../src/engine/kernels/matmul.ts';
-import { DEFAULT_TILE, parseTile, tileName, type MatmulTile } from '../../src/engine/kernels/variants.ts';
+import { DEFAULT_TILE, parseTile, tileName, type MatmulTile } from '../../src/engine/gpu/variants.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import { refMatmul } from '../../src/engine/reference/matmul.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';

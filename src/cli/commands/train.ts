@@ -5,7 +5,7 @@
 // Flags and defaults are described in README.md (Command line).
 import { basename, join, relative, resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
-import { kernelsRecord, variantsFromRecord } from '../../engine/kernels/variants.ts';
+import { kernelsRecord, variantsFromRecord } from '../../engine/gpu/variants.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
 import { LoraWeights, initLoraParams } from '../../engine/model/lora.ts';

@@ -1,13 +1,13 @@
 // `tune`: the short, separate matmul tuning run. Times the candidate tilings
-// (src/engine/tune.ts) at a model's training shapes on this adapter and stores the fastest per
+// (src/engine/train/tune.ts) at a model's training shapes on this adapter and stores the fastest per
 // shape class in the tuning cache (src/cli/tuning-file.ts), keyed by the adapter's identity.
 // `train` reads that cache at its start and never tunes itself.
 import { join } from 'node:path';
 import { nodeGpu } from '../webgpu-node.ts';
 import { GpuContext } from '../../engine/gpu/context.ts';
-import { parseTile, tileName, type MatmulTile } from '../../engine/kernels/variants.ts';
+import { parseTile, tileName, type MatmulTile } from '../../engine/gpu/variants.ts';
 import { GPT2_SMALL, type GPT2Config } from '../../engine/model/config.ts';
-import { TILE_CANDIDATES, trainingShapes, tuneMatmul } from '../../engine/tune.ts';
+import { TILE_CANDIDATES, trainingShapes, tuneMatmul } from '../../engine/train/tune.ts';
 import { loadConfigFile } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { resolveModelDir } from '../model-arg.ts';

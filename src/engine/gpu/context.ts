@@ -3,7 +3,7 @@
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
 import { AdapterLimitError, DeviceLostError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
-import { defaultVariants, type KernelVariants } from '../kernels/variants.ts';
+import { defaultVariants, type KernelVariants } from './variants.ts';
 import { loadShader, sourceLine, type ShaderDefines, type ShaderName } from './shaders.ts';
 
 /** What the page and the CLI show about the adapter. Plain data: safe to post to the UI. */

@@ -1,11 +1,11 @@
 // Wrapper for shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C], with optional
 // leading dimensions so A, B or C can be a column block of a wider row-major matrix. The tiling
-// comes from the context's KernelVariants (per shape class, see variants.ts) or the caller; vec4
+// comes from the context's KernelVariants (per shape class, see gpu/variants.ts) or the caller; vec4
 // staging of an operand where its layout allows.
 import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { DEFAULT_TILE, matmulClass, tileName, tileProblem, vec4Fits, type MatmulTile } from './variants.ts';
+import { DEFAULT_TILE, matmulClass, tileName, tileProblem, vec4Fits, type MatmulTile } from '../gpu/variants.ts';
 
 export interface MatmulArgs {
   label: string;

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { readTunedTiles, tuningFilePath, writeTunedTiles } from '../../../src/cli/tuning-file.ts';
 import type { AdapterReport } from '../../../src/engine/gpu/context.ts';
 import type { GpuContext } from '../../../src/engine/gpu/context.ts';
-import { DEFAULT_TILE, parseTile } from '../../../src/engine/kernels/variants.ts';
+import { DEFAULT_TILE, parseTile } from '../../../src/engine/gpu/variants.ts';
 import { adapterKey, emptyTuningCache, parseTuningCache, tilesFor, TuningCacheError, withTiles } from '../../../src/io/tuning-cache.ts';
 import { saveTunedTiles, tunedVariants, TUNING_FILE } from '../../../src/worker/tuning-opfs.ts';
 import { fakeOpfs } from '../../helpers/fake-opfs.ts';

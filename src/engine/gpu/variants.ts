@@ -1,6 +1,6 @@
 // Kernel variants: the choices that change how a kernel runs but not what it computes — the
 // matmul tiling per shape class, vectorized loads, subgroup reductions — chosen per adapter by
-// the tuning run (src/engine/tune.ts), recorded in a checkpoint's trainer_state.json `kernels`
+// the tuning run (src/engine/train/tune.ts), recorded in a checkpoint's trainer_state.json `kernels`
 // and reused on resume. The engine reads them from GpuContext.kernels when it builds dispatches.
 import { KernelVariantError } from '../errors.ts';
 

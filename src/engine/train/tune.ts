@@ -3,11 +3,11 @@
 // page's Tune button), never part of training: a run uses a cached result or the default tiles
 // (the tuning cache: src/io/tuning-cache.ts). Every tiling computes bit-identical results
 // (shaders/matmul.wgsl sums each output in the same order), so the choice changes speed only.
-import type { GpuContext } from './gpu/context.ts';
-import { run, whole } from './gpu/dispatch.ts';
-import { matmul } from './kernels/matmul.ts';
-import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, type MatmulClass, type MatmulTile } from './kernels/variants.ts';
-import type { GPT2Config } from './model/config.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { run, whole } from '../gpu/dispatch.ts';
+import { matmul } from '../kernels/matmul.ts';
+import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, type MatmulClass, type MatmulTile } from '../gpu/variants.ts';
+import type { GPT2Config } from '../model/config.ts';
 
 /** One matmul to time: C (M, N) = op(A) · op(B). */
 export interface TuneShape {

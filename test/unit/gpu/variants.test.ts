@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { KernelVariantError } from '../../../src/engine/errors.ts';
 import {
   DEFAULT_TILE, defaultVariants, kernelsRecord, matmulClass, MATMUL_CLASSES, parseTile, tileName, tileProblem, variantsFromRecord, vec4Fits,
-} from '../../../src/engine/kernels/variants.ts';
+} from '../../../src/engine/gpu/variants.ts';
 
 const LIMITS = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
 
