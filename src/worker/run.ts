@@ -5,7 +5,7 @@
 // state change as WorkerEvents. Pause, resume and stop go through RunControl at step boundaries;
 // a lost device ends the run as stopped. The run saves itself into the browser (autosave.ts):
 // every N minutes while it trains (written in the background after a copy of the weights), and
-// before a pause, a stop or the end takes effect; a non-finite loss names the step to go back to.
+// before a pause, a stop or the end takes effect.
 // A run resumed from a save (resume.ts) starts here too, from the checkpoint's optimizer state.
 //
 // An interval save takes a copy of the weights and AdamW moments in the GPU queue
