@@ -13,6 +13,7 @@
 // between `#if NAME` / `#else` / `#endif` (each directive alone on its line) are kept or blanked
 // by NAME's truth. Removed lines become empty lines, so line numbers stay the file's own.
 import { ShaderError } from '../errors.ts';
+import { DEFAULT_TILE } from './variants.ts';
 
 /** Every kernel family, one file each in shaders/. */
 export type ShaderName =
@@ -118,10 +119,19 @@ export function specialize(text: string, defines: ShaderDefines, what = 'shader'
   return out.join('\n');
 }
 
-/** The WGSL module for kernel `name`: its own file (specialized when `defines` are given), then the prelude. */
+/**
+ * The defines of kernels with variants, used where a caller gives none (or only some): matmul's
+ * default tiling with scalar loads, so `ctx.pipeline('matmul', 'bias_grad')` compiles as before.
+ */
+export const SHADER_DEFAULTS: Partial<Record<ShaderName, ShaderDefines>> = {
+  matmul: { BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty, VEC_A: false, VEC_B: false },
+};
+
+/** The WGSL module for kernel `name`: its own file (specialized by `defines` over its defaults), then the prelude. */
 export async function loadShader(name: ShaderName, defines?: ShaderDefines): Promise<string> {
   const [kernel, prelude] = await Promise.all([cached(name), cached('prelude')]);
-  return `${defines ? specialize(kernel, defines, `shaders/${name}.wgsl`) : kernel}\n${prelude}`;
+  const all = SHADER_DEFAULTS[name] || defines ? { ...SHADER_DEFAULTS[name], ...defines } : undefined;
+  return `${all ? specialize(kernel, all, `shaders/${name}.wgsl`) : kernel}\n${prelude}`;
 }
 
 /**

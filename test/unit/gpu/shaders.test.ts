@@ -81,4 +81,14 @@ describe('shader specialization', () => {
     expect(code).not.toMatch(/\$[A-Z]|^\s*#(if|else|endif)/m);
     expect(code.split('\n').length).toBe((await loadShader('matmul')).split('\n').length);
   });
+
+  it('specializes matmul.wgsl with its default tiling when a caller gives no or some defines', async () => {
+    const plain = await loadShader('matmul');
+    expect(plain).toContain('const BM: u32 = 64u;');
+    expect(plain).toContain('var<storage, read> A: array<f32>;');
+    expect(plain).not.toMatch(/\$[A-Z]|^\s*#(if|else|endif)/m);
+    const some = await loadShader('matmul', { BK: 16 });
+    expect(some).toContain('const BK: u32 = 16u;');
+    expect(some).toContain('const BM: u32 = 64u;');
+  });
 });
