@@ -204,6 +204,7 @@ export function checkResumeFlags(a: Args, st: TrainerStateJson, config: GPT2Conf
   num('grad-clip', s.grad_clip);
   num('seed', s.seed);
   str('order', a.str('order'), s.order, 'order');
+  str('precision', a.str('precision'), s.precision, 'precision');
   if (a.given('dropout')) {
     const p = a.num('dropout');
     if (!(same(p, s.dropout.embd) && same(p, s.dropout.attn) && same(p, s.dropout.resid))) {
@@ -233,7 +234,7 @@ export function checkResumeFlags(a: Args, st: TrainerStateJson, config: GPT2Conf
 /** The run flags checkResumeFlags compares (for its test: every run option is either compared or free). */
 export const RUN_FLAGS_CHECKED = [
   'batch', 'seq', 'grad-accum', 'lr', 'schedule', 'warmup', 'min-lr-ratio', 'stlr-cut-frac', 'stlr-ratio', 'lr-decay', 'unfreeze-start', 'unfreeze-every',
-  'weight-decay', 'beta1', 'beta2', 'eps', 'grad-clip', 'seed', 'order', 'dropout', 'freeze', 'lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'lora-rslora',
+  'weight-decay', 'beta1', 'beta2', 'eps', 'grad-clip', 'seed', 'order', 'precision', 'dropout', 'freeze', 'lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'lora-rslora',
 ];
 
 /** Options free to differ on resume (see FREE_ON_RESUME). */

@@ -37,6 +37,10 @@ export const RUN_OPTIONS: OptionSpec[] = [
   { name: 'dropout', kind: 'float', optional: true, help: "sets embd/attn/resid dropout together (default: the model config's)" },
   { name: 'seed', kind: 'int', default: D.seed, help: 'seed of dropout, the shuffled order and LoRA initialization' },
   { name: 'order', kind: 'string', default: D.order, choices: ['sequential', 'shuffled'], help: 'window order' },
+  {
+    name: 'precision', kind: 'string', default: D.precision, choices: ['f32', 'f16'],
+    help: 'f16: matmuls read f16 copies of the weights (float32 sums, masters and AdamW moments); needs an adapter with shader-f16. A checkpoint resumes in its own precision',
+  },
 ];
 
 /**
@@ -74,6 +78,7 @@ export function runSettingsFromArgs(a: Args, lora: RunSettings['lora'] | null): 
     lrDecay: a.num('lr-decay'),
     unfreeze: hasStart ? { enabled: true, start: a.num('unfreeze-start'), every: a.num('unfreeze-every') } : { ...D.unfreeze, enabled: false },
     lora: lora ?? { ...D.lora, enabled: false },
+    precision: a.str('precision') === 'f16' ? 'f16' : 'f32',
   };
 }
 

@@ -26,6 +26,12 @@ export class NoWebGPUError extends StudioError {}
 /** The adapter cannot hold or bind what the run needs. */
 export class AdapterLimitError extends StudioError {}
 
+/**
+ * The adapter lacks a WebGPU feature the run asked for (e.g. `shader-f16` for --precision f16).
+ * A subclass of AdapterLimitError: the adapter, not the input, is what cannot do it.
+ */
+export class MissingFeatureError extends AdapterLimitError {}
+
 /** The GPU device was lost (driver reset, tab in background on some systems, out of memory). */
 export class DeviceLostError extends StudioError {}
 

@@ -56,7 +56,8 @@ export interface CheckpointSettings {
   order: 'sequential' | 'shuffled';
   lora: { r: number; alpha: number; dropout: number; targets: string[]; rslora: boolean } | null;
   eval_every: number;
-  precision: 'f32';
+  /** the run's matmul weight precision (--precision): 'f32', or 'f16' (f16 weight copies, float32 masters and moments) */
+  precision: 'f32' | 'f16';
 }
 
 /** trainer_state.json. */
@@ -98,7 +99,7 @@ export function settingsOf(cfg: TrainRunConfig, lora: LoraConfig | null, evalEve
     seed: cfg.seed, order: cfg.order,
     lora: lora ? { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targets: [...lora.targets], rslora: lora.rslora } : null,
     eval_every: evalEvery,
-    precision: 'f32',
+    precision: cfg.precision ?? 'f32',
   };
 }
 
@@ -112,7 +113,7 @@ export function runOf(s: CheckpointSettings): { cfg: TrainRunConfig; lora: LoraC
       },
       lrDecay: s.lr_decay, unfreeze: s.unfreeze ? { ...s.unfreeze } : null, frozen: new Set(s.frozen),
       beta1: s.beta1, beta2: s.beta2, eps: s.eps, weightDecay: s.weight_decay, gradClip: s.grad_clip,
-      dropout: { ...s.dropout }, seed: s.seed, order: s.order,
+      dropout: { ...s.dropout }, seed: s.seed, order: s.order, precision: s.precision,
     },
     lora: s.lora ? { ...s.lora, targets: [...s.lora.targets] } : null,
     evalEvery: s.eval_every,
@@ -255,6 +256,7 @@ export function checkTrainerStateJson(j: unknown): TrainerStateJson {
   for (const k of ['lr', 'lr_decay', 'beta1', 'beta2', 'eps', 'weight_decay', 'grad_clip'] as const) if (!isNum(s[k])) throw bad(`settings.${k} must be a number, got ${JSON.stringify(s[k])}.`);
   if (!isInt(s.seed)) throw bad(`settings.seed must be a whole number ≥ 0, got ${JSON.stringify(s.seed)}.`);
   if (!isInt(s.eval_every)) throw bad(`settings.eval_every must be a whole number ≥ 0, got ${JSON.stringify(s.eval_every)}.`);
+  if (s.precision !== 'f32' && s.precision !== 'f16') throw bad(`settings.precision must be "f32" or "f16", got ${JSON.stringify(s.precision)}.`);
   if (s.order !== 'sequential' && s.order !== 'shuffled') throw bad(`settings.order must be "sequential" or "shuffled", got ${JSON.stringify(s.order)}.`);
   const sch = s.schedule as Record<string, unknown> | undefined;
   if (typeof sch !== 'object' || sch === null || !['constant', 'linear', 'cosine', 'stlr'].includes(sch.kind as string) || !['warmup', 'min_lr_ratio', 'cut_frac', 'ratio'].every((k) => isNum(sch[k]))) {

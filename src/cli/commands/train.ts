@@ -224,11 +224,21 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
       out(`matmul tiles: tuned for this adapter (${tuningFilePath()})`);
     }
   }
+  if (cfg.precision === 'f16') {
+    // Before any weight reaches the GPU: an adapter without f16 is refused by name.
+    try {
+      ctx.requireF16(resume ? `train --resume (the checkpoint trained with precision f16)` : 'train --precision f16');
+    } catch (e) {
+      ctx.destroy();
+      throw e;
+    }
+    out('precision f16: matmuls read f16 copies of the weights; sums, master weights, gradients and AdamW moments are float32');
+  }
   out(`model: L=${config.nLayer} C=${config.nEmbd} heads=${config.nHead} V=${config.vocabSize}; data: ${tokens.length} tokens, ${windowCount(tokens.length, seq)} windows of ${seq}`);
   if (cfg.lrDecay !== 1) out(`discriminative learning rates:\n${describeGroupRates(config.nLayer, cfg.lr, cfg.lrDecay)}`);
   // Before anything is allocated, for the run's widest trainable set (the user's frozen groups;
   // gradual unfreezing starts narrower and opens up to it).
-  const estimate = estimateMemory(config, { batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config }, memoryLimitsOf(ctx));
+  const estimate = estimateMemory(config, { batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config, precision: cfg.precision }, memoryLimitsOf(ctx));
   out(`GPU memory estimate: ${describeMemory(estimate)}`);
   const startStep = resume?.state.step ?? 0;
   const logFile = a.optStr('log');
@@ -262,7 +272,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
       model: { source: modelSource, dir: resume ? resume.state.model.dir : resolve(modelDir) },
       data: { train: absData, eval: absEval },
       fingerprints: { base_weights: basePrint, train_tokens: trainPrint, ...(evalPrint ? { eval_tokens: evalPrint } : {}) },
-      kernels: kernelsRecord(ctx.kernels, 'f32'),
+      kernels: kernelsRecord(ctx.kernels, cfg.precision ?? 'f32'),
       log_history: [...history],
       created: new Date().toISOString(),
       writer: 'cli',

@@ -2,7 +2,7 @@
 // a compiled-pipeline cache, and small helpers for uploads and readback.
 // The engine never touches `navigator` itself: the host (page worker, Node CLI, tests)
 // passes its `GPU` object in, so the same code runs in the browser and under Dawn.
-import { AdapterLimitError, DeviceLostError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
+import { AdapterLimitError, DeviceLostError, MissingFeatureError, GpuError, NO_WEBGPU_HELP, NoWebGPUError, OutOfMemoryError, ShaderError } from '../errors.ts';
 import { defaultVariants, type KernelVariants } from './variants.ts';
 import { loadShader, sourceLine, type ShaderDefines, type ShaderName } from './shaders.ts';
 
@@ -202,6 +202,21 @@ export class GpuContext {
   /** Storage-binding offsets must be multiples of this (256 on most adapters). */
   get alignment(): number {
     return this.device.limits.minStorageBufferOffsetAlignment;
+  }
+
+  /** Whether the device has WGSL's f16 type (the `shader-f16` feature): what precision f16 needs. */
+  get hasF16(): boolean {
+    return this.device.features.has('shader-f16');
+  }
+
+  /** Throws MissingFeatureError naming `shader-f16` unless the device has it; `what` says who asks. */
+  requireF16(what: string): void {
+    if (this.hasF16) return;
+    const name = `${this.adapter.vendor} ${this.adapter.description}`.trim();
+    throw new MissingFeatureError(
+      `${what} needs the WebGPU feature 'shader-f16', which this adapter (${name}) does not offer. ` +
+        'Train with precision f32 (the default), or use an adapter that lists shader-f16.',
+    );
   }
 
   private module(name: ShaderName, defines?: ShaderDefines): Promise<GPUShaderModule> {

@@ -29,7 +29,8 @@ export type ShaderName =
   | 'reduce'
   | 'decode'
   | 'gemv'
-  | 'argmax';
+  | 'argmax'
+  | 'cast';
 
 /** Files of shaders/ that are not kernels of their own. */
 type PartName = 'prelude';

@@ -16,6 +16,8 @@ export interface MatmulArgs {
   a: BufferRange;
   /** (K, N), or (N, K) with transB */
   b: BufferRange;
+  /** B is stored as f16 (an f16 weight copy, model/weights.ts); products and sums stay float32. Needs shader-f16. */
+  bF16?: boolean;
   /** (N) added to every row */
   bias?: BufferRange;
   /** (M, N) */
@@ -41,9 +43,9 @@ export function stridedElements(rows: number, width: number, ld: number): number
   return rows === 0 ? 0 : (rows - 1) * ld + width;
 }
 
-function checkOperand(label: string, what: string, r: BufferRange, rows: number, width: number, ld: number): void {
+function checkOperand(label: string, what: string, r: BufferRange, rows: number, width: number, ld: number, elementBytes = 4): void {
   if (!Number.isInteger(ld) || ld < width) throw new ShapeError(`${label}: leading dimension of ${what} is ${ld}, less than its stored width ${width}.`);
-  const need = stridedElements(rows, width, ld) * 4;
+  const need = stridedElements(rows, width, ld) * elementBytes;
   if (r.size < need) throw new ShapeError(`${label}: ${what} is bound as ${r.size} bytes; a (${rows}, ${width}) block with leading dimension ${ld} needs ${need}.`);
 }
 
@@ -74,7 +76,7 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   const ldb = args.ldb ?? bWidth;
   const ldc = args.ldc ?? N;
   checkOperand(args.label, 'A', args.a, aRows, aWidth, lda);
-  checkOperand(args.label, 'B', args.b, bRows, bWidth, ldb);
+  checkOperand(args.label, 'B', args.b, bRows, bWidth, ldb, args.bF16 ? 2 : 4);
   checkOperand(args.label, 'C', args.out, M, N, ldc);
   if (args.bias && args.bias.size < N * 4) throw new ShapeError(`${args.label}: bias is bound as ${args.bias.size} bytes; it needs N = ${N} floats.`);
   const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;

@@ -9,6 +9,10 @@
 // within the binding limit. The split depends only on the tensor's shape and the limit, so a
 // parameter, its gradient and its moments split the same way in every arena.
 //
+// An arena holds float32 tensors, or (elementBytes 2) the f16 weight copies that matmuls read
+// under --precision f16; a 2-byte tensor's byte size is rounded up to 4 (WebGPU binds multiples
+// of 4 bytes).
+//
 // arenaLayout is the pure packing rule; the Arena allocates exactly what it computes, and
 // train/memory.ts estimates with the same function before anything is allocated.
 import { AdapterLimitError, ShapeError, StudioError } from '../errors.ts';
@@ -20,7 +24,7 @@ export class UnknownTensorError extends StudioError {}
 
 export interface ArenaItem {
   name: string;
-  /** float32 elements */
+  /** elements (4 bytes each, or the arena's elementBytes) */
   numel: number;
   /** leading dimension of the tensor (its rows); a tensor can only be split between rows. Default 1 (not splittable). */
   rows?: number;
@@ -90,16 +94,20 @@ export function splitRows(label: string, name: string, size: number, rows: numbe
   return out;
 }
 
-/** Greedy packing in order: a new buffer starts when the next tensor would not fit the buffer limit. */
-export function arenaLayout(label: string, items: readonly ArenaItem[], limits: ArenaLimits): ArenaLayout {
+/** Greedy packing in order: a new buffer starts when the next tensor would not fit the buffer limit. Elements are float32 unless elementBytes is 2 (f16). */
+export function arenaLayout(label: string, items: readonly ArenaItem[], limits: ArenaLimits, elementBytes: 2 | 4 = 4): ArenaLayout {
   const align = limits.alignment;
   const maxBuffer = Math.min(limits.maxBuffer, 2 ** 31);
   const buffers: ArenaLayout['buffers'] = [];
   let cur: ArenaSlot[] = [];
   let end = 0;
   for (const it of items) {
-    const size = Math.max(4, it.numel * 4);
-    const pieces = splitRows(label, it.name, size, Math.max(1, it.rows ?? 1), limits.maxBinding);
+    const exact = it.numel * elementBytes;
+    const size = Math.max(4, Math.ceil(exact / 4) * 4);
+    const pieces = splitRows(label, it.name, Math.max(4, exact), Math.max(1, it.rows ?? 1), limits.maxBinding);
+    // An odd count of 2-byte elements: the last piece takes the rounding (it stays within `size`).
+    const last = pieces[pieces.length - 1];
+    last.size = size - last.offset;
     if (size > maxBuffer) {
       throw new AdapterLimitError(`${label}: tensor ${it.name} needs ${size} bytes; this adapter's largest buffer is ${maxBuffer} bytes. Use a smaller model.`);
     }
@@ -128,11 +136,15 @@ export class Arena {
   /** bytes allocated on the GPU, padding included (summed from the buffers themselves) */
   readonly bytes: number;
 
-  constructor(ctx: GpuContext, label: string, items: readonly ArenaItem[]) {
+  /** bytes per element: 4 (float32), or 2 for an arena of f16 copies (written only by GPU kernels) */
+  readonly elementBytes: 2 | 4;
+
+  constructor(ctx: GpuContext, label: string, items: readonly ArenaItem[], elementBytes: 2 | 4 = 4) {
     this.label = label;
     this.ctx = ctx;
     this.maxBinding = ctx.maxBinding;
-    const layout = arenaLayout(label, items, limitsOf(ctx));
+    this.elementBytes = elementBytes;
+    const layout = arenaLayout(label, items, limitsOf(ctx), elementBytes);
     let total = 0;
     layout.buffers.forEach((b, i) => {
       const buffer = ctx.createBuffer(b.size, `${label}[${i}]`);
@@ -182,6 +194,7 @@ export class Arena {
    * moves the same way as the small ones.
    */
   write(name: string, data: Float32Array): void {
+    if (this.elementBytes !== 4) throw new ShapeError(`${this.label}: holds f16 copies, which only GPU kernels write (kernels/cast.ts).`);
     const whole = this.range(name);
     if (data.byteLength !== whole.size) throw new ShapeError(`${this.label}: tensor ${name} holds ${whole.size / 4} floats; got ${data.length}.`);
     const base = this.pieces.get(name)![0].offset;
@@ -192,10 +205,18 @@ export class Arena {
 
   /** Copies a tensor back to the CPU range by range: no staging buffer exceeds one binding. */
   async read(name: string): Promise<Float32Array> {
+    if (this.elementBytes !== 4) throw new ShapeError(`${this.label}: holds f16 copies; read them with readF16Bits.`);
     const whole = this.range(name);
     const out = new Float32Array(whole.size / 4);
     for (const p of this.ranges(name)) out.set(await this.ctx.readF32(p.buffer, p.offset, p.size / 4), (p.offset - whole.offset) / 4);
     return out;
+  }
+
+  /** An f16 arena's tensor as raw binary16 bit patterns (numel of them), for tests and inspection. */
+  async readF16Bits(name: string, numel: number): Promise<Uint16Array> {
+    if (this.elementBytes !== 2) throw new ShapeError(`${this.label}: holds float32 tensors; read them with read.`);
+    const r = this.range(name);
+    return new Uint16Array(await this.ctx.read(r.buffer, r.offset, r.size)).subarray(0, numel);
   }
 
   /** Copies every buffer of `from`, an arena of the same layout, into this one (a recorded command). */

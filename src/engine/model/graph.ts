@@ -126,21 +126,26 @@ export async function buildForward(g: GraphContext, inp: MicroInputs, hooks: For
   for (let i = 0; i < c.nLayer; i++) {
     const L = a.layers[i];
     const p = (n: string) => w.range(`h.${i}.${n}`);
+    // The weight a matmul reads: the master, or its f16 copy under precision f16 (model/weights.ts).
+    const mw = (n: string) => {
+      const m = w.matmulWeight(`h.${i}.${n}`);
+      return { b: m.range, bF16: m.f16 };
+    };
     const x = a.blockInput(i);
-    out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, b: p('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
+    out.push(await matmul(ctx, { label: `h${i}.c_attn`, M: N, N: 3 * C, K: C, a: L.ln1, ...mw('attn.c_attn.weight'), bias: p('attn.c_attn.bias'), out: L.qkv }));
     out.push(...await loraForward(g, `h.${i}.attn.c_attn`, N, L.ln1, L.qkv));
     if (hooks.beforeAttention) out.push(...await hooks.beforeAttention(i));
     out.push(await attentionForward(ctx, { label: `h${i}.attn`, B, T, C, NH: c.nHead, qkv: L.qkv, out: L.atty, lse: L.lse, dropout: drop(g, g.dropout.attn, DROPOUT_SITE.attnProbs(i)) }));
-    out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, b: p('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
+    out.push(await matmul(ctx, { label: `h${i}.attn.c_proj`, M: N, N: C, K: C, a: L.atty, ...mw('attn.c_proj.weight'), bias: p('attn.c_proj.bias'), out: L.attproj }));
     out.push(...await loraForward(g, `h.${i}.attn.c_proj`, N, L.atty, L.attproj));
     out.push(await residualLayernorm(ctx, {
       label: `h${i}.resid2+ln2`, N, C, eps, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)),
       weight: p('ln_2.weight'), bias: p('ln_2.bias'), ln: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd,
     }));
-    out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, b: p('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
+    out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, ...mw('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
     out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
-    out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, b: p('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
+    out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, ...mw('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_proj`, N, L.fchGelu, L.fcproj));
     out.push(await residualLayernorm(ctx, {
       label: `h${i}.resid3+${i + 1 < c.nLayer ? `h${i + 1}.ln1` : 'ln_f'}`, N, C, eps, a: L.resid2, b: L.fcproj, out: L.resid3,
@@ -168,7 +173,9 @@ export async function buildHead(g: GraphContext, targets: BufferRange, backward:
   const N = a.B * a.T;
   const C = c.nEmbd;
   const V = c.vocabSize;
-  const wte = w.ranges('wte.weight');
+  // The LM head reads wte as a matmul weight: its f16 copy under precision f16 (which may split
+  // into other row ranges than the master); dwte follows the gradient's own ranges.
+  const { ranges: wte, f16: bF16 } = w.matmulRanges('wte.weight');
   const dwte = backward ? wteGradRanges(g) : undefined;
   const out: Dispatch[] = [];
   for (let r0 = 0, k = 0; r0 < N; r0 += a.chunkRows, k++) {
@@ -178,14 +185,14 @@ export async function buildHead(g: GraphContext, targets: BufferRange, backward:
     // The column block [v0, v0 + nv) of the (n, V) logits: offset v0 floats, rows V apart.
     const block = (v0: number, nv: number) => rows(logits, v0, (n - 1) * V + nv);
     for (const [j, wr] of wte.entries()) {
-      out.push(await matmul(ctx, { label: `head${k}.logits${j}`, M: n, N: wr.rows, K: C, a: lnf, b: wr, out: block(wr.row0, wr.rows), ldc: V, transB: true }));
+      out.push(await matmul(ctx, { label: `head${k}.logits${j}`, M: n, N: wr.rows, K: C, a: lnf, b: wr, bF16, out: block(wr.row0, wr.rows), ldc: V, transB: true }));
     }
     out.push(await crossEntropy(ctx, { label: `head${k}.ce`, N: n, V, targets: rows(targets, r0, n), logits, losses: rows(a.losses, r0, n), scale: lossScale, writeGrad: backward }));
     if (hooks.afterChunkLoss) out.push(...await hooks.afterChunkLoss(k, r0, n));
     if (!backward) continue;
     for (const [j, wr] of wte.entries()) {
       out.push(await matmul(ctx, {
-        label: `head${k}.dlnf${j}`, M: n, N: C, K: wr.rows, a: block(wr.row0, wr.rows), lda: V, b: wr, out: rows(a.dlnf, r0 * C, n * C), accumulate: j > 0,
+        label: `head${k}.dlnf${j}`, M: n, N: C, K: wr.rows, a: block(wr.row0, wr.rows), lda: V, b: wr, bF16, out: rows(a.dlnf, r0 * C, n * C), accumulate: j > 0,
       }));
     }
     for (const [j, dr] of (dwte ?? []).entries()) {
@@ -236,7 +243,10 @@ export async function buildBackward(g: GraphContext, inp: MicroInputs): Promise<
     out.push(...lora.dispatches);
     if (dW) out.push(await matmul(ctx, { label: `${label}.dW`, M: IC, N: OC, K: N, a: x, b: dy, out: dW, transA: true, accumulate: true }));
     if (db) out.push(await biasGrad(ctx, { label: `${label}.db`, M: N, N: OC, dout: dy, dbias: db, accumulate: true }));
-    if (dx) out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: w.range(`${name}.weight`), out: dx, transB: true, accumulate: lora.wroteDx }));
+    if (dx) {
+      const W = w.matmulWeight(`${name}.weight`);
+      out.push(await matmul(ctx, { label: `${label}.dx`, M: N, N: IC, K: OC, a: dy, b: W.range, bF16: W.f16, out: dx, transB: true, accumulate: lora.wroteDx }));
+    }
   };
 
   // The gradient of a residual branch's output: dropout_backward(dresid) in dA; without resid

@@ -2,6 +2,7 @@
 // CLI and the worker that build it, and the exporters that record it (trainer_state.json, the
 // model card). Types only: importing them pulls in no GPU code.
 import type { DropoutRates } from '../model/graph.ts';
+import type { Precision } from '../model/weights.ts';
 import type { ScheduleConfig } from './schedule.ts';
 
 export interface OptimizerOptions {
@@ -33,6 +34,11 @@ export interface TrainRunConfig extends OptimizerOptions {
   order: 'sequential' | 'shuffled';
   /** depth groups the user froze */
   frozen: ReadonlySet<number>;
+  /**
+   * Matmul weight precision: 'f16' reads f16 copies of the weights with float32 accumulation,
+   * masters and moments (trainer.ts); absent = 'f32', the exact float32 engine.
+   */
+  precision?: Precision;
   /**
    * Held-out evaluation (eval/evaluate.ts: every window, mean loss, perplexity, top-1 accuracy,
    * no dropout, with the run's batch and seq) after every `every` optimizer steps and after the

@@ -132,6 +132,7 @@ export async function runTraining(
     beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay, gradClip: cfg.gradClip,
     frozen: frozenAt(userFrozen, L, sched, start),
     lora,
+    precision: cfg.precision ?? 'f32',
   });
   if (trainer.trainableParams === 0 && !sched) {
     trainer.destroy();

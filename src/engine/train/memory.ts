@@ -6,6 +6,10 @@
 // Not counted on either side: the small uniform buffers of the prepared dispatches (a few KB)
 // and the driver's own overhead.
 //
+// Precision f16 adds the f16 copies of the matmul weights (model/weights.ts f16CopyItems, 2 bytes
+// each) to the parameters; gradients, moments and activations stay float32 (docs/ARCHITECTURE.md,
+// Mixed precision).
+//
 // For scale (docs/ARCHITECTURE.md, Memory): full fine-tuning of GPT-2 124M in float32 holds parameters 0.5 GB,
 // gradients 0.5 GB and Adam moments 1.0 GB before activations.
 import type { GpuContext } from '../gpu/context.ts';
@@ -17,7 +21,7 @@ import { arenaLayout, type ArenaLimits } from '../model/arena.ts';
 import type { GPT2Config } from '../model/config.ts';
 import { loraSpecs, loraTargets, type LoraConfig } from '../model/lora.ts';
 import { paramSpecs, type ParamSpec } from '../model/params.ts';
-import { arenaItems } from '../model/weights.ts';
+import { arenaItems, f16CopyItems, type Precision } from '../model/weights.ts';
 
 /** The device limits the layout depends on. */
 export interface MemoryLimits extends ArenaLimits {
@@ -56,6 +60,8 @@ export interface MemoryEstimateOptions {
   frozen: Iterable<number>;
   /** LoRA weights: the base model is frozen whole and only the LoRA factors (of unfrozen groups) train */
   lora?: LoraConfig;
+  /** 'f16' adds the f16 copies of the matmul weights; default 'f32' */
+  precision?: Precision;
 }
 
 /** Bytes by category, as Trainer.memory() reports them, plus the total. */
@@ -77,6 +83,7 @@ export function estimateMemory(config: GPT2Config, opts: MemoryEstimateOptions, 
   const trainable: ParamSpec[] = (opts.lora ? loraSpecList : base).filter((s) => !frozen.has(s.group));
 
   let parameters = arenaLayout('params', arenaItems(base), limits).bytes;
+  if (opts.precision === 'f16') parameters += arenaLayout('params.f16', f16CopyItems(base), limits, 2).bytes;
   if (opts.lora) {
     // LoraWeights: its arena (tensors unsplit) plus the (r, r) scale matrix.
     parameters += arenaLayout('lora', loraSpecList, limits).bytes + bufferBytes(opts.lora.r * opts.lora.r);

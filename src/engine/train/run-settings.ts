@@ -5,6 +5,7 @@
 // import (only erased `import type`s), so the page's bundle can use it.
 import type { GPT2Config } from '../model/config.ts';
 import type { LoraConfig } from '../model/lora.ts';
+import type { Precision } from '../model/weights.ts';
 import { StudioError } from '../errors.ts';
 import type { TrainRunConfig } from './config.ts';
 import type { ScheduleConfig, ScheduleKind } from './schedule.ts';
@@ -66,6 +67,8 @@ export interface RunSettings {
   /** gradual unfreezing: `start` groups open at first (from the top), one more every `every` steps */
   unfreeze: { enabled: boolean; start: number; every: number };
   lora: LoraRunSettings;
+  /** 'f16': matmuls read f16 weight copies (needs the adapter's shader-f16); 'f32': float32 throughout */
+  precision: Precision;
 }
 
 /**
@@ -116,6 +119,9 @@ export const RUN_DEFAULTS: Readonly<RunSettings> = Object.freeze({
   // PEFT's LoraConfig: r 8, lora_alpha 8, lora_dropout 0.0, use_rslora False; the target for
   // GPT-2 is PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING['gpt2'] = ['c_attn'].
   lora: Object.freeze({ enabled: false, r: 8, alpha: 8, dropout: 0, targets: Object.freeze(['c_attn']) as readonly string[], rslora: false }),
+  // float32 everywhere: the precision the PyTorch parity and continuation are checked in, and the
+  // one every adapter runs. f16 (matmul weight copies) is opt-in where the adapter has shader-f16.
+  precision: 'f32' as Precision,
 });
 
 /**
@@ -198,6 +204,7 @@ export function toRunConfig(s: RunSettings, model: Pick<GPT2Config, 'nLayer' | '
     seed: s.seed,
     order: s.order,
     frozen: new Set(o.frozen),
+    precision: s.precision,
     evaluation: o.evalTokens ? { every: s.evalEvery, tokens: o.evalTokens } : null,
   };
 }

@@ -26,7 +26,7 @@ import { buildBackward, buildForward, buildHead, type DropoutRates, type MicroIn
 import { LoraActivations, type LoraWeights } from '../model/lora.ts';
 import type { HostParams, ParamSpec } from '../model/params.ts';
 import { StagedCopy } from '../gpu/staging.ts';
-import { arenaItems, type GpuWeights } from '../model/weights.ts';
+import { arenaItems, type GpuWeights, type Precision } from '../model/weights.ts';
 import type { OptimizerOptions } from './config.ts';
 
 export interface TrainerOptions extends OptimizerOptions {
@@ -46,6 +46,12 @@ export interface TrainerOptions extends OptimizerOptions {
    * and only the LoRA factors train; `frozen` then applies to the LoRA factors by their block's group.
    */
   lora?: LoraWeights;
+  /**
+   * 'f16': the matmuls read f16 copies of their weights, accumulating in float32; the masters,
+   * gradients and AdamW moments stay float32, and each AdamW update rewrites its tensor's copy
+   * (model/weights.ts, docs/ARCHITECTURE.md "Mixed precision"). Default 'f32'.
+   */
+  precision?: Precision;
 }
 
 /** One micro-batch: (B·T) inputs and targets. */
@@ -219,6 +225,8 @@ export class Trainer {
 
   static async create(ctx: GpuContext, weights: GpuWeights, opts: TrainerOptions): Promise<Trainer> {
     return ctx.allocating("the trainer's gradients, Adam moments and activations", async () => {
+      // Before the graph is built: its matmuls bind the masters or the copies.
+      await weights.setPrecision(opts.precision ?? 'f32');
       const t = new Trainer(ctx, weights, opts);
       await t.rebuild();
       return t;
@@ -350,6 +358,8 @@ export class Trainer {
       const opt = await adamwMulti(ctx, { label: 'adamw', tensors, norm: normRange, records: this.records });
       dispatches.push(...opt.dispatches);
       tables.push(...opt.tables);
+      // Precision f16: the matmuls of the next step read f16(updated master) (none in f32 or with LoRA).
+      if (!lora) for (const s of trainable) dispatches.push(...weights.copyDispatches(s.name));
     }
     this.plan = { grads, m, v, trainable, dispatches, norm, tables };
   }
