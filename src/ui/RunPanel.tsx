@@ -30,7 +30,8 @@ export function RunPanel() {
   const { started } = useStudio.getState();
 
   const info = model.info;
-  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens }),
+  const hasF16 = adapter.status === 'ready' ? adapter.report.features.includes('shader-f16') : undefined;
+  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens, hasF16 }),
     ...validateSample(sample, { nPositions: info?.nPositions }) };
   const allFrozen = info !== null && !train.unfreeze.enabled && frozen.length === info.groups.length;
   const active = run.state === 'running' || run.state === 'paused' || run.state === 'starting' || run.state === 'stopping';

@@ -45,10 +45,12 @@ export function SettingsPanel() {
   const info = useStudio((x) => x.model.info);
   const corpus = useStudio((x) => x.corpus.info);
   const runState = useStudio((x) => x.run.state);
+  const adapter = useStudio((x) => x.adapter);
+  const hasF16 = adapter.status === 'ready' ? adapter.report.features.includes('shader-f16') : undefined;
   const { setTrain } = useStudio.getState();
   const locked = runState === 'running' || runState === 'paused' || runState === 'starting' || runState === 'stopping';
   const trainTokens = corpus?.trainTokens;
-  const errors = validateTrain(s, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens });
+  const errors = validateTrain(s, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens, hasF16 });
   const steps = runSteps(s, trainTokens);
   const set = (patch: Partial<TrainSettings>) => setTrain(patch);
   const common = { disabled: locked };
@@ -160,6 +162,10 @@ export function SettingsPanel() {
         </div>
         <SelectField label="Window order" value={s.order} options={[{ value: 'shuffled', label: 'Shuffled each epoch' }, { value: 'sequential', label: 'In corpus order' }]}
           onChange={(order) => set({ order })} {...common} />
+        <SelectField label="Precision" value={s.precision} testId="set-precision" error={errors.precision}
+          options={[{ value: 'f32', label: 'f32 (exact, default)' }, { value: 'f16', label: 'f16 weights in matmuls (shader-f16)' }]}
+          hint="f16: matmuls read half-precision copies of the weights; sums, master weights, gradients and AdamW moments stay f32."
+          onChange={(precision) => set({ precision })} {...common} />
       </fieldset>
     </section>
   );

@@ -43,7 +43,7 @@ export function estimateRun(config: GPT2Config, s: TrainSettings, frozen: Readon
   const open = trainableGroups(config, s, frozen);
   const widestFrozen = Array.from({ length: config.nLayer + 2 }, (_, g) => g).filter((g) => !open.has(g));
   const lora = loraConfigOf(s);
-  const run = estimateMemory(config, { batch: s.batch, seq: s.seq, gradAccum: s.gradAccum, frozen: widestFrozen, lora }, limits);
+  const run = estimateMemory(config, { batch: s.batch, seq: s.seq, gradAccum: s.gradAccum, frozen: widestFrozen, lora, precision: s.precision }, limits);
   // The base copy is one more parameter arena of the full model.
   const baseCopy = estimateMemory(config, { batch: 1, seq: 1, gradAccum: 1, frozen: widestFrozen }, limits).parameters;
   const specs = lora ? loraSpecs(config, lora) : paramSpecs(config);

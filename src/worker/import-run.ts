@@ -91,6 +91,8 @@ function pageSettingsOf(st: TrainerStateJson): TrainSettings {
     lr: s.lr, schedule: kind, warmup: s.schedule.warmup, minLrRatio: s.schedule.min_lr_ratio, cutFrac: s.schedule.cut_frac, stlrRatio: s.schedule.ratio,
     lengthUnit: 'steps', steps: st.total_steps, batch: s.batch, seq: s.seq, gradAccum: s.grad_accum, weightDecay: s.weight_decay, gradClip: s.grad_clip,
     beta1: s.beta1, beta2: s.beta2, eps: s.eps, dropout: d.embd, seed: s.seed, order: s.order,
+    // The run continues in the precision it trained in (an f16 checkpoint resumes in f16).
+    precision: s.precision,
     // The command line's --data is all training data: nothing is held out of it.
     valFraction: 0, evalEvery: s.eval_every, sampleEvery: 0, lrDecay: s.lr_decay,
     unfreeze: s.unfreeze ? { enabled: true, start: s.unfreeze.start, every: s.unfreeze.every } : { ...DEFAULT_TRAIN.unfreeze, enabled: false },

@@ -219,7 +219,7 @@ function checkpointFilesOf(s: Session, i: SaveInput, p: SavePoint, fingerprints:
   const state = trainerState({
     snap: p.snap, dropoutStep: p.optimizer.stepIndex, cfg: i.cfg, lora: i.lora?.config ?? null, evalEvery: i.settings.evalEvery,
     windows: Math.floor((i.trainTokens - 1) / i.cfg.seq), modelName: m.folder.baseModel, corpusNames: s.corpus!.names, fingerprints,
-    log: logHistory(p.shown), kernels: kernelsRecord(i.gm.ctx.kernels, 'f32'),
+    log: logHistory(p.shown), kernels: kernelsRecord(i.gm.ctx.kernels, i.cfg.precision ?? 'f32'),
   });
   const files = checkpointFiles({
     config: m.folder.config,
@@ -259,7 +259,7 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
   const config = m.folder.config;
   const split = s.splitFor(settings.valFraction, settings.seed, settings.seq);
   const errors = {
-    ...validateTrain(settings, { nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length }),
+    ...validateTrain(settings, { nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length, hasF16: s.ctx ? s.ctx.hasF16 : undefined }),
     ...validateSample(sample, { nPositions: config.nPositions }),
   };
   if (hasErrors(errors)) throw new SettingsError(`Fix the settings first: ${Object.values(errors).join(' ')}`);

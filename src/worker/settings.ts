@@ -95,6 +95,8 @@ export interface SettingsContext {
   nLayer?: number;
   /** training tokens after the split */
   trainTokens?: number;
+  /** whether the adapter offers shader-f16 (undefined while it is not known) */
+  hasF16?: boolean;
 }
 
 export type TrainErrors = Partial<Record<keyof TrainSettings | `unfreeze.${'start' | 'every'}` | `lora.${'r' | 'alpha' | 'dropout' | 'targets'}`, string>>;
@@ -112,6 +114,10 @@ export function runSteps(s: TrainSettings, trainTokens: number | undefined): num
 /** Every problem with `s`, keyed by field, each saying what is wrong and what would do. */
 export function validateTrain(s: TrainSettings, c: SettingsContext = {}): TrainErrors {
   const e: TrainErrors = {};
+  if (s.precision !== 'f32' && s.precision !== 'f16') e.precision = 'Precision is f32 or f16.';
+  else if (s.precision === 'f16' && c.hasF16 === false) {
+    e.precision = "f16 needs the WebGPU feature 'shader-f16', which this adapter does not offer (see the Adapter panel). Use f32.";
+  }
   if (!(Number.isFinite(s.autosaveMinutes) && s.autosaveMinutes >= 0)) e.autosaveMinutes = 'Save every N minutes: a number ≥ 0 (0 saves only at pause, stop and finish).';
   if (!(Number.isFinite(s.lr) && s.lr > 0)) e.lr = 'The learning rate must be a number above 0 (5e-5 suits a pretrained GPT-2).';
   else if (s.lr > 0.1) e.lr = `A learning rate of ${s.lr} makes AdamW diverge; use at most 0.1 (1e-4 … 3e-3 is usual).`;
