@@ -47,7 +47,7 @@ function randState(names: Array<{ name: string; numel: number }>, seed: number, 
 const RUN: TrainRunConfig = {
   steps: 10, batch: 2, seq: 8, gradAccum: 2, lr: 1e-3, schedule: { ...DEFAULT_SCHEDULE, kind: 'slanted', cutFrac: 0.2, ratio: 16 }, lrDecay: 1.2,
   unfreeze: { start: 1, every: 3 }, dropout: { embd: 0.1, attn: 0, resid: 0.05 }, seed: 9, order: 'shuffled', frozen: new Set([0, 2]),
-  beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.01, gradClip: 1,
+  beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.01, gradClip: 1, precision: 'f16',
 };
 
 function stateJson(step: number, lora: LoraConfig | null): TrainerStateJson {
@@ -56,7 +56,7 @@ function stateJson(step: number, lora: LoraConfig | null): TrainerStateJson {
     settings: settingsOf(RUN, lora, 5),
     model: { source: 'local', dir: '/abs/model' }, data: { train: ['/abs/train.bin'], eval: [] },
     fingerprints: { base_weights: `sha256:${'a'.repeat(64)}`, train_tokens: `sha256:${'b'.repeat(64)}` },
-    kernels: { precision: 'f32' }, log_history: [{ step: 1, loss: 3.5, lr: 1e-3, grad_norm: 0.5 }], created: new Date(0).toISOString(), writer: 'cli',
+    kernels: { precision: 'f16' }, log_history: [{ step: 1, loss: 3.5, lr: 1e-3, grad_norm: 0.5 }], created: new Date(0).toISOString(), writer: 'cli',
   };
 }
 
@@ -200,6 +200,8 @@ describe('checkpoint refusals', () => {
       [(j) => delete (j.fingerprints as Record<string, unknown>).train_tokens, /fingerprints\.train_tokens must be "sha256:"/],
       [(j) => (j.rows_read = 5), /rows_read is 5, but 2 steps of batch 2 × accumulation 2 read 8 rows/],
       [(j) => ((j.settings as Record<string, unknown>).order = 'random'), /settings\.order must be "sequential" or "shuffled"/],
+      [(j) => ((j.settings as Record<string, unknown>).precision = 'bf16'), /settings\.precision must be "f32" or "f16", got "bf16"/],
+      [(j) => delete (j.settings as Record<string, unknown>).precision, /settings\.precision must be "f32" or "f16", got undefined/],
     ];
     for (const [f, msg] of cases) {
       const dir = await written();

@@ -69,3 +69,18 @@ describe('estimateMemory for GPT-2 124M', () => {
     expect(a.scratch - b.scratch).toBe(256 * 4); // one more range of wte's gradient: 256 more partial sums
   });
 });
+
+describe('estimateMemory with precision f16', () => {
+  it('adds 2 bytes per matmul weight (wte and the four linear weights of each block); nothing else changes', () => {
+    const f32 = estimateMemory(c, { ...run, frozen: [] });
+    const f16 = estimateMemory(c, { ...run, frozen: [], precision: 'f16' });
+    const copied = paramSpecs(c).filter((s) => s.name === 'wte.weight' || /\.(c_attn|c_proj|c_fc)\.weight$/.test(s.name));
+    expect(copied).toHaveLength(1 + 4 * c.nLayer);
+    const copies = copied.reduce((a, s) => a + s.numel, 0);
+    expect(copies).toBe(50257 * 768 + 12 * 768 * 768 * 12); // wte + (3C² + C² + 4C² + 4C²) per block
+    expect(f16.parameters - f32.parameters).toBeGreaterThanOrEqual(copies * 2);
+    expect(f16.parameters - f32.parameters).toBeLessThan(copies * 2 + copied.length * DEFAULT_MEMORY_LIMITS.alignment);
+    for (const k of ['gradients', 'optimizer', 'activations', 'scratch'] as const) expect(f16[k]).toBe(f32[k]);
+    expect(f16.total).toBe(f32.total + f16.parameters - f32.parameters);
+  });
+});

@@ -63,6 +63,8 @@ describe('one table of run defaults', () => {
   it('the defaults are the documented sources', () => {
     // Hugging Face TrainingArguments, torch.optim.AdamW and PEFT's LoraConfig, as the table's comments say.
     expect(RUN_DEFAULTS).toMatchObject({ lr: 5e-5, schedule: 'linear', warmup: 0, weightDecay: 0, gradClip: 1, seed: 42, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+    // float32 stays the default: the PyTorch parity and continuation are checked in it.
+    expect(RUN_DEFAULTS.precision).toBe('f32');
     expect(DEFAULT_LORA).toEqual({ r: 8, alpha: 8, dropout: 0, targets: ['c_attn'], rslora: false });
     expect(DEFAULT_SCHEDULE).toEqual({ kind: 'linear', warmup: 0, minLrRatio: 0, cutFrac: 0.1, ratio: 32 });
     expect(suggestedLr(true)).toBe(RUN_DEFAULTS.lr);
@@ -74,14 +76,14 @@ describe('toRunConfig: the one settings → run-config mapping', () => {
   const model = { ...GPT2_SMALL, embdPdrop: 0.1, attnPdrop: 0.2, residPdrop: 0.3 };
 
   it('carries every setting and takes the model\'s dropout when none is set', () => {
-    const s: RunSettings = { ...RUN_DEFAULTS, lr: 1e-3, schedule: 'cosine', warmup: 5, minLrRatio: 0.1, stlrRatio: 16, cutFrac: 0.2, batch: 3, seq: 17, gradAccum: 2, weightDecay: 0.01, gradClip: 0.5, beta1: 0.8, beta2: 0.99, eps: 1e-6, seed: 9, order: 'sequential', lrDecay: 1.2, evalEvery: 4, unfreeze: { enabled: true, start: 2, every: 3 } };
+    const s: RunSettings = { ...RUN_DEFAULTS, lr: 1e-3, schedule: 'cosine', warmup: 5, minLrRatio: 0.1, stlrRatio: 16, cutFrac: 0.2, batch: 3, seq: 17, gradAccum: 2, weightDecay: 0.01, gradClip: 0.5, beta1: 0.8, beta2: 0.99, eps: 1e-6, seed: 9, order: 'sequential', lrDecay: 1.2, evalEvery: 4, unfreeze: { enabled: true, start: 2, every: 3 }, precision: 'f16' };
     const tokens = [1, 2, 3];
     const c = toRunConfig(s, model, { frozen: new Set([0]), evalTokens: tokens });
     expect(c).toEqual({
       steps: s.steps, batch: 3, seq: 17, gradAccum: 2, lr: 1e-3,
       schedule: { kind: 'cosine', warmup: 5, minLrRatio: 0.1, cutFrac: 0.2, ratio: 16 },
       lrDecay: 1.2, unfreeze: { start: 2, every: 3 }, beta1: 0.8, beta2: 0.99, eps: 1e-6, weightDecay: 0.01, gradClip: 0.5,
-      dropout: { embd: 0.1, attn: 0.2, resid: 0.3 }, seed: 9, order: 'sequential', frozen: new Set([0]),
+      dropout: { embd: 0.1, attn: 0.2, resid: 0.3 }, seed: 9, order: 'sequential', frozen: new Set([0]), precision: 'f16',
       evaluation: { every: 4, tokens },
     });
     const one = toRunConfig({ ...s, dropout: 0.05, unfreeze: { ...s.unfreeze, enabled: false } }, model, { frozen: new Set(), steps: 77 });
