@@ -12,8 +12,11 @@
 // touches) are excluded from the timing.
 //
 //   npm run bench [-- --only tiny,distilgpt2] [--steps N] [--warmup N] [--batch B] [--seq T]
-//                 [--full-depth] [--no-log]
+//                 [--full-depth] [--precision f32,f16] [--no-log]
 // --full-depth runs every configuration with all its layers even on a software adapter.
+// --precision runs every configuration in each listed precision (default f32), one after the
+// other in this process, and prints the f16 / f32 ratios of tokens/s and memory per configuration
+// (f16 needs the adapter's shader-f16: docs/ARCHITECTURE.md, Mixed precision).
 // Prints a table and appends it, dated, to bench/README.md (unless --no-log).
 import { execFileSync } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
@@ -23,7 +26,7 @@ import { GpuContext } from '../src/engine/gpu/context.ts';
 import { GPT2_SMALL, type GPT2Config } from '../src/engine/model/config.ts';
 import { estimateMemory, formatBytes, memoryLimitsOf, withTotal, type MemoryBreakdown } from '../src/engine/train/memory.ts';
 import { countParams } from '../src/engine/model/params.ts';
-import { GpuWeights } from '../src/engine/model/weights.ts';
+import { GpuWeights, type Precision } from '../src/engine/model/weights.ts';
 import { Trainer } from '../src/engine/train/trainer.ts';
 import { initLoraParams, LoraWeights, type LoraConfig } from '../src/engine/model/lora.ts';
 import { randomGpt2Params, randomTokens } from '../scripts/make-random-model.ts';
@@ -61,6 +64,7 @@ const CONFIGS: BenchConfig[] = [
 
 interface Row {
   name: string;
+  precision: Precision;
   layers: string;
   trains: string;
   B: number;
@@ -78,7 +82,7 @@ function isSoftware(ctx: GpuContext): boolean {
 }
 
 function parseArgs(argv: string[]) {
-  const out = { only: null as string[] | null, steps: 0, warmup: 0, batch: 0, seq: 0, fullDepth: false, log: true };
+  const out = { only: null as string[] | null, steps: 0, warmup: 0, batch: 0, seq: 0, fullDepth: false, log: true, precisions: ['f32'] as Precision[] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--only') out.only = argv[++i].split(',');
@@ -88,17 +92,20 @@ function parseArgs(argv: string[]) {
     else if (a === '--seq') out.seq = Number(argv[++i]);
     else if (a === '--full-depth') out.fullDepth = true;
     else if (a === '--no-log') out.log = false;
-    else throw new Error(`unknown option ${a}: use --only a,b --steps N --warmup N --batch B --seq T --full-depth --no-log`);
+    else if (a === '--precision') {
+      out.precisions = argv[++i].split(',') as Precision[];
+      for (const p of out.precisions) if (p !== 'f32' && p !== 'f16') throw new Error(`unknown precision ${p}: use f32, f16 or f32,f16`);
+    } else throw new Error(`unknown option ${a}: use --only a,b --steps N --warmup N --batch B --seq T --full-depth --precision f32,f16 --no-log`);
   }
   if (out.only) for (const n of out.only) if (!CONFIGS.some((c) => c.name === n)) throw new Error(`unknown configuration ${n}: ${CONFIGS.map((c) => c.name).join(', ')}`);
   return out;
 }
 
-async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: number, T: number, warmup: number, steps: number): Promise<Row> {
+async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: number, T: number, warmup: number, steps: number, precision: Precision): Promise<Row> {
   const L = reduce && bc.softwareLayers ? bc.softwareLayers : bc.config.nLayer;
   const config = { ...bc.config, nLayer: L };
   const frozen = bc.frozen(L);
-  const opts = { batch: B, seq: T, gradAccum: 1, frozen, ...(bc.lora ? { lora: bc.lora } : {}) };
+  const opts = { batch: B, seq: T, gradAccum: 1, frozen, precision, ...(bc.lora ? { lora: bc.lora } : {}) };
   const estimate = estimateMemory(config, opts, memoryLimitsOf(ctx));
   const weights = new GpuWeights(ctx, config, randomGpt2Params(config, 1234));
   const lora = bc.lora ? new LoraWeights(ctx, config, bc.lora, initLoraParams(config, bc.lora, 5)) : undefined;
@@ -123,6 +130,7 @@ async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: numbe
   weights.destroy();
   return {
     name: bc.name,
+    precision,
     layers: L === bc.config.nLayer ? String(L) : `${L} of ${bc.config.nLayer}`,
     trains: bc.trains,
     B, T,
@@ -135,15 +143,22 @@ async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: numbe
 
 function table(rows: Row[]): string {
   const mib = (b: number) => (b / 2 ** 20).toFixed(1);
-  const head = ['configuration', 'layers', 'trains', 'B×T', 'tokens/s', 'ms/step', 'params', 'parameters MiB', 'gradients MiB', 'optimizer MiB', 'activations MiB', 'scratch MiB', 'total', 'estimate'];
+  const head = ['configuration', 'precision', 'layers', 'trains', 'B×T', 'tokens/s', 'ms/step', 'params', 'parameters MiB', 'gradients MiB', 'optimizer MiB', 'activations MiB', 'scratch MiB', 'total', 'estimate'];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
   for (const r of rows) {
     const m = r.memory;
     lines.push(`| ${[
-      r.name, r.layers, r.trains, `${r.B}×${r.T}`, r.tokensPerSecond.toFixed(r.tokensPerSecond < 100 ? 2 : 0), r.msPerStep.toFixed(0),
+      r.name, r.precision, r.layers, r.trains, `${r.B}×${r.T}`, r.tokensPerSecond.toFixed(r.tokensPerSecond < 100 ? 2 : 0), r.msPerStep.toFixed(0),
       `${(r.params / 1e6).toFixed(1)}M`, mib(m.parameters), mib(m.gradients), mib(m.optimizer), mib(m.activations), mib(m.scratch), formatBytes(m.total),
       m.total === r.estimate.total ? 'equal' : `${formatBytes(r.estimate.total)}`,
     ].join(' | ')} |`);
+  }
+  // f16 against f32 of the same configuration, measured one after the other in this process.
+  for (const r of rows.filter((x) => x.precision === 'f16')) {
+    const base = rows.find((x) => x.name === r.name && x.precision === 'f32');
+    if (!base) continue;
+    lines.push('', `${r.name}: f16 / f32 tokens/s ${(r.tokensPerSecond / base.tokensPerSecond).toFixed(3)}×, GPU memory ${(r.memory.total / base.memory.total).toFixed(3)}× ` +
+      `(${formatBytes(r.memory.total)} vs ${formatBytes(base.memory.total)}; parameters ${formatBytes(r.memory.parameters)} vs ${formatBytes(base.memory.parameters)})`);
   }
   return lines.join('\n');
 }
@@ -164,10 +179,13 @@ console.log(`adapter: ${adapter}${software ? ' (software adapter)' : ''}; ${shap
 const rows: Row[] = [];
 for (const bc of CONFIGS) {
   if (args.only && !args.only.includes(bc.name)) continue;
-  const t = performance.now();
-  const row = await bench(ctx, bc, reduce, B, Math.min(bc.config.nPositions, T), warmup, steps);
-  rows.push(row);
-  console.log(`${bc.name}: ${row.tokensPerSecond.toFixed(1)} tokens/s, ${row.msPerStep.toFixed(0)} ms/step, GPU memory ${formatBytes(row.memory.total)} (${((performance.now() - t) / 1000).toFixed(0)} s with setup and warm-up)`);
+  for (const precision of args.precisions) {
+    const t = performance.now();
+    const row = await bench(ctx, bc, reduce, B, Math.min(bc.config.nPositions, T), warmup, steps, precision);
+    rows.push(row);
+    console.log(`${bc.name} ${precision}: ${row.tokensPerSecond.toFixed(1)} tokens/s, ${row.msPerStep.toFixed(0)} ms/step, GPU memory ${formatBytes(row.memory.total)} ` +
+      `(${((performance.now() - t) / 1000).toFixed(0)} s with setup and warm-up; load average ${loadavg()[0].toFixed(1)})`);
+  }
 }
 const t = table(rows);
 console.log(`\n${t}`);
