@@ -102,3 +102,45 @@ describe('f16 weight copies', () => {
     }
   });
 });
+
+describe('matmul with an f16 B operand', () => {
+  const shapes = [
+    { M: 37, N: 48, K: 311 },
+    { M: 130, N: 67, K: 5 },
+    { M: 1, N: 1, K: 1 },
+    { M: 64, N: 192, K: 48 },
+  ];
+  let seed = 500;
+  for (const sh of shapes) {
+    for (const transB of [false, true]) {
+      it(`M=${sh.M} N=${sh.N} K=${sh.K} transB=${transB}: float32 sums of the f16 values, as the float64 reference`, async () => {
+        const ctx = await gpuContext();
+        const a = randn(sh.M * sh.K, seed++);
+        const b = randn(sh.K * sh.N, seed++, 0.05);
+        const bias = randn(sh.N, seed++);
+        // B as binary16 (made on the CPU here: the matmul is checked, not the conversion), padded to 4 bytes.
+        const half = new Uint16Array(Math.ceil((sh.K * sh.N) / 2) * 2);
+        for (let i = 0; i < b.length; i++) half[i] = f16Bits(b[i]);
+        const bRange = { buffer: ctx.createBuffer(half.byteLength, 'b16', half), offset: 0, size: half.byteLength };
+        const out = poisoned(ctx, sh.M * sh.N);
+        await run(ctx, [await matmul(ctx, {
+          label: 'mm16', ...sh, a: upload(ctx, Float32Array.from(a)), b: bRange, bF16: true, bias: upload(ctx, Float32Array.from(bias)), out, transB,
+        })]);
+        const got = await download(ctx, out);
+        const bh = Float64Array.from(half.subarray(0, b.length), f16Value);
+        const ref = refMatmul({ ...sh, a: Float64Array.from(Float32Array.from(a)), b: bh, bias: Float64Array.from(Float32Array.from(bias)), transB });
+        expect(relErr(got, ref)).toBeLessThan(1e-6);
+        // The same product with float32 B differs by B's rounding: the f16 path is not the f32 one.
+        const ref32 = refMatmul({ ...sh, a: Float64Array.from(Float32Array.from(a)), b: Float64Array.from(Float32Array.from(b)), bias: Float64Array.from(Float32Array.from(bias)), transB });
+        if (sh.K > 1) expect(relErr(got, ref32)).toBeGreaterThan(1e-5);
+      });
+    }
+  }
+
+  it('an f16 B binding too small for its f16 elements is a ShapeError', async () => {
+    const ctx = await gpuContext();
+    const a = upload(ctx, new Float32Array(4 * 8));
+    const b = { buffer: ctx.createBuffer(16, 'b16'), offset: 0, size: 16 }; // 8 halves, the product needs 8 × 3
+    await expect(matmul(ctx, { label: 'mm16', M: 4, N: 3, K: 8, a, b, bF16: true, out: poisoned(ctx, 12) })).rejects.toThrow(/B is bound as 16 bytes; a \(8, 3\) block with leading dimension 3 needs 48/);
+  });
+});
