@@ -27,9 +27,16 @@
 // Bindings:
 //   0 dims  uniform {M, N, K, lda, ldb, ldc}
 //   1 A     storage read      (array<f32>, or array<vec4f> with VEC_A)
-//   2 B     storage read      (array<f32>, or array<vec4f> with VEC_B)
+//   2 B     storage read      (array<f32>, array<vec4f> with VEC_B, or array<f16> with F16_B)
 //   3 bias  storage read      (N); bound but unread unless HAS_BIAS
 //   4 C     storage read_write (M, N)
+
+// F16_B (precision f16, docs/ARCHITECTURE.md "Mixed precision"): B is an f16 weight copy, read
+// scalar and widened to f32 as it is staged, so every product and sum stays f32. That module
+// needs the device's shader-f16 feature, hence the enable directive in that variant only.
+#if F16_B
+enable f16;
+#endif
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
@@ -47,7 +54,11 @@ struct Dims { M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32, pad0: u32, p
 #if VEC_B
 @group(0) @binding(2) var<storage, read> B: array<vec4f>;
 #else
+#if F16_B
+@group(0) @binding(2) var<storage, read> B: array<f16>;
+#else
 @group(0) @binding(2) var<storage, read> B: array<f32>;
+#endif
 #endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
@@ -79,8 +90,9 @@ fn loadA(m: u32, k: u32) -> f32 {
 #else
 fn loadB(k: u32, n: u32) -> f32 {
   if (k >= dims.K || n >= dims.N) { return 0.0; }
-  if (TRANS_B) { return B[n * dims.ldb + k]; }
-  return B[k * dims.ldb + n];
+  // f32() is the identity on the f32 array and widens the f16 one.
+  if (TRANS_B) { return f32(B[n * dims.ldb + k]); }
+  return f32(B[k * dims.ldb + n]);
 }
 #endif
 

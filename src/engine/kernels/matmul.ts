@@ -1,7 +1,8 @@
 // Wrapper for shaders/matmul.wgsl: C (M, N) = op(A) · op(B) [+ bias] [+ C], with optional
 // leading dimensions so A, B or C can be a column block of a wider row-major matrix. The tiling
 // comes from the context's KernelVariants (per shape class, see gpu/variants.ts) or the caller; vec4
-// staging of an operand where its layout allows.
+// staging of an operand where its layout allows; an f16 B operand (F16_B: precision f16's weight
+// copies) widened to f32 as it is staged.
 import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -53,10 +54,10 @@ function checkOperand(label: string, what: string, r: BufferRange, rows: number,
  * The text defines (shaders/matmul.wgsl) of a tiling. Throws KernelVariantError when the device
  * cannot run it, naming why: a tiling read from a cache or a checkpoint is never silently swapped.
  */
-export function tileDefines(ctx: GpuContext, t: MatmulTile, vecA = false, vecB = false): Record<string, number | boolean> {
+export function tileDefines(ctx: GpuContext, t: MatmulTile, vecA = false, vecB = false, f16B = false): Record<string, number | boolean> {
   const problem = tileProblem(t, ctx.limits);
   if (problem) throw new KernelVariantError(`matmul tile ${tileName(t)} cannot run on this adapter: ${problem}.`);
-  return { BM: t.bm, BN: t.bn, BK: t.bk, TX: t.tx, TY: t.ty, VEC_A: vecA, VEC_B: vecB };
+  return { BM: t.bm, BN: t.bn, BK: t.bk, TX: t.tx, TY: t.ty, VEC_A: vecA, VEC_B: vecB, F16_B: f16B };
 }
 
 /** Whether an operand stored with `width` floats per row and leading dimension `ld`, at byte `offset`, can be read as vec4s. */
@@ -82,13 +83,15 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;
   const vec4 = args.vec4 ?? !!tile.vec4;
   const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
-  const vecB = vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
+  // An f16 B (precision f16's weight copies) is read scalar: the F16_B variant has no vec4 path.
+  const vecB = !args.bF16 && vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
+  if (args.bF16) ctx.requireF16(`${args.label}: a matmul with an f16 operand`);
   const pipeline = await ctx.pipeline('matmul', 'main', {
     TRANS_A: !!args.transA,
     TRANS_B: !!args.transB,
     HAS_BIAS: !!args.bias,
     ACCUMULATE: !!args.accumulate,
-  }, tileDefines(ctx, tile, vecA, vecB));
+  }, tileDefines(ctx, tile, vecA, vecB, !!args.bF16));
   const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, lda, ldb, ldc, 0, 0]);
   // An unused bias binding still needs a buffer: bind A's range (never read).
   const bias = args.bias ?? args.a;
