@@ -91,13 +91,16 @@ describe('f16 weight copies', () => {
     const w = new GpuWeights(ctx, G.config, G.params);
     // Hide the feature: the same check every f16 path goes through.
     const features = new Set([...ctx.device.features].filter((f) => f !== 'shader-f16'));
+    const own = Object.getOwnPropertyDescriptor(ctx.device, 'features');
     Object.defineProperty(ctx.device, 'features', { value: features, configurable: true });
     try {
       await expect(w.setPrecision('f16')).rejects.toThrow(MissingFeatureError);
       await expect(w.setPrecision('f16')).rejects.toThrow(/needs the WebGPU feature 'shader-f16', which this adapter .* does not offer\. Train with precision f32/);
       expect(w.precision).toBe('f32');
     } finally {
-      delete (ctx.device as unknown as Record<string, unknown>).features;
+      if (own) Object.defineProperty(ctx.device, 'features', own);
+      else delete (ctx.device as unknown as Record<string, unknown>).features;
+      expect(ctx.hasF16).toBe(true);
       w.destroy();
     }
   });

@@ -32,6 +32,15 @@ describe('validateTrain', () => {
     expect(e[key]).toMatch(message);
   });
 
+  it('f16 only where the adapter has shader-f16 (unknown adapter: not refused yet; the engine checks again)', () => {
+    expect(validateTrain(ok({ precision: 'f16' }), { hasF16: true })).toEqual({});
+    expect(validateTrain(ok({ precision: 'f16' }), {})).toEqual({});
+    expect(validateTrain(ok({ precision: 'f16' }), { hasF16: false }).precision).toMatch(/f16 needs the WebGPU feature 'shader-f16', which this adapter does not offer.*Use f32/);
+    expect(validateTrain(ok({ precision: 'f32' }), { hasF16: false })).toEqual({});
+    expect(validateTrain(ok({ precision: 'bf16' as 'f16' })).precision).toMatch(/f32 or f16/);
+    expect(DEFAULT_TRAIN.precision).toBe('f32');
+  });
+
   it('checks the sequence length against n_positions and the training split', () => {
     expect(validateTrain(ok({ seq: 2048 }), { nPositions: 1024 }).seq).toMatch(/at most 1024 positions \(n_positions\); use 1024 or less/);
     expect(validateTrain(ok({ seq: 128 }), { nPositions: 1024, trainTokens: 100 }).seq).toMatch(/100 tokens; one window of 128 needs 129/);
