@@ -101,7 +101,9 @@ function parseArgs(argv: string[]) {
   return out;
 }
 
-async function bench(ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: number, T: number, warmup: number, steps: number, precision: Precision): Promise<Row> {
+async function bench(
+  ctx: GpuContext, bc: BenchConfig, reduce: boolean, B: number, T: number, warmup: number, steps: number, precision: Precision,
+): Promise<Row> {
   const L = reduce && bc.softwareLayers ? bc.softwareLayers : bc.config.nLayer;
   const config = { ...bc.config, nLayer: L };
   const frozen = bc.frozen(L);

@@ -259,7 +259,9 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
   const config = m.folder.config;
   const split = s.splitFor(settings.valFraction, settings.seed, settings.seq);
   const errors = {
-    ...validateTrain(settings, { nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length, hasF16: s.ctx ? s.ctx.hasF16 : undefined }),
+    ...validateTrain(settings, {
+      nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length, hasF16: s.ctx ? s.ctx.hasF16 : undefined,
+    }),
     ...validateSample(sample, { nPositions: config.nPositions }),
   };
   if (hasErrors(errors)) throw new SettingsError(`Fix the settings first: ${Object.values(errors).join(' ')}`);

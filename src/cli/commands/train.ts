@@ -238,7 +238,9 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   if (cfg.lrDecay !== 1) out(`discriminative learning rates:\n${describeGroupRates(config.nLayer, cfg.lr, cfg.lrDecay)}`);
   // Before anything is allocated, for the run's widest trainable set (the user's frozen groups;
   // gradual unfreezing starts narrower and opens up to it).
-  const estimate = estimateMemory(config, { batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config, precision: cfg.precision }, memoryLimitsOf(ctx));
+  const estimate = estimateMemory(config, {
+    batch: cfg.batch, seq, gradAccum: cfg.gradAccum, frozen, lora: lora?.config, precision: cfg.precision,
+  }, memoryLimitsOf(ctx));
   out(`GPU memory estimate: ${describeMemory(estimate)}`);
   const startStep = resume?.state.step ?? 0;
   const logFile = a.optStr('log');
