@@ -74,11 +74,17 @@ describe('shader specialization', () => {
   });
 
   it('specializes matmul.wgsl with every tile define and no leftover $ or directive', async () => {
-    const code = await loadShader('matmul', { BM: 32, BN: 64, BK: 16, TX: 8, TY: 8, VEC_A: true, VEC_B: false });
+    const code = await loadShader('matmul', { BM: 32, BN: 64, BK: 16, TX: 8, TY: 8, VEC_A: true, VEC_B: false, F16_B: false });
     expect(code).toContain('const BM: u32 = 32u;');
     expect(code).toContain('var<storage, read> A: array<vec4f>;');
     expect(code).toContain('var<storage, read> B: array<f32>;');
+    expect(code).not.toMatch(/^enable f16;|B: array<f16>/m);
     expect(code).not.toMatch(/\$[A-Z]|^\s*#(if|else|endif)/m);
+    // Precision f16's variant: the enable directive before any declaration, B as f16.
+    const half = await loadShader('matmul', { BM: 64, BN: 64, BK: 32, TX: 8, TY: 8, VEC_A: true, VEC_B: false, F16_B: true });
+    expect(half).toContain('var<storage, read> B: array<f16>;');
+    expect(half.indexOf('enable f16;')).toBeGreaterThan(0);
+    expect(half.indexOf('enable f16;')).toBeLessThan(half.indexOf('override TRANS_A'));
     expect(code.split('\n').length).toBe((await loadShader('matmul')).split('\n').length);
   });
 
