@@ -301,6 +301,23 @@ describe('the studio, end to end on SwiftShader', () => {
     execFileSync('/usr/bin/python3', ['-c', 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)', join(out, folder, 'onnx', 'decoder_model_merged.onnx')]);
   });
 
+  it('trains with precision f16 where the adapter has shader-f16, and names the feature where it has not', async () => {
+    const hasF16 = /shader-f16\s+yes/.test(await page.getByTestId('adapter-limits').innerText());
+    await page.getByTestId('set-precision').selectOption('f16');
+    if (!hasF16) {
+      const err = page.getByTestId('settings-panel').getByTestId('field-error');
+      await expect.poll(() => err.allInnerTexts()).toContainEqual(expect.stringContaining("needs the WebGPU feature 'shader-f16'"));
+      expect(await page.getByTestId('start').isDisabled()).toBe(true);
+    } else {
+      await setField(page, 'set-steps', '2');
+      await page.getByTestId('start').click();
+      await waitText(page, 'run-state', /Finished|Failed|Stopped/, 180_000);
+      expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+      expect(await page.getByTestId('run-step').innerText()).toBe('2 / 2');
+    }
+    await page.getByTestId('set-precision').selectOption('f32');
+  });
+
   it('recovers from a lost device without reloading the page', async () => {
     await page.getByTestId('lose-device').click();
     await waitText(page, 'device-lost', /lost/, 30_000);
