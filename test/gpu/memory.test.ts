@@ -1,7 +1,7 @@
 // Memory accounting and the frozen prefix. estimateMemory (train/memory.ts), computed before
 // anything exists on the GPU, against Trainer.memory() (summed from the buffers it then
 // allocated) for several frozen sets, B, T, accumulation, LoRA and a lowered binding limit that
-// splits wte: equal, byte for byte (the issue asks for 10%). A frozen prefix keeps no saved
+// splits wte, in precision f32 and f16: equal, byte for byte (the issue asks for 10%). A frozen prefix keeps no saved
 // activations (one shared scratch set), the layout follows setFrozen, and training with it
 // matches the float64 reference.
 import { describe, expect, it } from 'vitest';
@@ -50,13 +50,18 @@ const CASES: Case[] = [
   { name: 'only ln_f trains, B=3 T=20', opts: { batch: 3, seq: 20, gradAccum: 1, frozen: [0, 1, 2, 3, 4] } },
   { name: 'a middle block frozen (no prefix), B=4 T=16', opts: { batch: 4, seq: 16, gradAccum: 2, frozen: [2] } },
   { name: 'everything frozen, B=1 T=8', opts: { batch: 1, seq: 8, gradAccum: 1, frozen: [0, 1, 2, 3, 4, 5] } },
+  // Precision f16: the f16 copies of the matmul weights join the parameters (2 bytes each).
+  { name: 'precision f16, full, B=2 T=37', opts: { batch: 2, seq: 37, gradAccum: 1, frozen: [], precision: 'f16' } },
+  { name: 'precision f16, embeddings and blocks 0-1 frozen', opts: { batch: 1, seq: 64, gradAccum: 1, frozen: [0, 1, 2], precision: 'f16' } },
   { name: 'LoRA r=4 on c_attn and c_proj with dropout, blocks 0-1 frozen', opts: { batch: 2, seq: 16, gradAccum: 1, frozen: [1, 2], lora: { ...DEFAULT_LORA, r: 4, dropout: 0.1, targets: ['c_attn', 'c_proj'] } } },
 ];
 
 async function measure(ctx: GpuContext, c: GPT2Config, opts: MemoryEstimateOptions) {
   const w = new GpuWeights(ctx, c, initParams(c, 7));
   const lora = opts.lora ? new LoraWeights(ctx, c, opts.lora, initLoraParams(c, opts.lora, 1)) : undefined;
-  const trainer = await Trainer.create(ctx, w, { ...OPT, batch: opts.batch, seq: opts.seq, gradAccum: opts.gradAccum, frozen: new Set(opts.frozen), lora });
+  const trainer = await Trainer.create(ctx, w, {
+    ...OPT, batch: opts.batch, seq: opts.seq, gradAccum: opts.gradAccum, frozen: new Set(opts.frozen), lora, precision: opts.precision,
+  });
   const got = withTotal(trainer.memory());
   const saved = trainer.firstSavedBlock;
   trainer.destroy();
@@ -83,6 +88,16 @@ describe('estimateMemory equals what the trainer allocates', () => {
     const est = estimateMemory(CONFIG, opts, limits);
     // The same run under the default limit has fewer gradient ranges, hence fewer partials.
     expect(est.scratch).toBeGreaterThan(estimateMemory(CONFIG, opts, { ...limits, maxBinding: 2 ** 27 }).scratch);
+    const { got } = await measure(ctx, CONFIG, opts);
+    expect(got).toEqual(est);
+    ctx.destroy();
+  });
+
+  it('precision f16 with wte and its f16 copy split into binding ranges (differently)', async () => {
+    const ctx = await GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 128 * 1024 });
+    const opts = { batch: 2, seq: 16, gradAccum: 1, frozen: [], precision: 'f16' as const };
+    const est = estimateMemory(CONFIG, opts, memoryLimitsOf(ctx));
+    expect(est.parameters).toBeGreaterThan(estimateMemory(CONFIG, { ...opts, precision: 'f32' }, memoryLimitsOf(ctx)).parameters);
     const { got } = await measure(ctx, CONFIG, opts);
     expect(got).toEqual(est);
     ctx.destroy();
