@@ -27,12 +27,12 @@
 // Bindings:
 //   0 dims  uniform {M, N, K, lda, ldb, ldc}
 //   1 A     storage read      (array<f32>, or array<vec4f> with VEC_A)
-//   2 B     storage read      (array<f32> or array<vec4f> with VEC_B; with F16_B array<f16> or array<vec4<f16>>)
+//   2 B     storage read      (array<f32>, array<vec4f> with VEC_B, or array<f16> with F16_B)
 //   3 bias  storage read      (N); bound but unread unless HAS_BIAS
 //   4 C     storage read_write (M, N)
 
-// F16_B (precision f16, docs/ARCHITECTURE.md "Mixed precision"): B is an f16 weight copy,
-// widened to f32 as it is staged (four halves per load with VEC_B), so every product and sum stays f32. That module
+// F16_B (precision f16, docs/ARCHITECTURE.md "Mixed precision"): B is an f16 weight copy, read
+// scalar and widened to f32 as it is staged, so every product and sum stays f32. That module
 // needs the device's shader-f16 feature, hence the enable directive in that variant only.
 #if F16_B
 enable f16;
@@ -52,11 +52,7 @@ struct Dims { M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32, pad0: u32, p
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 #endif
 #if VEC_B
-#if F16_B
-@group(0) @binding(2) var<storage, read> B: array<vec4<f16>>;
-#else
 @group(0) @binding(2) var<storage, read> B: array<vec4f>;
-#endif
 #else
 #if F16_B
 @group(0) @binding(2) var<storage, read> B: array<f16>;
@@ -135,12 +131,12 @@ fn stageB(k0: u32, col0: u32, idx: u32) {
   if (TRANS_B) { // stored (N, K): four consecutive k
     let bk = (idx % (BK / 4u)) * 4u; let bn = idx / (BK / 4u);
     var v = vec4f(0.0);
-    if (col0 + bn < dims.N && k0 + bk < dims.K) { v = vec4f(B[((col0 + bn) * dims.ldb + k0 + bk) / 4u]); }
+    if (col0 + bn < dims.N && k0 + bk < dims.K) { v = B[((col0 + bn) * dims.ldb + k0 + bk) / 4u]; }
     Bs[bk * BN + bn] = v.x; Bs[(bk + 1u) * BN + bn] = v.y; Bs[(bk + 2u) * BN + bn] = v.z; Bs[(bk + 3u) * BN + bn] = v.w;
   } else { // stored (K, N): four consecutive n
     let bn = (idx % (BN / 4u)) * 4u; let bk = idx / (BN / 4u);
     var v = vec4f(0.0);
-    if (k0 + bk < dims.K && col0 + bn < dims.N) { v = vec4f(B[((k0 + bk) * dims.ldb + col0 + bn) / 4u]); }
+    if (k0 + bk < dims.K && col0 + bn < dims.N) { v = B[((k0 + bk) * dims.ldb + col0 + bn) / 4u]; }
     Bs[bk * BN + bn] = v.x; Bs[bk * BN + bn + 1u] = v.y; Bs[bk * BN + bn + 2u] = v.z; Bs[bk * BN + bn + 3u] = v.w;
   }
 #else

@@ -61,8 +61,8 @@ export function tileDefines(ctx: GpuContext, t: MatmulTile, vecA = false, vecB =
 }
 
 /** Whether an operand stored with `width` floats per row and leading dimension `ld`, at byte `offset`, can be read as vec4s. */
-function vec4Aligned(width: number, ld: number, offset: number, elementBytes = 4): boolean {
-  return width % 4 === 0 && ld % 4 === 0 && offset % (4 * elementBytes) === 0;
+function vec4Aligned(width: number, ld: number, offset: number): boolean {
+  return width % 4 === 0 && ld % 4 === 0 && offset % 16 === 0;
 }
 
 export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatch> {
@@ -83,8 +83,8 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;
   const vec4 = args.vec4 ?? !!tile.vec4;
   const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
-  // An f16 B (precision f16's weight copies) loads four halves (8 bytes) per vec4.
-  const vecB = vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset, args.bF16 ? 2 : 4);
+  // An f16 B (precision f16's weight copies) is read scalar: the F16_B variant has no vec4 path.
+  const vecB = !args.bF16 && vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
   if (args.bF16) ctx.requireF16(`${args.label}: a matmul with an f16 operand`);
   const pipeline = await ctx.pipeline('matmul', 'main', {
     TRANS_A: !!args.transA,
