@@ -2,16 +2,18 @@
 // for this adapter; `train` takes the cached tiles (it never tunes) and records them in every
 // checkpoint; `--resume` uses the recorded tiles even after the cache changed, bit-identical to
 // the uninterrupted run; a recorded tile this adapter cannot run is refused with the reason; a
-// damaged cache is reported and ignored, and stays on disk.
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// damaged cache is reported and ignored, and stays on disk; generate and eval take the cached tiles
+// as train does.
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../src/cli/main.ts';
 import { tuningFilePath } from '../../src/cli/tuning-file.ts';
 import { parseTile } from '../../src/engine/gpu/variants.ts';
 import { emptyTuningCache, parseTuningCache, withTiles } from '../../src/io/tuning-cache.ts';
 import { gpuContext } from '../helpers/gpu.ts';
+import { writeTinyModelDir } from '../helpers/tiny-model.ts';
 
 const GOLD = new URL('../goldens/gpt2-tiny/', import.meta.url).pathname;
 const MODEL = join(GOLD, 'model');
@@ -89,6 +91,39 @@ describe('kernel tuning', () => {
     const r = await cli(['train', '--resume', join(dir, 'c')]);
     expect(r.code).not.toBe(0);
     expect(r.errors).toMatch(/matmul tile 256x256x64-16x16 for nn.*cannot run.*workgroup memory/);
+  });
+
+  it('generate and eval take the cached tiles too, and print what the default tiles print', async () => {
+    const ctx = await gpuContext();
+    const model = writeTinyModelDir(join(dir, 'gen-model'));
+    mkdirSync(dirname(tuningFilePath()), { recursive: true });
+    const gen = ['generate', '--model', model, '--prompt', 'Once upon a time', '--temperature', '0', '--max-new-tokens', '10', '--ignore-eos'];
+    const ev = ['eval', '--model', MODEL, '--data', DATA, '--seq', '16', '--batch', '2', '--bleu-prompts', '0'];
+    // The text only: generate's last line holds seconds and tokens/s.
+    const numbers = (printed: string) => printed.split('\n').filter((l) => !l.startsWith('-- ')).join('\n');
+    writeFileSync(tuningFilePath(), JSON.stringify(withTiles(emptyTuningCache(), ctx.adapter, {
+      nn: parseTile('16x16x8-4x4-v4'), nt: parseTile('32x64x16-8x8-v4'), 'nt-deep': parseTile('16x16x8-4x4'), tn: parseTile('16x16x8-4x4'),
+    }, 'test')));
+    const tunedGen = await cli(gen);
+    const tunedEval = await cli(ev);
+    writeFileSync(tuningFilePath(), JSON.stringify(emptyTuningCache()));
+    const plainGen = await cli(gen);
+    const plainEval = await cli(ev);
+    for (const r of [tunedGen, tunedEval, plainGen, plainEval]) expect(r.code, r.errors).toBe(0);
+    expect(tunedGen.errors).toMatch(/matmul tiles: tuned for this adapter/);
+    expect(tunedEval.errors).toMatch(/matmul tiles: tuned for this adapter/);
+    expect(plainGen.errors).not.toMatch(/matmul tiles/);
+    expect(plainEval.errors).not.toMatch(/matmul tiles/);
+    expect(tunedGen.printed).toMatch(/^Once upon a time./);
+    expect(numbers(tunedGen.printed)).toBe(numbers(plainGen.printed));
+    // eval prints one JSON report; all but its seconds must agree.
+    const report = (printed: string) => {
+      const { seconds, ...rest } = JSON.parse(printed) as { seconds: unknown; loss: number };
+      expect(seconds).toBeDefined();
+      return rest;
+    };
+    expect(report(tunedEval.printed).loss).toBeGreaterThan(0);
+    expect(report(tunedEval.printed)).toEqual(report(plainEval.printed));
   });
 
   it('a damaged cache is reported, ignored (default tiles recorded) and left on disk', async () => {

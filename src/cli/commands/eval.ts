@@ -11,6 +11,7 @@ import { loadModelDir } from '../../io/node-model.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { loadTrainingTokens } from '../data.ts';
 import { resolveModelDir } from '../model-arg.ts';
+import { readTunedTiles, tuningFilePath } from '../tuning-file.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 import { decodeIds, modelTokenizer } from './generate.ts';
 
@@ -125,6 +126,12 @@ export async function runEval(a: Args, out: (line: string) => void): Promise<voi
 
   const ctx = await GpuContext.create(await nodeGpu());
   log(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
+  // This adapter's tuned matmul tiles, as train uses them (every tiling gives the same numbers).
+  const tuned = await readTunedTiles(ctx.adapter, (l) => console.error(l));
+  if (tuned) {
+    ctx.kernels.matmul = tuned;
+    console.error(`matmul tiles: tuned for this adapter (${tuningFilePath()})`);
+  }
   const weights = new GpuWeights(ctx, config, params);
   try {
     const evaluator = await Evaluator.create(ctx, weights, { batch, seq });

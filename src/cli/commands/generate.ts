@@ -13,6 +13,7 @@ import { loadModelDir } from '../../io/node-model.ts';
 import { tokenizerFromModelFiles, type HfTokenizer, type TokenizerSource } from '../../io/tokenizer.ts';
 import { Args, UsageError, type CommandSpec } from '../args.ts';
 import { resolveModelDir } from '../model-arg.ts';
+import { readTunedTiles, tuningFilePath } from '../tuning-file.ts';
 import { nodeGpu } from '../webgpu-node.ts';
 
 export const generateSpec: CommandSpec = {
@@ -98,6 +99,13 @@ export async function runGenerate(a: Args, out: (line: string) => void): Promise
   const ids = promptIds(tokenizer, config, prompt, maxNew, source);
 
   const ctx = await GpuContext.create(await nodeGpu());
+  // This adapter's tuned matmul tiles for the prompt's forward pass, as train uses them (every
+  // tiling gives the same numbers).
+  const tuned = await readTunedTiles(ctx.adapter, (l) => console.error(l));
+  if (tuned) {
+    ctx.kernels.matmul = tuned;
+    console.error(`matmul tiles: tuned for this adapter (${tuningFilePath()})`);
+  }
   const weights = new GpuWeights(ctx, config, params);
   const gen = await Generator.create(ctx, weights);
   try {
