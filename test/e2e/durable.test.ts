@@ -3,7 +3,9 @@
 // is paused (and so saved), the tab is reloaded, the page offers to resume it, and it finishes
 // with weights equal, bit for bit, to the same run never reloaded; then a run whose GPU device is
 // lost mid-run resumes from its last save with one button, to the same weights again; a run whose
-// loss turns NaN (a poisoned weight) pauses at that step and goes back to its save at a lower rate.
+// loss turns NaN (a poisoned weight) pauses at that step and goes back to its save at a lower rate;
+// the Tune button keeps matmul tiles in OPFS, and the next run uses and records them.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -180,6 +182,53 @@ describe('durable runs in the page, end to end on SwiftShader', () => {
     await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
     expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
     expectSameBits(uninterrupted, await exportWeights());
+    expect(errors).toEqual([]);
+  });
+
+  it('tunes matmul tiles in the page and keeps them in OPFS for this adapter; the next run uses and records them, to the same weights', async () => {
+    await page.getByRole('button', { name: 'Tune matmul tiles' }).click();
+    const shown = await waitText(page, 'tune', /Tuned; the next runs use:|Tuning failed/, 600_000);
+    expect(shown).toMatch(/Tuned; the next runs use: nn/);
+    const readCache = () => page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      return (await (await root.getFileHandle('studio-kernel-tuning.json')).getFile()).text();
+    });
+    const cache = JSON.parse(await readCache()) as { format: string; adapters: Record<string, { matmul: Record<string, string>; shapes: string }> };
+    expect(cache.format).toBe('webgpu-studio-kernel-tuning');
+    const entries = Object.values(cache.adapters);
+    expect(entries).toHaveLength(1);
+    expect(entries[0].shapes).toMatch(/dropped files, B·T = 512/);
+    for (const cls of ['nn', 'nt', 'tn']) expect(entries[0].matmul[cls], cls).toMatch(/^\d+x\d+x\d+-\d+x\d+(-v4)?$/);
+    // Whatever tuning chose (on SwiftShader it may well be the default), put a tiling that differs
+    // from the default in the page's cache, so the run below shows it read the cache: every tiling
+    // gives the same numbers, so the weights must still equal the reference run's.
+    const chosen = '32x64x32-8x8-v4';
+    const allChosen = (m: Record<string, string>) => Object.fromEntries(Object.keys(m).map((c) => [c, chosen]));
+    const edited = Object.fromEntries(Object.entries(cache.adapters).map(([k, e]) => [k, { ...e, matmul: allChosen(e.matmul) }]));
+    await page.evaluate(async ([text]) => {
+      const root = await navigator.storage.getDirectory();
+      const w = await (await root.getFileHandle('studio-kernel-tuning.json')).createWritable();
+      await w.write(text);
+      await w.close();
+    }, [JSON.stringify({ ...cache, adapters: edited })] as const);
+    await loadInputs();
+    await settings();
+    await page.getByTestId('start').click();
+    await waitText(page, 'run-state', /Training/, 60_000);
+    await waitText(page, 'run-state', /Finished|Failed|Stopped/, 240_000);
+    expect(await page.getByTestId('run-state').innerText()).toBe('Finished');
+    expectSameBits(uninterrupted, await exportWeights());
+    // The newest saved run (listed first) records the tiles it ran with.
+    const download = page.waitForEvent('download', { timeout: 120_000 });
+    await page.getByTestId('saved-run-download').first().click();
+    const zip = join(work, `tuned-${Date.now()}.zip`);
+    await (await download).saveAs(zip);
+    const state = JSON.parse(execFileSync('python3', ['-c', [
+      'import sys, zipfile',
+      'z = zipfile.ZipFile(sys.argv[1])',
+      'print(z.read([n for n in z.namelist() if n.endswith("/trainer_state.json")][0]).decode())',
+    ].join('\n'), zip], { encoding: 'utf8' })) as { kernels: { matmul: Record<string, string> } };
+    for (const cls of Object.keys(entries[0].matmul)) expect(state.kernels.matmul[cls], cls).toBe(chosen);
     expect(errors).toEqual([]);
   });
 });
