@@ -308,7 +308,8 @@ async function readJson(file: OpfsFile): Promise<unknown> {
   return JSON.parse(await (await file.getFile()).text());
 }
 
-async function writeWhole(dir: OpfsDirectory, name: string, text: string): Promise<void> {
+/** Writes `text` as the file `name` in `dir` through a writable that replaces the file only on close (aborted on failure). */
+export async function writeWhole(dir: OpfsDirectory, name: string, text: string): Promise<void> {
   const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
   try {
     await w.write(new TextEncoder().encode(text));

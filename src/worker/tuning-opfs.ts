@@ -5,7 +5,7 @@
 // aside under another name when a new result is saved.
 import type { GpuContext } from '../engine/gpu/context.ts';
 import { defaultVariants, type KernelVariants, type MatmulClass, type MatmulTile } from '../engine/gpu/variants.ts';
-import { tryFile, type OpfsDirectory } from '../io/cache.ts';
+import { tryFile, writeWhole, type OpfsDirectory } from '../io/cache.ts';
 import { emptyTuningCache, parseTuningCache, tilesFor, TuningCacheError, withTiles, type TuningCache } from '../io/tuning-cache.ts';
 
 export const TUNING_FILE = 'studio-kernel-tuning.json';
@@ -54,16 +54,7 @@ export async function saveTunedTiles(
   const dir = root === undefined ? await opfsRoot() : root;
   if (!dir) throw new TuningCacheError('This browser gives the page no private file system (OPFS), so the tuning cannot be kept; training uses the default tiles.');
   const r = await readCache(dir);
-  const write = async (name: string, text: string) => {
-    const w = await (await dir.getFileHandle(name, { create: true })).createWritable();
-    try {
-      await w.write(new TextEncoder().encode(text));
-      await w.close();
-    } catch (e) {
-      await w.abort().catch(() => {});
-      throw e;
-    }
-  };
+  const write = (name: string, text: string) => writeWhole(dir, name, text);
   if (r.damaged !== null) {
     const aside = `${TUNING_FILE}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     const old = await (await dir.getFileHandle(TUNING_FILE)).getFile();

@@ -8,8 +8,8 @@ import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.ts';
 import { loadModelDir } from '../../src/io/node-model.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const GOLD = new URL('../goldens/gpt2-tiny/', import.meta.url).pathname;
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -17,17 +17,7 @@ const MODEL = join(GOLD, 'model');
 const DATA = join(GOLD, 'train.bin');
 const BASE = ['--model', MODEL, '--data', DATA, '--steps', '6', '--batch', '2', '--seq', '16', '--lr', '3e-3', '--save-every', '3'];
 
-async function cli(args: string[]): Promise<{ code: number; printed: string; errors: string }> {
-  const printed: string[] = [];
-  const errors: string[] = [];
-  const spy = vi.spyOn(console, 'error').mockImplementation((...m: unknown[]) => void errors.push(m.join(' ')));
-  try {
-    const code = await main(['train', ...args], (l) => printed.push(l));
-    return { code, printed: printed.join('\n'), errors: errors.join('\n') };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const cli = (args: string[]) => runCli(['train', ...args]);
 
 afterEach(() => vi.restoreAllMocks());
 

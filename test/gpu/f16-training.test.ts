@@ -12,7 +12,6 @@ import { cpSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.ts';
 import { GPT2_SMALL, type GPT2Config } from '../../src/engine/model/config.ts';
 import { GpuWeights, isF16Copied } from '../../src/engine/model/weights.ts';
 import { f16Bits } from '../../src/engine/reference/f16.ts';
@@ -21,6 +20,7 @@ import type { TrainRunConfig } from '../../src/engine/train/config.ts';
 import { runTraining } from '../../src/engine/train/loop.ts';
 import { DEFAULT_SCHEDULE } from '../../src/engine/train/run-settings.ts';
 import { randomGpt2Params } from '../../scripts/make-random-model.ts';
+import { runCli } from '../helpers/cli.ts';
 import { gpuContext } from '../helpers/gpu.ts';
 
 const GOLD = new URL('../goldens/gpt2-tiny/', import.meta.url).pathname;
@@ -111,17 +111,7 @@ describe('f16 training follows the f32 run', () => {
   }
 });
 
-async function cli(args: string[]): Promise<{ code: number; printed: string; errors: string }> {
-  const printed: string[] = [];
-  const errors: string[] = [];
-  const spy = vi.spyOn(console, 'error').mockImplementation((...m: unknown[]) => void errors.push(m.join(' ')));
-  try {
-    const code = await main(['train', ...args], (l) => printed.push(l));
-    return { code, printed: printed.join('\n'), errors: errors.join('\n') };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const cli = (args: string[]) => runCli(['train', ...args]);
 
 afterEach(() => vi.restoreAllMocks());
 

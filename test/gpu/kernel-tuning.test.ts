@@ -7,11 +7,11 @@
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuningFilePath } from '../../src/cli/tuning-file.ts';
 import { parseTile } from '../../src/engine/gpu/variants.ts';
 import { emptyTuningCache, parseTuningCache, withTiles } from '../../src/io/tuning-cache.ts';
+import { runCli } from '../helpers/cli.ts';
 import { gpuContext } from '../helpers/gpu.ts';
 import { writeTinyModelDir } from '../helpers/tiny-model.ts';
 
@@ -20,17 +20,7 @@ const MODEL = join(GOLD, 'model');
 const DATA = join(GOLD, 'train.bin');
 const BASE = ['--model', MODEL, '--data', DATA, '--steps', '4', '--batch', '2', '--seq', '16', '--lr', '3e-3', '--save-every', '2', '--order', 'shuffled', '--dropout', '0.1'];
 
-async function cli(args: string[]): Promise<{ code: number; printed: string; errors: string }> {
-  const printed: string[] = [];
-  const errors: string[] = [];
-  const spy = vi.spyOn(console, 'error').mockImplementation((...m: unknown[]) => void errors.push(m.join(' ')));
-  try {
-    const code = await main(args, (l) => printed.push(l));
-    return { code, printed: printed.join('\n'), errors: errors.join('\n') };
-  } finally {
-    spy.mockRestore();
-  }
-}
+const cli = runCli;
 
 const saved = process.env.STUDIO_CACHE;
 let dir = '';

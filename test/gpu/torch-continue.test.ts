@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli/main.ts';
 import { fractionOff, readLog, readTensors, trainPy, type LogLine } from '../helpers/torch-project.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const GOLD = new URL('../goldens/gpt2-tiny/', import.meta.url).pathname;
 const MODEL = join(GOLD, 'model');
@@ -21,16 +21,9 @@ const COMMON = [
 ];
 
 async function cli(args: string[]): Promise<string> {
-  const printed: string[] = [];
-  const errors: string[] = [];
-  const spy = vi.spyOn(console, 'error').mockImplementation((...m: unknown[]) => void errors.push(m.join(' ')));
-  try {
-    const code = await main(args, (l) => printed.push(l));
-    if (code !== 0) throw new Error(`cli ${args.join(' ')} exited ${code}:\n${errors.join('\n')}\n${printed.join('\n')}`);
-    return printed.join('\n');
-  } finally {
-    spy.mockRestore();
-  }
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`cli ${args.join(' ')} exited ${r.code}:\n${r.errors}\n${r.printed}`);
+  return r.printed;
 }
 
 afterEach(() => vi.restoreAllMocks());
