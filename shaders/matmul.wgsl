@@ -30,6 +30,12 @@
 //   2 B     storage read      (array<f32>, array<vec4f> with VEC_B, or array<f16> with F16_B)
 //   3 bias  storage read      (N); bound but unread unless HAS_BIAS
 //   4 C     storage read_write (M, N)
+//   5 G     storage read_write (M, N), with GELU only: G = gelu(C) of the value just stored
+//
+// GELU (c_fc's forward, the MLP's first layer): the epilogue also writes the activation of each
+// output, with the same function gelu.wgsl's forward applies (geluValue in prelude.wgsl, GELU_KIND
+// 0 gelu_new, 1 gelu), so C keeps the pre-activation the backward needs and G equals what a
+// separate GELU pass over C would write, bit for bit, without that pass. Not with ACCUMULATE.
 
 // F16_B (precision f16, docs/ARCHITECTURE.md "Mixed precision"): B is an f16 weight copy, read
 // scalar and widened to f32 as it is staged, so every product and sum stays f32. That module
@@ -42,6 +48,7 @@ override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
 override ACCUMULATE: bool = false;
+override GELU_KIND: u32 = 0u;
 
 struct Dims { M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32, pad0: u32, pad1: u32 }
 
@@ -62,6 +69,9 @@ struct Dims { M: u32, N: u32, K: u32, lda: u32, ldb: u32, ldc: u32, pad0: u32, p
 #endif
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> C: array<f32>;
+#if GELU
+@group(0) @binding(5) var<storage, read_write> G: array<f32>;
+#endif
 
 const BM: u32 = $BM;
 const BN: u32 = $BN;
@@ -193,6 +203,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let o = r * dims.ldc + c;
       if (ACCUMULATE) { v += C[o]; }
       C[o] = v;
+#if GELU
+      G[o] = geluValue(v, GELU_KIND);
+#endif
     }
   }
 }

@@ -65,3 +65,57 @@ fn workgroupSum(v: f32, lid: u32, wg: u32) -> f32 {
   workgroupBarrier();
   return r;
 }
+
+// GELU, the MLP activation, in the two forms Hugging Face's GPT-2 may name (kind 0 gelu_new,
+// kind 1 gelu), for gelu.wgsl and for matmul.wgsl's GELU epilogue, so both compute the same bits.
+//   gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), through the identity
+//     0.5·(1 + tanh(u)) = 1 / (1 + exp(−2u)) (a logistic sigmoid of 2u), which has no
+//     cancellation for negative x; 2u is clamped to ±80, since WGSL's tanh/exp misbehave for huge
+//     arguments (exp(80) ≈ 5.5e34 still fits in f32; the sigmoid is 0 or 1 to f32 precision well
+//     before that).
+//   gelu: 0.5·x·(1 + erf(x/√2)) = 0.5·x·erfc(−x/√2). WGSL has no erf: erfc(z) for z ≥ 0 is the
+//     Chebyshev fit of Numerical Recipes in C (2nd ed., §6.2, `erfcc`), fractional error
+//     < 1.2e-7 everywhere, and erfc(−z) = 2 − erfc(z).
+const GELU_SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+const GELU_COEF: f32 = 0.044715;
+const GELU_INV_SQRT_2: f32 = 0.7071067811865476;
+const GELU_INV_SQRT_2PI: f32 = 0.3989422804014327;
+
+// erfc(z) for z ≥ 0 (Numerical Recipes erfcc).
+fn geluErfcPos(z: f32) -> f32 {
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+             t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+  return t * exp(-z * z + poly);
+}
+
+fn geluErfc(z: f32) -> f32 {
+  if (z >= 0.0) { return geluErfcPos(z); }
+  return 2.0 - geluErfcPos(-z);
+}
+
+// exp(−2u) for gelu_new, with 2u clamped to [−80, 80].
+fn geluExpNeg2u(v: f32) -> f32 {
+  let u = GELU_SQRT_2_OVER_PI * (v + GELU_COEF * v * v * v);
+  return exp(-clamp(2.0 * u, -80.0, 80.0));
+}
+
+fn geluValue(v: f32, kind: u32) -> f32 {
+  if (kind == 0u) {
+    return v / (1.0 + geluExpNeg2u(v));
+  }
+  return 0.5 * v * geluErfc(-v * GELU_INV_SQRT_2);
+}
+
+// d gelu / dx.
+fn geluDerivative(v: f32, kind: u32) -> f32 {
+  if (kind == 0u) {
+    // gelu_new = x·s, s = σ(2u): d/dx = s + x·2·s·(1 − s)·u', with 1 − s = e·s, e = exp(−2u).
+    let e = geluExpNeg2u(v);
+    let s = 1.0 / (1.0 + e);
+    let du = GELU_SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_COEF * v * v);
+    return s + v * 2.0 * s * (e * s) * du;
+  }
+  // gelu = x·Φ(x): d/dx = Φ(x) + x·φ(x).
+  return 0.5 * geluErfc(-v * GELU_INV_SQRT_2) + v * GELU_INV_SQRT_2PI * exp(-0.5 * v * v);
+}

@@ -2,12 +2,15 @@
 // in every transpose / bias / accumulate combination, with the output poisoned beforehand; then
 // every tiling variant, with vec4 and scalar loads, against the reference and bit for bit against
 // the default tiling (all variants sum in the same order), including operands that are column
-// blocks of wider matrices (aligned and odd leading dimensions).
+// blocks of wider matrices (aligned and odd leading dimensions); and the GELU epilogue against
+// the plain matmul followed by the GELU kernel, bit for bit.
 import { describe, expect, it } from 'vitest';
-import { KernelVariantError } from '../../src/engine/errors.ts';
+import { geluForward, type GeluKind } from '../../src/engine/kernels/gelu.ts';
 import { biasGrad, matmul, type MatmulArgs } from '../../src/engine/kernels/matmul.ts';
 import { DEFAULT_TILE, parseTile, tileName, type MatmulTile } from '../../src/engine/gpu/variants.ts';
+import { KernelVariantError, ShapeError } from '../../src/engine/errors.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
+import { f16Bits } from '../../src/engine/reference/f16.ts';
 import { refMatmul } from '../../src/engine/reference/matmul.ts';
 import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
@@ -126,6 +129,51 @@ describe('matmul tiling variants', () => {
     const r = upload(ctx, new Float32Array(16));
     await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: big })).rejects.toThrow(KernelVariantError);
     await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: big })).rejects.toThrow(/workgroup memory/);
+  });
+});
+
+describe('matmul with the GELU epilogue (c_fc forward)', () => {
+  // Pre-activations spread over GELU's whole range (σ = 3), rows and columns off the tiles, a bias.
+  const sh = { M: 37, N: 72, K: 44 };
+  const cases: Array<{ kind: GeluKind; tile: MatmulTile; vec4: boolean; f16: boolean }> = [];
+  for (const kind of ['gelu_new', 'gelu'] as const) {
+    for (const tile of TILES) for (const vec4 of [false, true]) cases.push({ kind, tile, vec4, f16: false });
+    cases.push({ kind, tile: DEFAULT_TILE, vec4: false, f16: true });
+  }
+  for (const c of cases) {
+    it(`${c.kind} ${tileName(c.tile)} ${c.vec4 ? 'vec4' : 'scalar'}${c.f16 ? ' f16 B' : ''}: the output, and GELU of it as the GELU kernel writes it`, async () => {
+      const ctx = await gpuContext();
+      if (c.f16 && !ctx.device.features.has('shader-f16')) return; // the f16 suite reports the feature's absence
+      const a = upload(ctx, Float32Array.from(randn(sh.M * sh.K, 900), (v) => v * 3));
+      const bias = upload(ctx, Float32Array.from(randn(sh.N, 902)));
+      const bValues = Float32Array.from(randn(sh.K * sh.N, 901), (v) => v * 0.5);
+      let b = upload(ctx, bValues);
+      if (c.f16) {
+        const half = Uint16Array.from(bValues, f16Bits); // K·N is even: whole 4-byte words
+        b = { buffer: ctx.createBuffer(half.byteLength, 'b16', half), offset: 0, size: half.byteLength };
+      }
+      const base = { label: 'mm', ...sh, a, b, bF16: c.f16, bias, tile: c.tile, vec4: c.vec4 };
+      const plain = poisoned(ctx, sh.M * sh.N);
+      const plainGelu = poisoned(ctx, sh.M * sh.N, 'gelu');
+      await run(ctx, [
+        await matmul(ctx, { ...base, out: plain }),
+        await geluForward(ctx, { label: 'gelu', n: sh.M * sh.N, kind: c.kind, x: plain, out: plainGelu }),
+      ]);
+      const out = poisoned(ctx, sh.M * sh.N);
+      const g = poisoned(ctx, sh.M * sh.N, 'g');
+      await run(ctx, [await matmul(ctx, { ...base, out, gelu: { kind: c.kind, out: g } })]);
+      const [want, wantG, got, gotG] = await Promise.all([download(ctx, plain), download(ctx, plainGelu), download(ctx, out), download(ctx, g)]);
+      expect(Array.from(got)).toEqual(Array.from(want));
+      expect(Array.from(gotG)).toEqual(Array.from(wantG));
+      expect(gotG.some((v, i) => v !== got[i])).toBe(true); // the activation really is applied
+    });
+  }
+  it('refuses to accumulate, and a short GELU output', async () => {
+    const ctx = await gpuContext();
+    const r = upload(ctx, new Float32Array(16));
+    const small = upload(ctx, new Float32Array(3));
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, accumulate: true, gelu: { kind: 'gelu_new', out: r } })).rejects.toThrow(/cannot accumulate/);
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, gelu: { kind: 'gelu_new', out: small } })).rejects.toThrow(ShapeError);
   });
 });
 

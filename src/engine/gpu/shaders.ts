@@ -3,8 +3,8 @@
 // asset URL that Vite emits for the page and the worker bundle. The text is never copied
 // into TypeScript.
 //
-// Every kernel is composed with shaders/prelude.wgsl (the dropout hash and workgroup
-// reductions), since WGSL has no #include. The prelude goes after the kernel's own text —
+// Every kernel is composed with shaders/prelude.wgsl (the dropout hash, workgroup
+// reductions and GELU), since WGSL has no #include. The prelude goes after the kernel's own text —
 // WGSL module-scope declarations may appear in any order — so a compiler message's line number
 // is the kernel file's own line; `sourceLine` maps lines past it into the prelude.
 //
@@ -126,7 +126,8 @@ export function specialize(text: string, defines: ShaderDefines, what = 'shader'
  */
 export const SHADER_DEFAULTS: Partial<Record<ShaderName, ShaderDefines>> = {
   matmul: {
-    BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty, VEC_A: false, VEC_B: false, F16_B: false,
+    BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty,
+    VEC_A: false, VEC_B: false, F16_B: false, GELU: false,
   },
 };
 

@@ -33,7 +33,8 @@ export interface GeluBackwardArgs {
   dx?: BufferRange;
 }
 
-function kindConstant(kind: GeluKind): number {
+/** The KIND override of shaders/gelu.wgsl (and GELU_KIND of matmul.wgsl's epilogue) for `kind`. */
+export function geluKindConstant(kind: GeluKind): number {
   const k = KIND[kind];
   if (k === undefined) throw new UnsupportedConfigError(`activation_function '${String(kind)}' is not supported: use 'gelu_new' (GPT-2) or 'gelu'.`);
   return k;
@@ -44,7 +45,7 @@ export async function geluForward(ctx: GpuContext, args: GeluForwardArgs): Promi
   needPositive(n, 'n', label);
   needElements(args.x, n, 'x', label);
   needElements(args.out, n, 'out', label);
-  const pipeline = await ctx.pipeline('gelu', 'forward', { KIND: kindConstant(args.kind) });
+  const pipeline = await ctx.pipeline('gelu', 'forward', { KIND: geluKindConstant(args.kind) });
   const dims = uniformWords(ctx, `${label}.dims`, [n]);
   return {
     label,
@@ -61,7 +62,7 @@ export async function geluBackward(ctx: GpuContext, args: GeluBackwardArgs): Pro
   needElements(args.dout, n, 'dout', label);
   if (args.dx) needElements(args.dx, n, 'dx', label);
   const entry = args.dx ? 'backward' : 'backward_inplace';
-  const pipeline = await ctx.pipeline('gelu', entry, { KIND: kindConstant(args.kind) });
+  const pipeline = await ctx.pipeline('gelu', entry, { KIND: geluKindConstant(args.kind) });
   const dims = uniformWords(ctx, `${label}.dims`, [n]);
   const ranges = args.dx ? [args.x, args.dout, args.dx] : [args.x, args.dout];
   return {
@@ -99,7 +100,7 @@ export async function geluBackwardBias(ctx: GpuContext, args: GeluBackwardBiasAr
   needElements(args.x, M * N, 'x', label);
   needElements(args.grad, M * N, 'grad', label);
   needElements(args.dbias, N, 'dbias', label);
-  const pipeline = await ctx.pipeline('gelu', 'backward_bias', { KIND: kindConstant(args.kind), ACCUMULATE: !!args.accumulate });
+  const pipeline = await ctx.pipeline('gelu', 'backward_bias', { KIND: geluKindConstant(args.kind), ACCUMULATE: !!args.accumulate });
   const dims = uniformWords(ctx, `${label}.dims`, [M, N]);
   return {
     label,

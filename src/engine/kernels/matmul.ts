@@ -2,11 +2,13 @@
 // leading dimensions so A, B or C can be a column block of a wider row-major matrix. The tiling
 // comes from the context's KernelVariants (per shape class, see gpu/variants.ts) or the caller; vec4
 // staging of an operand where its layout allows; an f16 B operand (F16_B: precision f16's weight
-// copies) widened to f32 as it is staged.
+// copies) widened to f32 as it is staged; a GELU epilogue (c_fc's forward writes its output and the
+// output's GELU in one pass).
 import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { DEFAULT_TILE, matmulClass, tileName, tileProblem, vec4Fits, type MatmulTile } from '../gpu/variants.ts';
+import { geluKindConstant, type GeluKind } from './gelu.ts';
 
 export interface MatmulArgs {
   label: string;
@@ -23,6 +25,11 @@ export interface MatmulArgs {
   bias?: BufferRange;
   /** (M, N) */
   out: BufferRange;
+  /**
+   * Also write GELU of every output to `gelu.out` (M, N, leading dimension ldc), with the function
+   * of kernels/gelu.ts's geluForward, bit for bit: `out` keeps the pre-activation. Not with accumulate.
+   */
+  gelu?: { kind: GeluKind; out: BufferRange };
   transA?: boolean;
   transB?: boolean;
   /** out += op(A)·op(B) instead of out = ... (gradient accumulation) */
@@ -79,6 +86,10 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   checkOperand(args.label, 'A', args.a, aRows, aWidth, lda);
   checkOperand(args.label, 'B', args.b, bRows, bWidth, ldb, args.bF16 ? 2 : 4);
   checkOperand(args.label, 'C', args.out, M, N, ldc);
+  if (args.gelu) {
+    if (args.accumulate) throw new ShapeError(`${args.label}: a GELU epilogue cannot accumulate into its output.`);
+    checkOperand(args.label, 'the GELU output', args.gelu.out, M, N, ldc);
+  }
   if (args.bias && args.bias.size < N * 4) throw new ShapeError(`${args.label}: bias is bound as ${args.bias.size} bytes; it needs N = ${N} floats.`);
   const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;
   const vec4 = args.vec4 ?? !!tile.vec4;
@@ -91,14 +102,15 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
     TRANS_B: !!args.transB,
     HAS_BIAS: !!args.bias,
     ACCUMULATE: !!args.accumulate,
-  }, tileDefines(ctx, tile, vecA, vecB, !!args.bF16));
+    ...(args.gelu ? { GELU_KIND: geluKindConstant(args.gelu.kind) } : {}),
+  }, { ...tileDefines(ctx, tile, vecA, vecB, !!args.bF16), GELU: !!args.gelu });
   const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, lda, ldb, ldc, 0, 0]);
   // An unused bias binding still needs a buffer: bind A's range (never read).
   const bias = args.bias ?? args.a;
   return {
     label: args.label,
     pipeline,
-    bindGroup: bindAll(ctx, pipeline, args.label, [dims], [args.a, args.b, bias, args.out]),
+    bindGroup: bindAll(ctx, pipeline, args.label, [dims], args.gelu ? [args.a, args.b, bias, args.out, args.gelu.out] : [args.a, args.b, bias, args.out]),
     workgroups: [
       workgroupCount(ctx, Math.ceil(N / tile.bn), args.label),
       workgroupCount(ctx, Math.ceil(M / tile.bm), args.label),

@@ -142,9 +142,16 @@ export async function buildForward(g: GraphContext, inp: MicroInputs, hooks: For
       label: `h${i}.resid2+ln2`, N, C, eps, a: x, b: L.attproj, out: L.resid2, dropout: drop(g, g.dropout.resid, DROPOUT_SITE.attnResid(i)),
       weight: p('ln_2.weight'), bias: p('ln_2.bias'), ln: L.ln2, mean: L.ln2Mean, rstd: L.ln2Rstd,
     }));
-    out.push(await matmul(ctx, { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, ...mw('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch }));
-    out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
-    out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
+    const fc = { label: `h${i}.c_fc`, M: N, N: I, K: C, a: L.ln2, ...mw('mlp.c_fc.weight'), bias: p('mlp.c_fc.bias'), out: L.fch };
+    if (g.lora?.weights.target(`h.${i}.mlp.c_fc`)) {
+      // LoRA adds its product into c_fc's output after the matmul: GELU comes after that.
+      out.push(await matmul(ctx, fc));
+      out.push(...await loraForward(g, `h.${i}.mlp.c_fc`, N, L.ln2, L.fch));
+      out.push(await geluForward(ctx, { label: `h${i}.gelu`, n: N * I, kind: c.activation, x: L.fch, out: L.fchGelu }));
+    } else {
+      // c_fc's epilogue writes its output (kept for GELU's backward) and GELU of it, as geluForward would.
+      out.push(await matmul(ctx, { ...fc, label: `h${i}.c_fc+gelu`, gelu: { kind: c.activation, out: L.fchGelu } }));
+    }
     out.push(await matmul(ctx, { label: `h${i}.mlp.c_proj`, M: N, N: C, K: I, a: L.fchGelu, ...mw('mlp.c_proj.weight'), bias: p('mlp.c_proj.bias'), out: L.fcproj }));
     out.push(...await loraForward(g, `h.${i}.mlp.c_proj`, N, L.fchGelu, L.fcproj));
     out.push(await residualLayernorm(ctx, {
