@@ -128,6 +128,7 @@ export const SHADER_DEFAULTS: Partial<Record<ShaderName, ShaderDefines>> = {
   matmul: {
     BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty, VEC_A: false, VEC_B: false, F16_B: false,
   },
+  layernorm: { SUBGROUPS: false },
 };
 
 /** The WGSL module for kernel `name`: its own file (specialized by `defines` over its defaults), then the prelude. */

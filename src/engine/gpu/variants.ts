@@ -38,6 +38,19 @@ export interface KernelVariants {
   subgroups: boolean;
 }
 
+/**
+ * Whether a kernel with a subgroup form should build it: the variant is on. Throws
+ * KernelVariantError when it is on and the device was created without the `subgroups` feature
+ * (an adapter without it), naming the kernel, rather than compiling a shader that cannot run.
+ */
+export function useSubgroups(ctx: { kernels: KernelVariants; device: { features: { has(f: string): boolean } } }, label: string): boolean {
+  if (!ctx.kernels.subgroups) return false;
+  if (!ctx.device.features.has('subgroups')) {
+    throw new KernelVariantError(`${label}: subgroup reductions are selected, and this device lacks the 'subgroups' feature. Turn the subgroups variant off (or use an adapter that has it).`);
+  }
+  return true;
+}
+
 /** The tiling every class uses without a tuned choice (see shaders/matmul.wgsl's header). */
 export const DEFAULT_TILE: Readonly<MatmulTile> = Object.freeze({ bm: 64, bn: 64, bk: 32, tx: 8, ty: 8 });
 
