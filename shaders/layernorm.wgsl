@@ -85,9 +85,9 @@ fn reduceSum2(v: vec2f, lid: u32, sg: vec2u) -> vec2f {
   let size = sg.x;
   if (sg.y == 0u) { red[lid / size] = t; }
   workgroupBarrier();
-  var r = vec2f(0.0);
+  var r = red[0];
   let parts = (ROW_WG + size - 1u) / size;
-  for (var k = 0u; k < parts; k++) { r += red[k]; }
+  for (var k = 1u; k < parts; k++) { r += red[k]; }
   workgroupBarrier(); // everyone has read the partials before the next call overwrites them
   return r;
 #else
