@@ -21,13 +21,14 @@
 // Row grids are 2-D (row = wg.y · num_workgroups.x + wg.x) so N may exceed 65535.
 //
 // SUBGROUPS (a define, the kernel variant `subgroups`): the row sums of forward and backward_dx
-// add within each subgroup first (subgroupAdd), then the per-subgroup partials in workgroup
-// memory in subgroup order: two barriers instead of the tree's eight. The subgroup size is read
+// add within each subgroup first (subgroupAdd), then the per-subgroup partials from workgroup
+// memory with a second subgroupAdd (as shaders/subgroups.wgsl's subgroupsSum, which the fused
+// residual + LayerNorm uses): two barriers instead of the tree's eight. The subgroup size is read
 // from the `subgroup_size` builtin (WebGPU lets it be anything from 4 to 128, and lets it differ
 // between pipelines); any size works: ROW_WG / size partials, or one when a subgroup covers the
 // row. Subgroups are taken as consecutive runs of local_invocation_index, `size` each (how
-// Vulkan, D3D12 and Metal lay out a 1-D workgroup; test/gpu/layernorm.test.ts checks the result
-// against the float64 reference on this adapter). The order of subgroupAdd's additions is the
+// Vulkan, D3D12 and Metal lay out a 1-D workgroup; test/gpu/subgroups.test.ts checks the layout
+// and test/gpu/layernorm.test.ts the result against the float64 reference on the test adapter). The order of subgroupAdd's additions is the
 // implementation's, so results differ in the last bits from the tree's (hence a variant recorded
 // in the checkpoint), but are the same on every run of one adapter.
 #if SUBGROUPS
@@ -85,9 +86,10 @@ fn reduceSum2(v: vec2f, lid: u32, sg: vec2u) -> vec2f {
   let size = sg.x;
   if (sg.y == 0u) { red[lid / size] = t; }
   workgroupBarrier();
-  var r = red[0];
+  var r = vec2f(0.0);
   let parts = (ROW_WG + size - 1u) / size;
-  for (var k = 1u; k < parts; k++) { r += red[k]; }
+  for (var k = sg.y; k < parts; k += size) { r += red[k]; }
+  r = subgroupAdd(r);
   workgroupBarrier(); // everyone has read the partials before the next call overwrites them
   return r;
 #else

@@ -5,8 +5,11 @@
 // fallback modules never see them).
 //
 // A reduction first combines within each subgroup (subgroupMax / subgroupAdd), then one
-// invocation per subgroup writes the subgroup's result to workgroup memory, and every thread
-// combines those partials in subgroup order: two barriers instead of the tree's log2(wg) + 2.
+// invocation per subgroup writes the subgroup's result to workgroup memory, and every subgroup
+// combines those partials again: lane i takes partials i, i + size, … (one each unless the
+// subgroups outnumber the lanes), then subgroupMax / subgroupAdd over the lanes. Every subgroup
+// sees the same values in the same lanes, so all threads get the same result. Two barriers
+// instead of the tree's log2(wg) + 2, and no thread reads every partial one after another.
 //   sg = (subgroup_size, subgroup_invocation_id), the entry point's builtins.
 // WebGPU lets the subgroup size be any power of two from 4 to 128 (and differ between
 // pipelines), so nothing here assumes one: a workgroup of `wg` threads (a power of two ≤ 256)
@@ -26,7 +29,8 @@ fn subgroupsMax(v: f32, lid: u32, wg: u32, sg: vec2u) -> f32 {
   workgroupBarrier();
   var r = subgroupPartials[0];
   let parts = (wg + sg.x - 1u) / sg.x;
-  for (var k = 1u; k < parts; k++) { r = max(r, subgroupPartials[k]); }
+  for (var k = sg.y; k < parts; k += sg.x) { r = max(r, subgroupPartials[k]); }
+  r = subgroupMax(r);
   workgroupBarrier(); // everyone has read the partials before the next call overwrites them
   return r;
 }
@@ -35,9 +39,10 @@ fn subgroupsSum(v: f32, lid: u32, wg: u32, sg: vec2u) -> f32 {
   let t = subgroupAdd(v);
   if (sg.y == 0u) { subgroupPartials[lid / sg.x] = t; }
   workgroupBarrier();
-  var r = subgroupPartials[0];
+  var r = 0.0;
   let parts = (wg + sg.x - 1u) / sg.x;
-  for (var k = 1u; k < parts; k++) { r += subgroupPartials[k]; }
+  for (var k = sg.y; k < parts; k += sg.x) { r += subgroupPartials[k]; }
+  r = subgroupAdd(r);
   workgroupBarrier();
   return r;
 }
