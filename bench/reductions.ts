@@ -9,6 +9,8 @@
 // reported with their ratio (fair under a shared machine's load; absolute times are not).
 //
 //   VK_ICD_FILENAMES=… npx tsx bench/reductions.ts [--reps N] [--rounds N] [--rows N]
+import { execSync } from 'node:child_process';
+import { loadavg } from 'node:os';
 import { nodeGpu } from '../src/cli/webgpu-node.ts';
 import { GpuContext } from '../src/engine/gpu/context.ts';
 import { run, whole, type Dispatch } from '../src/engine/gpu/dispatch.ts';
@@ -35,6 +37,15 @@ const ctx = await GpuContext.create(await nodeGpu());
 if (!ctx.device.features.has('subgroups')) throw new Error('this adapter lacks the subgroups feature: nothing to compare');
 const a = ctx.adapter;
 console.log(`adapter: ${a.vendor} ${a.architecture} ${a.description}`.replace(/\s+/g, ' ').trim());
+const commit = (() => {
+  try {
+    return execSync('git rev-parse --short HEAD', { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+const load = () => loadavg().map((l) => l.toFixed(2)).join(' ');
+console.log(`${new Date().toISOString()}, commit ${commit}, load average ${load()}`);
 const fill = (n: number, scale = 1) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761) % 1000) / 1000 - 0.5) * scale);
 const buf = (data: Float32Array | Uint32Array, label: string) => whole(ctx.createBuffer(data.byteLength, label, data));
 const x = buf(fill(N * C, 4), 'x');
@@ -88,6 +99,6 @@ for (const name of Object.keys(variants.off)) {
   }
   const off = median(ms.off);
   const on = median(ms.on);
-  console.log(`${name.padEnd(40)} off ${off.toFixed(3)} ms, on ${on.toFixed(3)} ms: subgroups ${(off / on).toFixed(2)}× (median of ${rounds} rounds of ${reps})`);
+  console.log(`${name.padEnd(40)} off ${off.toFixed(3)} ms, on ${on.toFixed(3)} ms: subgroups ${(off / on).toFixed(2)}× (median of ${rounds} rounds of ${reps}; load ${load()})`);
 }
 ctx.destroy();
