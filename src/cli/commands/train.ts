@@ -120,9 +120,6 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
     const ck = await readRunCheckpoint(await nodeDirFiles(dir));
     const st = ck.state;
     checkResumeFlags(a, st, ck.config);
-    if (a.flag('subgroups') && !st.kernels?.subgroups) {
-      throw new UsageError('train --resume: --subgroups, and the checkpoint trained without subgroup reductions; a resume keeps the recorded kernels. Leave --subgroups out.');
-    }
     if (a.has('model')) {
       const given = resolve(a.str('model'));
       if (given !== resolve(st.model.dir) && given !== resolve(dir) && a.str('model') !== st.model.source) {
