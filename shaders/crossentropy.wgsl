@@ -7,6 +7,9 @@
 // target ≥ V is a bug upstream: that row's loss and gradient are NaN, so the trainer's
 // non-finite-loss check stops the run instead of training on garbage.
 // One workgroup of 256 threads per row, reductions over V in a fixed order (deterministic).
+// SUBGROUPS (a define, the kernel variant `subgroups`): the row max and the sum of exponentials
+// combine through subgroup operations (shaders/subgroups.wgsl) instead of the prelude's
+// workgroup-memory trees; the loss and gradient differ from the tree's in the last bits.
 //
 // Bindings:
 //   0 dims     uniform {N, V, scale: f32}
@@ -14,6 +17,10 @@
 //   2 logits   storage read_write (N, V): logits in, dlogits out (unchanged without WRITE_GRAD)
 //   3 losses   storage read_write (N)
 // Row = wg.y · num_workgroups.x + wg.x (2-D grid, N may exceed 65535).
+
+#if SUBGROUPS
+enable subgroups;
+#endif
 
 override WRITE_GRAD: bool = true;
 
@@ -30,7 +37,12 @@ const LOWEST: f32 = -0x1.fffffep+127f; // −FLT_MAX
 
 
 @compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= dims.N) { return; } // uniform: the whole workgroup leaves
   let V = dims.V;
@@ -44,10 +56,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 
   var m = LOWEST;
   for (var v = lid; v < V; v += WG) { m = max(m, logits[base + v]); }
+#if SUBGROUPS
+  m = subgroupsMax(m, lid, WG, vec2u(sgSize, sgId));
+#else
   m = workgroupMax(m, lid, WG);
+#endif
   var s = 0.0;
   for (var v = lid; v < V; v += WG) { s += exp(logits[base + v] - m); }
+#if SUBGROUPS
+  s = subgroupsSum(s, lid, WG, vec2u(sgSize, sgId));
+#else
   s = workgroupSum(s, lid, WG);
+#endif
   // A quiet NaN built at run time (a constant NaN is a WGSL compile error).
   let nan = bitcast<f32>(0x7fc00000u | (dims.N & 0u));
 

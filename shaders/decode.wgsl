@@ -14,6 +14,8 @@
 //   fill_cache  cache rows [0, T) from a prefill's qkv (T, 3C)              grid (ceil(T·C/256))
 // `token` and `pos` come from the Step uniform, rewritten before every step, so the step's
 // dispatches are built once and replayed (no allocation per token).
+// SUBGROUPS (a define, the kernel variant `subgroups`; attend only): the softmax's max and sum
+// over the positions go through shaders/subgroups.wgsl instead of the prelude's trees.
 //
 // Bindings (one slot per resource and access mode, as attention.wgsl does):
 //   0 dims     uniform Dims
@@ -26,6 +28,10 @@
 //   7 scores   storage read_write  (NH, P) scratch       attend
 //   8 out      storage read_write  (C)                   attend
 //   9 qkvRows  storage read        (T, 3C)               fill_cache
+
+#if SUBGROUPS
+enable subgroups;
+#endif
 
 struct Dims {
   C: u32,
@@ -64,7 +70,12 @@ fn embed(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 @compute @workgroup_size(64)
-fn attend(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn attend(
+  @builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let h = wg.x;
   let C = dims.C;
   let HS = dims.HS;
@@ -91,7 +102,11 @@ fn attend(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     scores[so + j] = s;
     m = max(m, s);
   }
+#if SUBGROUPS
+  m = subgroupsMax(m, lid, WG, vec2u(sgSize, sgId));
+#else
   m = workgroupMax(m, lid, WG);
+#endif
 
   // 3. Unnormalised probabilities (each thread rewrites the scores it wrote) and their sum.
   var l = 0.0;
@@ -100,7 +115,11 @@ fn attend(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid
     scores[so + j] = p;
     l += p;
   }
+#if SUBGROUPS
+  l = subgroupsSum(l, lid, WG, vec2u(sgSize, sgId));
+#else
   l = workgroupSum(l, lid, WG);
+#endif
   storageBarrier(); // every thread reads every probability below
 
   // 4. out_h[d] = Σ_j p_j v_j[d] / l, summed over j in order (deterministic).

@@ -19,6 +19,21 @@
 //   backward_params_reduce: 1 partial (2, chunks, C) read; 2 dw (C) read_write; 3 db (C) read_write
 //                           one thread per channel sums the chunks in order (ACCUMULATE_PARAMS: +=).
 // Row grids are 2-D (row = wg.y · num_workgroups.x + wg.x) so N may exceed 65535.
+//
+// SUBGROUPS (a define, the kernel variant `subgroups`): the row sums of forward and backward_dx
+// add within each subgroup first (subgroupAdd), then the per-subgroup partials from workgroup
+// memory with a second subgroupAdd (as shaders/subgroups.wgsl's subgroupsSum, which the fused
+// residual + LayerNorm uses): two barriers instead of the tree's eight. The subgroup size is read
+// from the `subgroup_size` builtin (WebGPU lets it be anything from 4 to 128, and lets it differ
+// between pipelines); any size works: ROW_WG / size partials, or one when a subgroup covers the
+// row. Subgroups are taken as consecutive runs of local_invocation_index, `size` each (how
+// Vulkan, D3D12 and Metal lay out a 1-D workgroup; test/gpu/subgroups.test.ts checks the layout
+// and test/gpu/layernorm.test.ts the result against the float64 reference on the test adapter). The order of subgroupAdd's additions is the
+// implementation's, so results differ in the last bits from the tree's (hence a variant recorded
+// in the checkpoint), but are the same on every run of one adapter.
+#if SUBGROUPS
+enable subgroups;
+#endif
 
 override ACCUMULATE_DX: bool = false;
 override ACCUMULATE_PARAMS: bool = false;
@@ -63,8 +78,21 @@ const WG: u32 = 256u;
 const ROW_WG: u32 = 64u;
 var<workgroup> red: array<vec2f, 64>;
 
-// Sum of `v` over the ROW_WG threads of a row, the same fixed tree every time. Call from uniform control flow.
-fn reduceSum2(v: vec2f, lid: u32) -> vec2f {
+// Sum of `v` over the ROW_WG threads of a row, in the same order every time. Call from uniform
+// control flow. `sg` is (subgroup_size, subgroup_invocation_id) under SUBGROUPS, unused without.
+fn reduceSum2(v: vec2f, lid: u32, sg: vec2u) -> vec2f {
+#if SUBGROUPS
+  let t = subgroupAdd(v);
+  let size = sg.x;
+  if (sg.y == 0u) { red[lid / size] = t; }
+  workgroupBarrier();
+  var r = vec2f(0.0);
+  let parts = (ROW_WG + size - 1u) / size;
+  for (var k = sg.y; k < parts; k += size) { r += red[k]; }
+  r = subgroupAdd(r);
+  workgroupBarrier(); // everyone has read the partials before the next call overwrites them
+  return r;
+#else
   red[lid] = v;
   workgroupBarrier();
   for (var s = ROW_WG / 2u; s > 0u; s >>= 1u) {
@@ -74,24 +102,35 @@ fn reduceSum2(v: vec2f, lid: u32) -> vec2f {
   let r = red[0];
   workgroupBarrier(); // everyone has read red[0] before the next call overwrites it
   return r;
+#endif
 }
 
 @compute @workgroup_size(64)
-fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn forward(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
+#if SUBGROUPS
+  let sg = vec2u(sgSize, sgId);
+#else
+  let sg = vec2u(0u);
+#endif
   let row = wg.y * nwg.x + wg.x;
   if (row >= dims.N) { return; } // uniform: the whole workgroup leaves
   let C = dims.C;
   let base = row * C;
   var s = 0.0;
   for (var c = lid; c < C; c += ROW_WG) { s += x[base + c]; }
-  let mean = reduceSum2(vec2f(s, 0.0), lid).x / f32(C);
+  let mean = reduceSum2(vec2f(s, 0.0), lid, sg).x / f32(C);
   // Second pass over centred values: no cancellation as in E[x²] − E[x]².
   var q = 0.0;
   for (var c = lid; c < C; c += ROW_WG) {
     let d = x[base + c] - mean;
     q += d * d;
   }
-  let variance = reduceSum2(vec2f(q, 0.0), lid).x / f32(C);
+  let variance = reduceSum2(vec2f(q, 0.0), lid, sg).x / f32(C);
   let rstd = 1.0 / sqrt(variance + dims.eps);
   for (var c = lid; c < C; c += ROW_WG) {
     out[base + c] = (x[base + c] - mean) * rstd * w[c] + b[c];
@@ -103,7 +142,17 @@ fn forward(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u
 }
 
 @compute @workgroup_size(64)
-fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn backward_dx(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
+#if SUBGROUPS
+  let sg = vec2u(sgSize, sgId);
+#else
+  let sg = vec2u(0u);
+#endif
   let row = wg.y * nwg.x + wg.x;
   if (row >= dims.N) { return; }
   let C = dims.C;
@@ -116,7 +165,7 @@ fn backward_dx(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let norm = (xb[base + c] - mean) * rstd;
     s += vec2f(g, g * norm);
   }
-  let tot = reduceSum2(s, lid) / f32(C); // (mean(g), mean(g·norm))
+  let tot = reduceSum2(s, lid, sg) / f32(C); // (mean(g), mean(g·norm))
   for (var c = lid; c < C; c += ROW_WG) {
     let g = dout[base + c] * wb[c];
     let norm = (xb[base + c] - mean) * rstd;

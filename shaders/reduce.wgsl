@@ -3,6 +3,11 @@
 // No float atomics exist in WGSL, and a fixed summation order makes runs reproducible: every
 // sum here is a grid-stride loop over a fixed number of workgroups, then a tree in workgroup
 // memory, then one write per workgroup.
+// SUBGROUPS (a define, the kernel variant `subgroups`): the workgroup sum of every entry point
+// is shaders/subgroups.wgsl's subgroupsSum instead of the tree (the same grid-stride partials
+// per thread; the sum over the threads differs in the last bits). sum_squares and
+// sum_squares_multi then share that order too, as long as the adapter gives both pipelines the
+// same subgroup size (test/gpu/reduce.test.ts checks it on the test adapter).
 //
 // Entry points (all 256 threads per workgroup):
 //   sum_squares    partials[slot + w] = Σ x[i]² over the elements i that workgroup w visits,
@@ -38,6 +43,10 @@
 //   2 y     storage read_write  sum_squares: partials (whole buffer, slots slot .. slot+PARTIALS−1);
 //                               norm_finalize: norm (3); mean_reduce: out (whole buffer)
 
+#if SUBGROUPS
+enable subgroups;
+#endif
+
 struct Dims {
   n: u32,
   slot: u32,
@@ -62,7 +71,12 @@ fn treeSum(t: u32) {
 }
 
 @compute @workgroup_size(256)
-fn sum_squares(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn sum_squares(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let t = lid.x;
   let stride = WG * nwg.x;
   var acc = 0.0;
@@ -70,9 +84,14 @@ fn sum_squares(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: v
     let g = x[i];
     acc = fma(g, g, acc);
   }
+#if SUBGROUPS
+  let total = subgroupsSum(acc, t, WG, vec2u(sgSize, sgId));
+  if (t == 0u) { y[dims.slot + wg.x] = total; }
+#else
   scratch[t] = acc;
   treeSum(t);
   if (t == 0u) { y[dims.slot + wg.x] = scratch[0]; }
+#endif
 }
 
 fn nonFinite(v: f32) -> bool {
@@ -82,14 +101,27 @@ fn nonFinite(v: f32) -> bool {
 }
 
 @compute @workgroup_size(256)
-fn norm_finalize(@builtin(local_invocation_id) lid: vec3u) {
+fn norm_finalize(
+  @builtin(local_invocation_id) lid: vec3u,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let t = lid.x;
   var acc = 0.0;
   for (var k = t; k < dims.n; k += WG) { acc += x[k]; }
+#if SUBGROUPS
+  let total = subgroupsSum(acc, t, WG, vec2u(sgSize, sgId));
+#else
   scratch[t] = acc;
   treeSum(t);
+#endif
   if (t == 0u) {
+#if SUBGROUPS
+    let s = total;
+#else
     let s = scratch[0];
+#endif
     let norm = sqrt(s);
     let maxNorm = dims.value;
     var coef = 1.0;
@@ -102,14 +134,27 @@ fn norm_finalize(@builtin(local_invocation_id) lid: vec3u) {
 }
 
 @compute @workgroup_size(256)
-fn mean_reduce(@builtin(local_invocation_id) lid: vec3u) {
+fn mean_reduce(
+  @builtin(local_invocation_id) lid: vec3u,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let t = lid.x;
   var acc = 0.0;
   for (var i = t; i < dims.n; i += WG) { acc += x[i]; }
+#if SUBGROUPS
+  let total = subgroupsSum(acc, t, WG, vec2u(sgSize, sgId));
+#else
   scratch[t] = acc;
   treeSum(t);
+#endif
   if (t == 0u) {
+#if SUBGROUPS
+    var v = total * dims.value;
+#else
     var v = scratch[0] * dims.value;
+#endif
     if (dims.accumulate != 0u) { v += y[dims.slot]; }
     y[dims.slot] = v;
   }
@@ -129,7 +174,12 @@ struct SqEntry {
 @group(0) @binding(3) var<storage, read> table: array<SqEntry>;
 
 @compute @workgroup_size(256)
-fn sum_squares_multi(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn sum_squares_multi(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let t = lid.x;
   let w = wg.y * nwg.x + wg.x;
   if (w >= dims.slot) { return; } // uniform: the whole workgroup leaves
@@ -147,7 +197,12 @@ fn sum_squares_multi(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) 
     let g = x[e.offset + i];
     acc = fma(g, g, acc);
   }
+#if SUBGROUPS
+  let total = subgroupsSum(acc, t, WG, vec2u(sgSize, sgId));
+  if (t == 0u) { y[e.slot + j] = total; }
+#else
   scratch[t] = acc;
   treeSum(t);
   if (t == 0u) { y[e.slot + j] = scratch[0]; }
+#endif
 }

@@ -27,6 +27,14 @@
 //   5 w, 6 bias  storage read (C);   7 ln storage read_write (N, C)
 //   8 mean, 9 rstd  storage read_write (N)
 // Rows in a 2-D grid (row = wg.y · num_workgroups.x + wg.x).
+// SUBGROUPS (a define, the kernel variant `subgroups`; residual_layernorm only): the two row
+// sums go through shaders/subgroups.wgsl's subgroupsSum, as layernorm.wgsl's forward does under
+// the variant (subgroupAdd, then the partials in subgroup order), so the fused dispatch stays
+// equal to the two apart (test/gpu/residual.test.ts checks both forms).
+
+#if SUBGROUPS
+enable subgroups;
+#endif
 
 struct Dims { n: u32, micro: u32, site: u32, threshold: u32, scale: f32 }
 struct Rng { seed: u32, step: u32 }
@@ -72,7 +80,12 @@ struct RLDims { N: u32, C: u32, eps: f32, micro: u32, site: u32, threshold: u32,
 const ROW_WG: u32 = 64u; // as layernorm.wgsl's forward
 
 @compute @workgroup_size(64)
-fn residual_layernorm(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn residual_layernorm(
+  @builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32,
+#if SUBGROUPS
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgId: u32,
+#endif
+) {
   let row = wg.y * nwg.x + wg.x;
   if (row >= rl.N) { return; } // uniform: the whole workgroup leaves
   let C = rl.C;
@@ -90,14 +103,22 @@ fn residual_layernorm(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups)
     out[i] = r;
     s += r;
   }
+#if SUBGROUPS
+  let mean = subgroupsSum(s, lid, ROW_WG, vec2u(sgSize, sgId)) / f32(C);
+#else
   let mean = workgroupSum(s, lid, ROW_WG) / f32(C);
+#endif
   // Each thread rereads only what it wrote itself.
   var q = 0.0;
   for (var c = lid; c < C; c += ROW_WG) {
     let d = out[base + c] - mean;
     q += d * d;
   }
+#if SUBGROUPS
+  let variance = subgroupsSum(q, lid, ROW_WG, vec2u(sgSize, sgId)) / f32(C);
+#else
   let variance = workgroupSum(q, lid, ROW_WG) / f32(C);
+#endif
   let rstd = 1.0 / sqrt(variance + rl.eps);
   for (var c = lid; c < C; c += ROW_WG) {
     ln[base + c] = (out[base + c] - mean) * rstd * lnW[c] + lnB[c];

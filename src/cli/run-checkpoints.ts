@@ -223,6 +223,8 @@ export function checkResumeFlags(a: Args, st: TrainerStateJson, config: GPT2Conf
     if (t.join(',') !== (s.lora?.targets ?? []).join(',')) diffs.push(`--lora-targets ${t.join(',')} (the checkpoint has lora.targets ${s.lora?.targets.join(',') ?? 'off'})`);
   }
   if (a.given('lora-rslora') && a.flag('lora-rslora') !== (s.lora?.rslora ?? false)) diffs.push(`--lora-rslora (the checkpoint has lora.rslora ${s.lora?.rslora ?? 'off'})`);
+  // The kernels a resume runs are the recorded ones (variants.ts variantsFromRecord): --subgroups may only repeat them.
+  if (a.given('subgroups') && a.flag('subgroups') !== (st.kernels?.subgroups ?? false)) diffs.push('--subgroups (the checkpoint has kernels.subgroups off)');
   if (diffs.length) {
     throw new ResumeConflictError(
       `train --resume: ${diffs.join('; ')}. A resumed run continues with the checkpoint's settings: leave these flags out ` +
@@ -235,6 +237,7 @@ export function checkResumeFlags(a: Args, st: TrainerStateJson, config: GPT2Conf
 export const RUN_FLAGS_CHECKED = [
   'batch', 'seq', 'grad-accum', 'lr', 'schedule', 'warmup', 'min-lr-ratio', 'stlr-cut-frac', 'stlr-ratio', 'lr-decay', 'unfreeze-start', 'unfreeze-every',
   'weight-decay', 'beta1', 'beta2', 'eps', 'grad-clip', 'seed', 'order', 'precision', 'dropout', 'freeze', 'lora-r', 'lora-alpha', 'lora-dropout', 'lora-targets', 'lora-rslora',
+  'subgroups',
 ];
 
 /** Options free to differ on resume (see FREE_ON_RESUME). */

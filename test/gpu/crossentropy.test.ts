@@ -1,14 +1,15 @@
 // shaders/crossentropy.wgsl against the float64 reference ops: per-row losses and the in-place
 // dlogits = (softmax − onehot)·scale, at awkward sizes, GPT-2's V = 50257, huge logits (max
 // subtraction), ignored targets (0xFFFFFFFF), an out-of-range target (NaN), loss-only mode, and
-// more rows than one grid dimension covers.
+// more rows than one grid dimension covers. Every case runs twice: with the prelude's
+// workgroup-memory trees and with the `subgroups` kernel variant, at the same tolerances.
 import { describe, expect, it } from 'vitest';
 import { crossEntropy, IGNORE_TARGET } from '../../src/engine/kernels/crossentropy.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { download, gpuContextWith, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr, rng } from '../helpers/numeric.ts';
 
 /** Reference with ignored rows: loss 0 and a zero gradient row. */
@@ -36,7 +37,8 @@ function randomTargets(N: number, V: number, seed: number, ignoreEvery = 0): Uin
   return Uint32Array.from({ length: N }, (_, n) => (ignoreEvery && n % ignoreEvery === ignoreEvery - 1 ? IGNORE_TARGET : Math.floor(r() * V)));
 }
 
-describe('crossentropy kernel', () => {
+for (const subgroups of [false, true]) describe(`crossentropy kernel, subgroups ${subgroups ? 'on' : 'off'}`, () => {
+  const gpuContext = () => gpuContextWith({ subgroups });
   const cases = [
     { N: 2 * 37, V: 311, scale: 1 / (2 * 37), std: 2, offset: 0, ignoreEvery: 0 },
     { N: 2 * 37, V: 311, scale: 1 / (2 * 37 * 3), std: 1, offset: 0, ignoreEvery: 5 },

@@ -2,7 +2,8 @@
 // P=64): at every step the cached logits equal the last row of a full forward pass over the
 // whole sequence so far (the GPU's own buildForward and the float64 reference, rel ≤ 1e-5), and
 // the greedy token is the argmax of the full pass. Then EOS, the context limit, seeded sampling,
-// and no GPU allocation in a decode step.
+// and no GPU allocation in a decode step. One run with the `subgroups` kernel variant (the
+// decode softmax and the LayerNorms reduce through subgroup operations) meets the same bounds.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,6 +106,31 @@ describe('KV-cache generation matches full forward passes', () => {
       const ref = refLast([...prompt, ...r.tokens.slice(0, i)]);
       expect(relErr(steps[i], ref)).toBeLessThan(1e-5);
       expect(r.tokens[i]).toBe(argmax(ref));
+    }
+  });
+
+  it('with the subgroups variant: every step within the same bound of the float64 model', async () => {
+    expect(ctx.device.features.has('subgroups')).toBe(true);
+    ctx.kernels = { ...ctx.kernels, subgroups: true };
+    try {
+      const g = await Generator.create(ctx, weights);
+      const prompt = Array.from(G.tokens.slice(0, 5));
+      const steps: Float32Array[] = [];
+      const r = await g.generate(prompt, { maxNewTokens: 24, sampling: GREEDY, eosTokenId: null, onLogits: (l) => steps.push(l) });
+      let offDiffers = false;
+      const plain: Float32Array[] = [];
+      await gen.generate(prompt, { maxNewTokens: 24, sampling: GREEDY, eosTokenId: null, onLogits: (l) => plain.push(l) });
+      for (let i = 0; i < 24; i++) {
+        const ref = refLast([...prompt, ...r.tokens.slice(0, i)]);
+        expect(relErr(steps[i], ref), `step ${i}`).toBeLessThan(1e-5);
+        expect(r.tokens[i]).toBe(argmax(ref));
+        offDiffers ||= steps[i].some((v, k) => v !== plain[i][k]);
+      }
+      // The variant really ran: its sums are ordered otherwise, so some logit differs in its last bits.
+      expect(offDiffers).toBe(true);
+      g.destroy();
+    } finally {
+      ctx.kernels = { ...ctx.kernels, subgroups: false };
     }
   });
 });

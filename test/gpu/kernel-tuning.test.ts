@@ -3,8 +3,9 @@
 // checkpoint; `--resume` uses the recorded tiles even after the cache changed, bit-identical to
 // the uninterrupted run; a recorded tile this adapter cannot run is refused with the reason; a
 // damaged cache is reported and ignored, and stays on disk; generate and eval take the cached tiles
-// as train does.
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+// as train does. `--subgroups` trains with subgroup reductions (other last bits than without),
+// records them, and a resume keeps them bit for bit.
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -123,5 +124,41 @@ describe('kernel tuning', () => {
     expect(r.errors).toMatch(/kernel tuning cache .* is damaged .*default matmul tiles/);
     expect(state(join(dir, 'd', 'checkpoint-2')).kernels.matmul.nn).toBe('64x64x32-8x8');
     expect(readFileSync(tuningFilePath(), 'utf8')).toBe('{"format": "webgpu-studio-kernel-tuning", "adapt');
+  });
+
+  it('--subgroups trains with subgroup reductions and records them; a resume keeps them, bit for bit', async () => {
+    const ctx = await gpuContext();
+    expect(ctx.device.features.has('subgroups')).toBe(true);
+    rmSync(tuningFilePath()); // default tiles for both runs
+    const off = await cli(['train', ...BASE, '--out', join(dir, 'f')]);
+    expect(off.code, off.errors).toBe(0);
+    const on = await cli(['train', ...BASE, '--subgroups', '--out', join(dir, 'e')]);
+    expect(on.code, on.errors).toBe(0);
+    expect(on.printed).toMatch(/subgroup reductions: on/);
+    expect(state(join(dir, 'e', 'checkpoint-2')).kernels).toMatchObject({ precision: 'f32', subgroups: true, matmul: { nn: '64x64x32-8x8' } });
+    expect(state(join(dir, 'f', 'checkpoint-2')).kernels.subgroups).toBe(false);
+    // Other summation orders: the weights differ in their last bits, the losses agree closely.
+    const weights = (p: string) => readFileSync(join(dir, p, 'checkpoint-4', 'model.safetensors'));
+    expect(weights('e').equals(weights('f'))).toBe(false);
+    const losses = (p: string) => state(join(dir, p, 'checkpoint-4')).log_history.filter((h: { loss?: number }) => h.loss !== undefined).map((h: { loss: number }) => h.loss);
+    expect(losses('e')).toHaveLength(4);
+    losses('e').forEach((l: number, i: number) => expect(Math.abs(l - losses('f')[i]), `step ${i + 1}`).toBeLessThan(1e-4 * Math.abs(losses('f')[i])));
+
+    // The resume runs with subgroups because checkpoint-2 says so (no flag given): equal to the uninterrupted run.
+    cpSync(join(dir, 'e', 'checkpoint-2'), join(dir, 'g', 'checkpoint-2'), { recursive: true });
+    const resumed = await cli(['train', '--resume', join(dir, 'g')]);
+    expect(resumed.code, resumed.errors).toBe(0);
+    expect(resumed.printed).toMatch(/kernel variants: as checkpoint-2 recorded/);
+    expect(state(join(dir, 'g', 'checkpoint-4')).kernels.subgroups).toBe(true);
+    for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+      expect(readFileSync(join(dir, 'g', 'checkpoint-4', f)).equals(readFileSync(join(dir, 'e', 'checkpoint-4', f))), f).toBe(true);
+    }
+    expect(state(join(dir, 'g', 'checkpoint-4')).log_history).toEqual(state(join(dir, 'e', 'checkpoint-4')).log_history);
+
+    // --subgroups cannot switch a run trained without them.
+    cpSync(join(dir, 'f', 'checkpoint-2'), join(dir, 'h', 'checkpoint-2'), { recursive: true });
+    const refused = await cli(['train', '--resume', join(dir, 'h'), '--subgroups']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.errors).toMatch(/--subgroups \(the checkpoint has kernels\.subgroups off\)/);
   });
 });

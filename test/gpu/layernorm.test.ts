@@ -1,14 +1,16 @@
 // shaders/layernorm.wgsl against the float64 reference ops: forward out/mean/rstd, backward dx
 // (written or accumulated) and dw/db (written or accumulated, two-stage deterministic reduction),
 // at awkward sizes, C up to 1600, one channel, more rows than one grid dimension covers, and a
-// frozen LayerNorm (dx only).
+// frozen LayerNorm (dx only). Every case runs twice: with the workgroup-memory tree and with
+// the `subgroups` kernel variant (subgroupAdd, then the partials), at the same tolerances.
 import { describe, expect, it } from 'vitest';
 import { layernormBackward, layernormForward, layernormScratchElements } from '../../src/engine/kernels/layernorm.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
 import type { GpuContext } from '../../src/engine/gpu/context.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
-import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { download, gpuContext as sharedContext, poisoned, upload } from '../helpers/gpu.ts';
+import { loadShader } from '../../src/engine/gpu/shaders.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
 
 const EPS = 1e-5;
@@ -40,7 +42,22 @@ async function forward(ctx: GpuContext, N: number, C: number, seed: number) {
   return { x, w, b, xr, wr, out, mean, rstd };
 }
 
-describe('layernorm kernel', () => {
+for (const subgroups of [false, true]) describe(`layernorm kernel, subgroups ${subgroups ? 'on' : 'off'}`, () => {
+  // The shared device with this describe's variant selected (tests of a file run one at a time).
+  async function gpuContext(): Promise<GpuContext> {
+    const ctx = await sharedContext();
+    ctx.kernels = { ...ctx.kernels, subgroups };
+    return ctx;
+  }
+
+  it(subgroups ? 'the test adapter has subgroups, and the module enables them' : 'the module does not use subgroups', async () => {
+    const ctx = await gpuContext();
+    const code = await loadShader('layernorm', { SUBGROUPS: subgroups });
+    expect(code.includes('enable subgroups;')).toBe(subgroups);
+    expect(code.includes('subgroupAdd(')).toBe(subgroups);
+    if (subgroups) expect(ctx.device.features.has('subgroups')).toBe(true);
+  });
+
   const cases: Case[] = [
     { N: 2 * 37, C: 48, accumulate: false },
     { N: 2 * 37, C: 48, accumulate: true },

@@ -1,6 +1,7 @@
 // shaders/reduce.wgsl against the float64 reference: the global gradient norm and clip
 // coefficient over ranges of several buffers (torch's clip_grad_norm_), the non-finite flag,
-// and the scaled sum used for the step loss.
+// and the scaled sum used for the step loss. Every case runs twice: with the workgroup-memory
+// trees and with the `subgroups` kernel variant, at the same tolerances.
 import { describe, expect, it } from 'vitest';
 import {
   NORM_PARTIALS_PER_RANGE,
@@ -16,7 +17,7 @@ import { GpuContext } from '../../src/engine/gpu/context.ts';
 import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import { clipCoefficient, globalNorm } from '../../src/engine/reference/ops.ts';
-import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { download, gpuContextWith, poisoned, upload } from '../helpers/gpu.ts';
 import { randn } from '../helpers/numeric.ts';
 
 /** Packs tensors into one arena buffer at aligned offsets, as the trainer's gradient arena does. */
@@ -36,7 +37,8 @@ function arena(ctx: GpuContext, tensors: Float64Array[]): BufferRange[] {
 
 const rel = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
 
-describe('gradient norm and clipping', () => {
+for (const subgroups of [false, true]) describe(`gradient norm and clipping, subgroups ${subgroups ? 'on' : 'off'}`, () => {
+  const gpuContext = () => gpuContextWith({ subgroups });
   // Sizes: one element, awkward, more than one pass of the 256×256-thread grid.
   const sizes = [1, 311, 37 * 48, 150_001, 5];
 
@@ -82,6 +84,7 @@ describe('gradient norm and clipping', () => {
     }
     // A binding limit below the arena: several spans (the 150001-float range alone in one), the same partials.
     const split = await GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 150_016 * 4 });
+    split.kernels = { ...split.kernels, subgroups };
     const g2 = arena(split, tensors);
     const p2 = split.createBuffer(count * 4, 'partials.split');
     const m2 = await sumSquaresMulti(split, { label: 'sq', xs: g2, partials: p2 });
@@ -170,7 +173,8 @@ describe('gradient norm and clipping', () => {
   });
 });
 
-describe('meanReduce', () => {
+for (const subgroups of [false, true]) describe(`meanReduce, subgroups ${subgroups ? 'on' : 'off'}`, () => {
+  const gpuContext = () => gpuContextWith({ subgroups });
   for (const n of [1, 74, 4099]) {
     it(`n=${n}: out[slot] = scale·Σx, and accumulates across micro-batches`, async () => {
       const ctx = await gpuContext();

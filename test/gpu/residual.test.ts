@@ -1,6 +1,7 @@
 // shaders/residual.wgsl (out = a + dropout(b)) and its backward (db = dropout_backward(dout))
 // against the float64 reference ops, with and without resid_pdrop, at awkward sizes and at a
-// size bigger than one grid dimension covers.
+// size bigger than one grid dimension covers. The fused residual + LayerNorm runs with and
+// without the `subgroups` kernel variant (layernorm.wgsl and residual.wgsl switch together).
 import { describe, expect, it } from 'vitest';
 import { residualBackward, residualForward, residualLayernorm } from '../../src/engine/kernels/residual.ts';
 import { layernormForward } from '../../src/engine/kernels/layernorm.ts';
@@ -9,10 +10,11 @@ import { run } from '../../src/engine/gpu/dispatch.ts';
 import { ShapeError } from '../../src/engine/errors.ts';
 import * as ref from '../../src/engine/reference/ops.ts';
 import { DROPOUT_SITE, dropoutStream, dropoutUniform } from '../../src/engine/random.ts';
-import { download, gpuContext, poisoned, upload } from '../helpers/gpu.ts';
+import { download, gpuContextWith, poisoned, upload } from '../helpers/gpu.ts';
 import { randn, relErr } from '../helpers/numeric.ts';
 
 const SEED = 1234567;
+const gpuContext = () => gpuContextWith({ subgroups: false });
 
 describe('residual kernel', () => {
   const cases = [
@@ -101,14 +103,15 @@ describe('residual kernel', () => {
   });
 
   // The fused residual + LayerNorm: against the float64 reference, and bit for bit against the
-  // two dispatches it replaces (so training with it computes exactly what it computed before).
-  for (const c of [
+  // two dispatches it replaces (so training with it computes exactly what it computed before),
+  // with each form of the row sums.
+  for (const subgroups of [false, true]) for (const c of [
     { N: 74, C: 48, p: 0 },
     { N: 37, C: 130, p: 0.1 },
     { N: 3, C: 768, p: 0.25 },
   ]) {
-    it(`residual + LayerNorm in one dispatch, N=${c.N} C=${c.C} p=${c.p}`, async () => {
-      const ctx = await gpuContext();
+    it(`residual + LayerNorm in one dispatch, N=${c.N} C=${c.C} p=${c.p}, subgroups ${subgroups ? 'on' : 'off'}`, async () => {
+      const ctx = await gpuContextWith({ subgroups });
       const { N, C } = c;
       const n = N * C;
       const site = DROPOUT_SITE.mlpResid(1);

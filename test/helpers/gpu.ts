@@ -20,6 +20,16 @@ export function gpuContext(): Promise<GpuContext> {
   return ctxPromise;
 }
 
+/**
+ * The shared device with the `subgroups` kernel variant set as given: a test file that runs its
+ * cases with and without subgroup reductions calls this in each (its tests run one at a time).
+ */
+export async function gpuContextWith(v: { subgroups: boolean }): Promise<GpuContext> {
+  const ctx = await gpuContext();
+  ctx.kernels = { ...ctx.kernels, subgroups: v.subgroups };
+  return ctx;
+}
+
 /** NaN bit pattern written into outputs before a kernel runs, so a missed write shows. */
 export const POISON = NaN;
 

@@ -15,7 +15,7 @@ import { describeGroupRates } from '../../engine/train/groups.ts';
 import type { TrainRunConfig } from '../../engine/train/config.ts';
 import { runTraining, type RunSnapshot } from '../../engine/train/loop.ts';
 import { windowCount } from '../../engine/windows.ts';
-import { NonFiniteLossError } from '../../engine/errors.ts';
+import { MissingFeatureError, NonFiniteLossError } from '../../engine/errors.ts';
 import type { HostParams } from '../../engine/model/params.ts';
 import type { LoraConfig } from '../../engine/model/lora.ts';
 import type { TrainerState } from '../../engine/train/trainer.ts';
@@ -61,6 +61,11 @@ export const trainSpec: CommandSpec = {
     { name: 'eval-data', kind: 'list', optional: true, meta: 'file…', help: 'held-out data (as --data): evaluated over every window (loss, perplexity, top-1 accuracy) at the end of training' },
     { name: 'eval-every', kind: 'int', default: RUN_DEFAULTS.evalEvery, help: 'with --eval-data: also evaluate every N optimizer steps (0 = only at the end)' },
     ...LORA_OPTIONS,
+    {
+      name: 'subgroups', kind: 'flag',
+      help: "reduce rows (LayerNorm, cross-entropy, the gradient norm) with WebGPU subgroup operations; needs the adapter's 'subgroups' feature. " +
+        'Sums then differ from the default in the last bits; the choice is recorded in every checkpoint and kept by --resume',
+    },
     {
       name: 'profile', kind: 'flag',
       help: 'print the time per kernel family of one optimizer step (the 2nd, after pipelines are compiled; the 1st with --steps 1), with GFLOP/s and GB/s, ' +
@@ -213,7 +218,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   out(`adapter: ${ctx.adapter.vendor} ${ctx.adapter.architecture} ${ctx.adapter.description}`.trim());
   // Kernel variants: a resumed run keeps the checkpoint's (refusing, with the reason, when this
   // adapter cannot run them); a new run takes this adapter's tuned tiles from the cache, or the
-  // defaults. Training never tunes.
+  // defaults, and subgroup reductions only with --subgroups. Training never tunes.
   if (resume) {
     ctx.kernels = variantsFromRecord(resume.state.kernels, ctx.limits, ctx.adapter.features);
     out(`kernel variants: as checkpoint-${resume.state.step} recorded`);
@@ -222,6 +227,14 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
     if (tuned) {
       ctx.kernels.matmul = tuned;
       out(`matmul tiles: tuned for this adapter (${tuningFilePath()})`);
+    }
+    if (a.flag('subgroups')) {
+      if (!ctx.device.features.has('subgroups')) {
+        ctx.destroy();
+        throw new MissingFeatureError(`train --subgroups needs the WebGPU feature 'subgroups', which this adapter (${`${ctx.adapter.vendor} ${ctx.adapter.description}`.trim()}) does not offer. Leave --subgroups out.`);
+      }
+      ctx.kernels.subgroups = true;
+      out('subgroup reductions: on (LayerNorm, cross-entropy and gradient-norm sums in the subgroup order)');
     }
   }
   if (cfg.precision === 'f16') {

@@ -6,7 +6,8 @@
 // Every kernel is composed with shaders/prelude.wgsl (the dropout hash, workgroup
 // reductions and GELU), since WGSL has no #include. The prelude goes after the kernel's own text —
 // WGSL module-scope declarations may appear in any order — so a compiler message's line number
-// is the kernel file's own line; `sourceLine` maps lines past it into the prelude.
+// is the kernel file's own line; `sourceLine` maps lines past it into the prelude. Modules of
+// the `subgroups` kernel variant (SUBGROUPS on) get shaders/subgroups.wgsl after the prelude.
 //
 // A kernel with variants (matmul's tile sizes and load widths) is specialized before
 // compilation by `specialize`: `$NAME` is replaced by the value defined for NAME, and lines
@@ -33,7 +34,7 @@ export type ShaderName =
   | 'cast';
 
 /** Files of shaders/ that are not kernels of their own. */
-type PartName = 'prelude';
+type PartName = 'prelude' | 'subgroups';
 
 const cache = new Map<ShaderName | PartName, Promise<string>>();
 
@@ -129,20 +130,37 @@ export const SHADER_DEFAULTS: Partial<Record<ShaderName, ShaderDefines>> = {
     BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty,
     VEC_A: false, VEC_B: false, F16_B: false, GELU: false,
   },
+  layernorm: { SUBGROUPS: false },
+  crossentropy: { SUBGROUPS: false },
+  reduce: { SUBGROUPS: false },
+  residual: { SUBGROUPS: false },
+  decode: { SUBGROUPS: false },
 };
 
-/** The WGSL module for kernel `name`: its own file (specialized by `defines` over its defaults), then the prelude. */
+/**
+ * The WGSL module for kernel `name`: its own file (specialized by `defines` over its defaults),
+ * then the prelude, then, with SUBGROUPS on (the `subgroups` kernel variant), the subgroup
+ * reductions of shaders/subgroups.wgsl. A module without SUBGROUPS is the kernel and the prelude
+ * only, as before the variant existed.
+ */
 export async function loadShader(name: ShaderName, defines?: ShaderDefines): Promise<string> {
   const [kernel, prelude] = await Promise.all([cached(name), cached('prelude')]);
   const all = SHADER_DEFAULTS[name] || defines ? { ...SHADER_DEFAULTS[name], ...defines } : undefined;
-  return `${all ? specialize(kernel, all, `shaders/${name}.wgsl`) : kernel}\n${prelude}`;
+  const code = `${all ? specialize(kernel, all, `shaders/${name}.wgsl`) : kernel}\n${prelude}`;
+  if (!all?.SUBGROUPS) return code;
+  if (!/^enable subgroups;$/m.test(code)) throw new ShaderError(`shaders/${name}.wgsl: SUBGROUPS is on, and the kernel does not enable subgroups`);
+  return `${code}\n${await cached('subgroups')}`;
 }
 
 /**
  * Where line `line` (1-based) of loadShader(name)'s module comes from, as `file:line`: the
- * kernel's own file up to its last line, the prelude after it.
+ * kernel's own file up to its last line, the prelude after it, then shaders/subgroups.wgsl (in
+ * a module of the `subgroups` variant; no other module has lines past the prelude).
  */
 export async function sourceLine(name: ShaderName, line: number): Promise<string> {
   const kernelLines = lineCount(await cached(name));
-  return line <= kernelLines ? `shaders/${name}.wgsl:${line}` : `shaders/prelude.wgsl:${line - kernelLines}`;
+  if (line <= kernelLines) return `shaders/${name}.wgsl:${line}`;
+  const preludeLines = lineCount(await cached('prelude'));
+  if (line <= kernelLines + preludeLines) return `shaders/prelude.wgsl:${line - kernelLines}`;
+  return `shaders/subgroups.wgsl:${line - kernelLines - preludeLines}`;
 }

@@ -1,7 +1,9 @@
-// Kernel variants: the choices that change how a kernel runs but not what it computes — the
-// matmul tiling per shape class, vectorized loads, subgroup reductions — chosen per adapter by
-// the tuning run (src/engine/train/tune.ts), recorded in a checkpoint's trainer_state.json `kernels`
-// and reused on resume. The engine reads them from GpuContext.kernels when it builds dispatches.
+// Kernel variants: the choices that change how a kernel runs — the matmul tiling per shape class
+// and its vectorized loads, chosen per adapter by the tuning run (src/engine/train/tune.ts) and
+// bit-identical to the default; and subgroup reductions, which order sums otherwise (results
+// differ in the last bits), so a new run uses them only when asked (`train --subgroups`), never
+// by tuning. Recorded in a checkpoint's trainer_state.json `kernels` and reused on resume. The
+// engine reads them from GpuContext.kernels when it builds dispatches.
 import { KernelVariantError } from '../errors.ts';
 
 /** One matmul tiling: a bm×bn output tile per workgroup of tx×ty threads, K in steps of bk. */
@@ -34,8 +36,21 @@ export function matmulClass(M: number, N: number, K: number, transA = false, tra
 export interface KernelVariants {
   /** tiling per shape class; a class not named uses DEFAULT_TILE */
   matmul: Partial<Record<MatmulClass, MatmulTile>>;
-  /** subgroup reductions (layer norm, softmax, cross-entropy, norms) where the adapter has `subgroups` */
+  /** subgroup reductions (layer norm, cross-entropy, the gradient norm and loss sums, the decode softmax); needs the adapter's `subgroups` */
   subgroups: boolean;
+}
+
+/**
+ * Whether a kernel with a subgroup form should build it: the variant is on. Throws
+ * KernelVariantError when it is on and the device was created without the `subgroups` feature
+ * (an adapter without it), naming the kernel, rather than compiling a shader that cannot run.
+ */
+export function useSubgroups(ctx: { kernels: KernelVariants; device: { features: { has(f: string): boolean } } }, label: string): boolean {
+  if (!ctx.kernels.subgroups) return false;
+  if (!ctx.device.features.has('subgroups')) {
+    throw new KernelVariantError(`${label}: subgroup reductions are selected, and this device lacks the 'subgroups' feature. Turn the subgroups variant off (or use an adapter that has it).`);
+  }
+  return true;
 }
 
 /** The tiling every class uses without a tuned choice (see shaders/matmul.wgsl's header). */

@@ -1,7 +1,9 @@
 // Wrapper for shaders/crossentropy.wgsl: fused softmax cross-entropy over a chunk of logit rows,
-// writing per-row losses and overwriting the logits in place with their gradient.
+// writing per-row losses and overwriting the logits in place with their gradient. The row max
+// and sum use subgroup operations when the context's `subgroups` variant is on.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { useSubgroups } from '../gpu/variants.ts';
 import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** A target with this value (u32 0xFFFFFFFF) contributes loss 0 and a zero gradient (padding). */
@@ -33,7 +35,7 @@ export async function crossEntropy(ctx: GpuContext, args: CrossEntropyArgs): Pro
   needElements(args.targets, N, 'targets', label);
   needElements(args.logits, N * V, 'logits', label);
   needElements(args.losses, N, 'losses', label);
-  const pipeline = await ctx.pipeline('crossentropy', 'main', { WRITE_GRAD: args.writeGrad ?? true });
+  const pipeline = await ctx.pipeline('crossentropy', 'main', { WRITE_GRAD: args.writeGrad ?? true }, { SUBGROUPS: useSubgroups(ctx, label) });
   const dims = uniformWords(ctx, `${label}.dims`, [N, V, { f32: args.scale }]);
   return {
     label,

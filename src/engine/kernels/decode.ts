@@ -5,6 +5,7 @@
 // dispatches are built once and replayed.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { useSubgroups } from '../gpu/variants.ts';
 import { bindAt, flatGrid, needElements, needPositive, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { ATTENTION_MAX_HEAD_SIZE } from './attention.ts';
 
@@ -109,7 +110,7 @@ export async function decodeAttend(ctx: GpuContext, args: DecodeAttendArgs): Pro
   needElements(args.kv, kvCacheElements(C, P), 'kv', label);
   needElements(args.scores, NH * P, 'scores', label);
   needElements(args.out, C, 'out', label);
-  const pipeline = await ctx.pipeline('decode', 'attend');
+  const pipeline = await ctx.pipeline('decode', 'attend', {}, { SUBGROUPS: useSubgroups(ctx, label) });
   return {
     label,
     pipeline,

@@ -1,8 +1,10 @@
 // Wrapper for shaders/layernorm.wgsl: LayerNorm forward (saving mean and rstd per row) and
 // backward (dx, and dw/db as a deterministic two-stage reduction over rows through a scratch
-// buffer of per-chunk partial sums).
+// buffer of per-chunk partial sums). The row reductions of the forward and dx use subgroup
+// operations when the context's `subgroups` variant is on (shaders/layernorm.wgsl's header).
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { useSubgroups } from '../gpu/variants.ts';
 import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Rows summed by one thread in the first stage of the dw/db reduction. */
@@ -56,7 +58,7 @@ export async function layernormForward(ctx: GpuContext, args: LayernormForwardAr
   needElements(args.out, N * C, 'out', label);
   needElements(args.mean, N, 'mean', label);
   needElements(args.rstd, N, 'rstd', label);
-  const pipeline = await ctx.pipeline('layernorm', 'forward');
+  const pipeline = await ctx.pipeline('layernorm', 'forward', {}, { SUBGROUPS: useSubgroups(ctx, label) });
   const dims = uniformWords(ctx, `${label}.dims`, [N, C, { f32: args.eps }, 0, 0]);
   return {
     label,
@@ -109,7 +111,7 @@ export async function layernormBackward(ctx: GpuContext, args: LayernormBackward
   }
   const { rowsPerChunk, chunks } = chunking(N, ctx);
   const dims = uniformWords(ctx, `${label}.dims`, [N, C, { f32: 0 }, rowsPerChunk, chunks]);
-  const dxPipe = await ctx.pipeline('layernorm', 'backward_dx', { ACCUMULATE_DX: !!args.accumulateDx });
+  const dxPipe = await ctx.pipeline('layernorm', 'backward_dx', { ACCUMULATE_DX: !!args.accumulateDx }, { SUBGROUPS: useSubgroups(ctx, label) });
   const out: Dispatch[] = [
     {
       label: `${label}.dx`,

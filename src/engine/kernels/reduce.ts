@@ -1,8 +1,11 @@
 // Wrapper for shaders/reduce.wgsl: the global gradient norm and clip coefficient
 // (torch.nn.utils.clip_grad_norm_) over gradients spread across several buffer ranges, and a
 // scaled sum (the step loss). All sums run in a fixed order, so results are reproducible.
+// The workgroup sums use subgroup operations when the context's `subgroups` variant is on
+// (shaders/reduce.wgsl's header).
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { useSubgroups } from '../gpu/variants.ts';
 import { bindAll, bindAt, flatGrid, packSpans, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
 /** Partial sums each sum-of-squares dispatch writes: one per workgroup, a fixed count per range. */
@@ -50,7 +53,7 @@ export interface SumSquaresArgs {
 /** partials[slot + w] = Σ x² over workgroup w's share of the range (w < NORM_PARTIALS_PER_RANGE). */
 export async function sumSquares(ctx: GpuContext, args: SumSquaresArgs): Promise<Dispatch> {
   const n = elements(args.label, args.x, args.n);
-  const pipeline = await ctx.pipeline('reduce', 'sum_squares');
+  const pipeline = await ctx.pipeline('reduce', 'sum_squares', {}, { SUBGROUPS: useSubgroups(ctx, args.label) });
   const u = dims(ctx, args.label, n, args.slot, false, 0);
   const out = slotRange(args.label, args.partials, args.slot, NORM_PARTIALS_PER_RANGE);
   return {
@@ -97,7 +100,7 @@ export async function normFinalize(ctx: GpuContext, args: NormFinalizeArgs): Pro
   elements(args.label, args.partials, args.count);
   elements(args.label, args.norm, NORM_WORDS);
   checkMaxNorm(args.label, args.maxNorm);
-  const pipeline = await ctx.pipeline('reduce', 'norm_finalize');
+  const pipeline = await ctx.pipeline('reduce', 'norm_finalize', {}, { SUBGROUPS: useSubgroups(ctx, args.label) });
   const u = dims(ctx, args.label, args.count, 0, !!args.sticky, args.maxNorm);
   return {
     dispatch: { label: args.label, pipeline, bindGroup: bindAll(ctx, pipeline, args.label, [u], [args.partials, args.norm]), workgroups: [1, 1, 1] },
@@ -145,7 +148,7 @@ export async function sumSquaresMulti(ctx: GpuContext, args: { label: string; xs
   if (xs.length === 0) throw new ShapeError(`${label}: no ranges to sum.`);
   for (const [k, x] of xs.entries()) elements(`${label}[${k}]`, x);
   const out = slotRange(label, partials, 0, normPartialsCount(xs.length));
-  const pipeline = await ctx.pipeline('reduce', 'sum_squares_multi');
+  const pipeline = await ctx.pipeline('reduce', 'sum_squares_multi', {}, { SUBGROUPS: useSubgroups(ctx, label) });
   const spans = packSpans(xs.map((x) => [x]), ctx.maxBinding);
   const dispatches: Dispatch[] = [];
   const tables: GPUBuffer[] = [];
@@ -209,7 +212,7 @@ export interface MeanReduceArgs {
 /** out[slot] (+)= scale · Σ x, summed in a fixed order by one workgroup. */
 export async function meanReduce(ctx: GpuContext, args: MeanReduceArgs): Promise<Dispatch> {
   const n = elements(args.label, args.x, args.n);
-  const pipeline = await ctx.pipeline('reduce', 'mean_reduce');
+  const pipeline = await ctx.pipeline('reduce', 'mean_reduce', {}, { SUBGROUPS: useSubgroups(ctx, args.label) });
   const u = dims(ctx, args.label, n, args.slot, !!args.accumulate, args.scale);
   const out = slotRange(args.label, args.out, args.slot, 1);
   return { label: args.label, pipeline, bindGroup: bindAll(ctx, pipeline, args.label, [u], [args.x, out]), workgroups: [1, 1, 1] };

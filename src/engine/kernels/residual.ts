@@ -5,6 +5,7 @@
 // reuses dout and nothing is launched for it).
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
+import { useSubgroups } from '../gpu/variants.ts';
 import { bindAll, flatGrid, needElements, needPositive, uniformWords, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 import { dropout, dropoutParams, type DropoutSpec } from './dropout.ts';
 
@@ -75,7 +76,7 @@ export async function residualLayernorm(ctx: GpuContext, args: ResidualLayernorm
   for (const [name, r] of Object.entries({ weight: args.weight, bias: args.bias })) needElements(r, C, name, label);
   for (const [name, r] of Object.entries({ mean: args.mean, rstd: args.rstd })) needElements(r, N, name, label);
   const { words, rng } = dropoutParams(ctx, args.dropout, label);
-  const pipeline = await ctx.pipeline('residual', 'residual_layernorm');
+  const pipeline = await ctx.pipeline('residual', 'residual_layernorm', {}, { SUBGROUPS: useSubgroups(ctx, label) });
   const dims = uniformWords(ctx, `${label}.dims`, [N, C, { f32: args.eps }, ...words]);
   return {
     label,

@@ -42,8 +42,40 @@ describe('shader loader', () => {
   });
 
   it('loads every kernel file as a ShaderName', async () => {
-    const names = readdirSync(SHADERS).filter((f) => f.endsWith('.wgsl') && f !== 'prelude.wgsl').map((f) => f.slice(0, -5));
+    const names = readdirSync(SHADERS).filter((f) => f.endsWith('.wgsl') && f !== 'prelude.wgsl' && f !== 'subgroups.wgsl').map((f) => f.slice(0, -5));
     for (const n of names) expect((await loadShader(n as ShaderName)).length).toBeGreaterThan(100);
+  });
+});
+
+describe('the subgroups variant', () => {
+  const KERNELS = ['layernorm', 'crossentropy', 'reduce', 'residual', 'decode'] as const;
+
+  it('composes shaders/subgroups.wgsl after the prelude only with SUBGROUPS on, in a module that enables them', async () => {
+    for (const k of KERNELS) {
+      const off = await loadShader(k);
+      expect(off, k).toBe(await loadShader(k, { SUBGROUPS: false }));
+      expect(off.endsWith(text('prelude.wgsl')), k).toBe(true);
+      expect(off.replace(/\/\/.*$/gm, ''), k).not.toMatch(/enable subgroups;|subgroupAdd\(|subgroupMax\(|subgroup_size/);
+      const on = await loadShader(k, { SUBGROUPS: true });
+      expect(on, k).toMatch(/^enable subgroups;$/m);
+      expect(on.endsWith(text('subgroups.wgsl')), k).toBe(true);
+      expect(on, k).toMatch(/@builtin\(subgroup_size\)/);
+    }
+  });
+
+  it('maps lines past the prelude to shaders/subgroups.wgsl', async () => {
+    const kernelLines = text('reduce.wgsl').split('\n').length;
+    const preludeLines = text('prelude.wgsl').split('\n').length;
+    expect(await sourceLine('reduce', kernelLines + preludeLines)).toBe(`shaders/prelude.wgsl:${preludeLines}`);
+    expect(await sourceLine('reduce', kernelLines + preludeLines + 1)).toBe('shaders/subgroups.wgsl:1');
+    const code = await loadShader('reduce', { SUBGROUPS: true });
+    const at = code.split('\n').findIndex((l) => l.startsWith('fn subgroupsSum(')) + 1;
+    const inPart = text('subgroups.wgsl').split('\n').findIndex((l) => l.startsWith('fn subgroupsSum(')) + 1;
+    expect(await sourceLine('reduce', at)).toBe(`shaders/subgroups.wgsl:${inPart}`);
+  });
+
+  it('refuses SUBGROUPS for a kernel that does not enable subgroups', async () => {
+    await expect(loadShader('gelu', { SUBGROUPS: true })).rejects.toThrow(/gelu\.wgsl: SUBGROUPS is on, and the kernel does not enable subgroups/);
   });
 });
 

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { KernelVariantError } from '../../../src/engine/errors.ts';
 import {
-  DEFAULT_TILE, defaultVariants, kernelsRecord, matmulClass, MATMUL_CLASSES, parseTile, tileName, tileProblem, variantsFromRecord, vec4Fits,
+  DEFAULT_TILE, defaultVariants, kernelsRecord, matmulClass, MATMUL_CLASSES, parseTile, tileName, tileProblem, useSubgroups, variantsFromRecord, vec4Fits,
 } from '../../../src/engine/gpu/variants.ts';
 
 const LIMITS = { maxComputeWorkgroupStorageSize: 16384, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256 };
@@ -62,5 +62,15 @@ describe('kernel variants', () => {
     expect(() => variantsFromRecord({ precision: 'f32', subgroups: true }, LIMITS, [])).toThrow(/lacks the 'subgroups' feature/);
     expect(variantsFromRecord({ precision: 'f32', subgroups: true }, LIMITS, ['subgroups']).subgroups).toBe(true);
     expect(() => variantsFromRecord({ precision: 'f32', matmul: { diagonal: '64x64x32-8x8' } as never }, LIMITS, [])).toThrow(/unknown shape class/);
+  });
+
+  it('builds a subgroup form only when the variant is on, and refuses it on a device without the feature', () => {
+    const device = (features: string[]) => ({ features: new Set(features) });
+    const on = { ...defaultVariants(), subgroups: true };
+    expect(useSubgroups({ kernels: defaultVariants(), device: device([]) }, 'ln')).toBe(false);
+    expect(useSubgroups({ kernels: defaultVariants(), device: device(['subgroups']) }, 'ln')).toBe(false);
+    expect(useSubgroups({ kernels: on, device: device(['subgroups']) }, 'ln')).toBe(true);
+    expect(() => useSubgroups({ kernels: on, device: device(['shader-f16']) }, 'h0.ln_1')).toThrow(KernelVariantError);
+    expect(() => useSubgroups({ kernels: on, device: device([]) }, 'h0.ln_1')).toThrow(/h0\.ln_1: .*lacks the 'subgroups' feature/);
   });
 });
