@@ -18,6 +18,7 @@ import { DEFAULT_TILE } from './variants.ts';
 /** Every kernel family, one file each in shaders/. */
 export type ShaderName =
   | 'matmul'
+  | 'matmul_reg'
   | 'embedding'
   | 'layernorm'
   | 'attention'
