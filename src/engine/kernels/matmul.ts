@@ -2,7 +2,8 @@
 // leading dimensions so A, B or C can be a column block of a wider row-major matrix. The tiling
 // comes from the context's KernelVariants (per shape class, see gpu/variants.ts) or the caller; vec4
 // staging of an operand where its layout allows; an f16 B operand (F16_B: precision f16's weight
-// copies) widened to f32 as it is staged.
+// copies) widened to f32 as it is staged. A register tiling (`-reg`) runs shaders/matmul_reg.wgsl
+// instead, with the same bindings and bit-identical results.
 import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -117,7 +118,9 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
 }
 
 /** The pipeline of a workgroup-memory tiling (shaders/matmul.wgsl), with vec4 staging of each operand where its layout allows. */
-function tiledPipeline(ctx: GpuContext, args: MatmulArgs, tile: MatmulTile, overrides: Record<string, boolean>, aWidth: number, lda: number, bWidth: number, ldb: number): Promise<GPUComputePipeline> {
+function tiledPipeline(
+  ctx: GpuContext, args: MatmulArgs, tile: MatmulTile, overrides: Record<string, boolean>, aWidth: number, lda: number, bWidth: number, ldb: number,
+): Promise<GPUComputePipeline> {
   const vec4 = args.vec4 ?? !!tile.vec4;
   const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
   // An f16 B (precision f16's weight copies) is read scalar: the F16_B variant has no vec4 path.
