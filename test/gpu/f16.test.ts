@@ -13,6 +13,7 @@ import { nodeGpu } from '../../src/cli/webgpu-node.ts';
 import { MissingFeatureError } from '../../src/engine/errors.ts';
 import { GpuContext } from '../../src/engine/gpu/context.ts';
 import { run } from '../../src/engine/gpu/dispatch.ts';
+import { parseTile } from '../../src/engine/gpu/variants.ts';
 import { matmul } from '../../src/engine/kernels/matmul.ts';
 import { GpuWeights, isF16Copied } from '../../src/engine/model/weights.ts';
 import { f16Bits, f16Value } from '../../src/engine/reference/f16.ts';
@@ -156,6 +157,13 @@ describe('matmul with an f16 B operand', () => {
           label: 'mm16', ...sh, a: upload(ctx, Float32Array.from(a)), b: bRange, bF16: true, bias: upload(ctx, Float32Array.from(bias)), out, transB,
         })]);
         const got = await download(ctx, out);
+        // A register tile (shaders/matmul_reg.wgsl) reads the f16 B the same way: the same sums, bit for bit.
+        const outReg = poisoned(ctx, sh.M * sh.N);
+        await run(ctx, [await matmul(ctx, {
+          label: 'mm16', ...sh, a: upload(ctx, Float32Array.from(a)), b: bRange, bF16: true, bias: upload(ctx, Float32Array.from(bias)), out: outReg, transB,
+          tile: parseTile('16x64x8-64x1-reg'),
+        })]);
+        expect(Array.from(await download(ctx, outReg))).toEqual(Array.from(got));
         const bh = Float64Array.from(half.subarray(0, b.length), f16Value);
         const ref = refMatmul({ ...sh, a: Float64Array.from(Float32Array.from(a)), b: bh, bias: Float64Array.from(Float32Array.from(bias)), transB });
         expect(relErr(got, ref)).toBeLessThan(1e-6);

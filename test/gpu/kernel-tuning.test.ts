@@ -38,7 +38,7 @@ const state = (p: string) => JSON.parse(readFileSync(join(p, 'trainer_state.json
 
 describe('kernel tuning', () => {
   it('tune times the given tilings at the model shapes and caches the fastest per class for this adapter', async () => {
-    const r = await cli(['tune', '--model', MODEL, '--batch', '2', '--seq', '16', '--reps', '1', '--tiles', '64x64x32-8x8,16x16x8-4x4-v4']);
+    const r = await cli(['tune', '--model', MODEL, '--batch', '2', '--seq', '16', '--reps', '1', '--tiles', '64x64x32-8x8,16x16x8-4x4-v4,8x64x8-32x1-reg']);
     expect(r.code, r.errors).toBe(0);
     expect(r.printed).toMatch(/fastest per shape class:/);
     const cache = parseTuningCache(readFileSync(tuningFilePath(), 'utf8'));
@@ -46,19 +46,21 @@ describe('kernel tuning', () => {
     expect(entries).toHaveLength(1);
     const ctx = await gpuContext();
     expect(entries[0].adapter.description).toBe(ctx.adapter.description);
-    // Every class of the model's shapes got one of the two tilings.
-    for (const cls of ['nn', 'nt', 'tn']) expect(entries[0].matmul[cls as 'nn'], cls).toMatch(/^(64x64x32-8x8|16x16x8-4x4-v4)$/);
+    // Every class of the model's shapes got one of the three tilings, each of which was timed there.
+    for (const cls of ['nn', 'nt', 'tn']) expect(entries[0].matmul[cls as 'nn'], cls).toMatch(/^(64x64x32-8x8|16x16x8-4x4-v4|8x64x8-32x1-reg)$/);
+    for (const t of ['64x64x32-8x8', '16x16x8-4x4-v4', '8x64x8-32x1-reg']) expect(r.printed).toMatch(new RegExp(`^tn +${t} +[0-9.]+ ms$`, 'm'));
   });
 
   it('train uses the cached tiles and records them; resume keeps them after the cache changed, bit for bit', async () => {
     const ctx = await gpuContext();
-    const tuned = { nn: parseTile('32x64x16-8x8-v4'), tn: parseTile('16x16x8-4x4'), nt: parseTile('16x16x8-4x4-v4') };
+    // A register tile (shaders/matmul_reg.wgsl) for the weight gradients: accumulated across micro-batches.
+    const tuned = { nn: parseTile('32x64x16-8x8-v4'), tn: parseTile('8x64x8-32x1-reg'), nt: parseTile('16x16x8-4x4-v4') };
     writeFileSync(tuningFilePath(), JSON.stringify(withTiles(emptyTuningCache(), ctx.adapter, tuned, 'test')));
     const whole = await cli(['train', ...BASE, '--out', join(dir, 'a')]);
     expect(whole.code, whole.errors).toBe(0);
     expect(whole.printed).toMatch(/matmul tiles: tuned for this adapter/);
     const k2 = state(join(dir, 'a', 'checkpoint-2')).kernels;
-    expect(k2).toMatchObject({ precision: 'f32', subgroups: false, matmul: { nn: '32x64x16-8x8-v4', tn: '16x16x8-4x4', nt: '16x16x8-4x4-v4', 'nn-deep': '64x64x32-8x8' } });
+    expect(k2).toMatchObject({ precision: 'f32', subgroups: false, matmul: { nn: '32x64x16-8x8-v4', tn: '8x64x8-32x1-reg', nt: '16x16x8-4x4-v4', 'nn-deep': '64x64x32-8x8' } });
 
     // The cache now says otherwise; the resumed run must use what checkpoint-2 recorded.
     writeFileSync(tuningFilePath(), JSON.stringify(withTiles(emptyTuningCache(), ctx.adapter, { nn: parseTile('16x16x8-4x4'), tn: parseTile('32x64x16-8x8') }, 'test')));

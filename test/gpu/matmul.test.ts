@@ -56,8 +56,11 @@ describe('matmul kernel', () => {
 });
 
 // Tilings unlike the default in every parameter: a non-square tile whose operands stage in
-// different counts, fewer threads (4×8) on a tall tile, and a small tile with a short K step.
-const TILES: MatmulTile[] = [DEFAULT_TILE, parseTile('32x64x16-8x8'), parseTile('32x16x16-4x8'), parseTile('16x16x8-4x4')];
+// different counts, fewer threads (4×8) on a tall tile, and a small tile with a short K step;
+// then register tiles (shaders/matmul_reg.wgsl): one and two columns per thread, and a small one
+// with several workgroups along both sides of the test shapes.
+const REG_TILES: MatmulTile[] = [parseTile('16x64x8-64x1-reg'), parseTile('16x128x8-64x1-reg'), parseTile('5x32x8-16x1-reg')];
+const TILES: MatmulTile[] = [DEFAULT_TILE, parseTile('32x64x16-8x8'), parseTile('32x16x16-4x8'), parseTile('16x16x8-4x4'), ...REG_TILES];
 
 interface Case {
   M: number; N: number; K: number;
@@ -66,8 +69,8 @@ interface Case {
   padA: number; padB: number;
 }
 
-/** Runs one case with `tile` and `vec4`; returns the output and the float64 reference. */
-async function runCase(c: Case, tile: MatmulTile, vec4: boolean, seed: number): Promise<{ got: Float32Array; ref: Float64Array }> {
+/** Runs one case with `tile` and `vec4` (and a register tile's subgroup path on or off); returns the output and the float64 reference. */
+async function runCase(c: Case, tile: MatmulTile, vec4: boolean, seed: number, subgroups?: boolean): Promise<{ got: Float32Array; ref: Float64Array }> {
   const ctx = await gpuContext();
   const [aRows, aWidth] = c.transA ? [c.K, c.M] : [c.M, c.K];
   const [bRows, bWidth] = c.transB ? [c.N, c.K] : [c.K, c.N];
@@ -88,7 +91,7 @@ async function runCase(c: Case, tile: MatmulTile, vec4: boolean, seed: number): 
     label: 'mm', M: c.M, N: c.N, K: c.K,
     a: upload(ctx, strided(a, aRows, aWidth, lda)), b: upload(ctx, strided(b, bRows, bWidth, ldb)), lda, ldb,
     bias: c.bias ? upload(ctx, Float32Array.from(bias)) : undefined,
-    out, transA: c.transA, transB: c.transB, accumulate: c.accumulate, tile, vec4,
+    out, transA: c.transA, transB: c.transB, accumulate: c.accumulate, tile, vec4, subgroups,
   };
   await run(ctx, [await matmul(ctx, args)]);
   const got = await download(ctx, out);
@@ -104,7 +107,7 @@ describe('matmul tiling variants', () => {
   for (const tile of TILES) {
     for (const m of modes) {
       for (const vec4 of tile === DEFAULT_TILE ? [false, true] : [true]) {
-        it(`${tileName(tile)} ${vec4 ? 'vec4' : 'scalar'} ${JSON.stringify(m)}`, async () => {
+        it(`${tileName(tile)} ${tile.reg ? 'register' : vec4 ? 'vec4' : 'scalar'} ${JSON.stringify(m)}`, async () => {
           const c = { ...aligned, ...m };
           const { got, ref } = await runCase(c, tile, vec4, 500);
           expect(relErr(got, ref)).toBeLessThan(1e-6);
@@ -117,12 +120,39 @@ describe('matmul tiling variants', () => {
   }
   // Odd leading dimensions and a ragged K: the vec4 request falls back to scalar loads.
   for (const tile of TILES.slice(1)) {
-    it(`${tileName(tile)} falls back to scalar loads for odd leading dimensions`, async () => {
+    it(`${tileName(tile)} ${tile.reg ? 'reads' : 'falls back to scalar loads for'} odd leading dimensions`, async () => {
       const c = { M: 37, N: 41, K: 29, padA: 1, padB: 3, transA: true, transB: false, bias: true, accumulate: false };
       const { got, ref } = await runCase(c, tile, true, 600);
       expect(relErr(got, ref)).toBeLessThan(1e-6);
     });
   }
+  // Register tiles: the subgroup broadcast path (where the device has subgroups) and the plain
+  // loads path give the default's sums bit for bit, at K with and without a remainder of 8 steps
+  // and a K shorter than one step, both sides ragged.
+  for (const tile of REG_TILES) {
+    for (const subgroups of [true, false]) {
+      for (const m of modes) {
+        for (const K of [40, 3]) {
+          it(`${tileName(tile)} ${subgroups ? 'subgroups' : 'plain loads'} K=${K} ${JSON.stringify(m)}`, async (t) => {
+            const ctx = await gpuContext();
+            if (subgroups && !ctx.device.features.has('subgroups')) t.skip();
+            const c = { M: 37, N: 131, K, padA: 3, padB: 1, ...m };
+            const { got, ref } = await runCase(c, tile, false, 700 + K, subgroups);
+            expect(relErr(got, ref)).toBeLessThan(1e-6);
+            const base = await runCase(c, DEFAULT_TILE, false, 700 + K);
+            expect(Array.from(got)).toEqual(Array.from(base.got));
+          });
+        }
+      }
+    }
+  }
+  it('refuses a register tile of the wrong form, naming why', async () => {
+    const ctx = await gpuContext();
+    const r = upload(ctx, new Float32Array(16));
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: parseTile('16x64x16-64x1-reg') })).rejects.toThrow(/steps K by 8/);
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: parseTile('16x64x8-8x8-reg') })).rejects.toThrow(/ty = 1/);
+    await expect(matmul(ctx, { label: 'mm', M: 2, N: 2, K: 2, a: r, b: r, out: r, tile: parseTile('64x128x8-64x1-reg') })).rejects.toThrow(/outputs per thread/);
+  });
   it('refuses a tiling the adapter cannot run, naming why', async () => {
     const ctx = await gpuContext();
     const big = parseTile('256x256x64-16x16'); // 128 KiB of workgroup memory

@@ -19,6 +19,7 @@ import { DEFAULT_TILE } from './variants.ts';
 /** Every kernel family, one file each in shaders/. */
 export type ShaderName =
   | 'matmul'
+  | 'matmul_reg'
   | 'embedding'
   | 'layernorm'
   | 'attention'
@@ -123,13 +124,15 @@ export function specialize(text: string, defines: ShaderDefines, what = 'shader'
 
 /**
  * The defines of kernels with variants, used where a caller gives none (or only some): matmul's
- * default tiling with scalar loads and a float32 B, so `ctx.pipeline('matmul', 'bias_grad')` compiles as before.
+ * default tiling with scalar loads and a float32 B, so `ctx.pipeline('matmul', 'bias_grad')` compiles as before;
+ * for the register-tiled matmul, a 16×128 tile of 64 threads without subgroups.
  */
 export const SHADER_DEFAULTS: Partial<Record<ShaderName, ShaderDefines>> = {
   matmul: {
     BM: DEFAULT_TILE.bm, BN: DEFAULT_TILE.bn, BK: DEFAULT_TILE.bk, TX: DEFAULT_TILE.tx, TY: DEFAULT_TILE.ty,
     VEC_A: false, VEC_B: false, F16_B: false, GELU: false,
   },
+  matmul_reg: { BM: 16, BN: 128, TX: 64, SUBGROUPS: false, F16_B: false, GELU: false },
   layernorm: { SUBGROUPS: false },
   crossentropy: { SUBGROUPS: false },
   reduce: { SUBGROUPS: false },

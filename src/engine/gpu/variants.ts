@@ -17,6 +17,12 @@ export interface MatmulTile {
   ty: number;
   /** stage each operand four floats per load where its layout allows (else scalar loads) */
   vec4?: boolean;
+  /**
+   * The register-tiled kernel (shaders/matmul_reg.wgsl) instead of the workgroup-memory one: a
+   * workgroup of tx invocations (ty = 1) owns bm rows and bn columns, each invocation all bm rows
+   * of its bn/tx columns; bk = 8, the op(A) values one subgroup broadcast step covers.
+   */
+  reg?: boolean;
 }
 
 /**
@@ -61,20 +67,28 @@ export function defaultVariants(): KernelVariants {
 }
 
 /**
- * `64x64x32-8x8`: bm × bn × bk, then threads tx × ty, and `-v4` with vec4 loads (the form
- * trainer_state.json and the tuning cache record).
+ * `64x64x32-8x8`: bm × bn × bk, then threads tx × ty, and `-v4` with vec4 loads or `-reg` for the
+ * register-tiled kernel (`16x128x8-64x1-reg`): the form trainer_state.json and the tuning cache
+ * record.
  */
 export function tileName(t: MatmulTile): string {
-  return `${t.bm}x${t.bn}x${t.bk}-${t.tx}x${t.ty}${t.vec4 ? '-v4' : ''}`;
+  return `${t.bm}x${t.bn}x${t.bk}-${t.tx}x${t.ty}${t.vec4 ? '-v4' : ''}${t.reg ? '-reg' : ''}`;
 }
 
 export function parseTile(s: string): MatmulTile {
-  const m = /^(\d+)x(\d+)x(\d+)-(\d+)x(\d+)(-v4)?$/.exec(s);
-  if (!m) throw new KernelVariantError(`matmul tile '${s}' is not of the form BMxBNxBK-TXxTY[-v4] (e.g. ${tileName(DEFAULT_TILE)}).`);
+  const m = /^(\d+)x(\d+)x(\d+)-(\d+)x(\d+)(-v4|-reg)?$/.exec(s);
+  if (!m) throw new KernelVariantError(`matmul tile '${s}' is not of the form BMxBNxBK-TXxTY[-v4|-reg] (e.g. ${tileName(DEFAULT_TILE)}).`);
   const t: MatmulTile = { bm: +m[1], bn: +m[2], bk: +m[3], tx: +m[4], ty: +m[5] };
-  if (m[6]) t.vec4 = true;
+  if (m[6] === '-v4') t.vec4 = true;
+  if (m[6] === '-reg') t.reg = true;
   return t;
 }
+
+/** The op(A) values per broadcast step of a register tile: the unrolled steps of shaders/matmul_reg.wgsl. */
+export const REG_BK = 8;
+
+/** Outputs one invocation of a register tile may hold (its accumulators): beyond this the shader spills and slows. */
+const REG_MAX_OUTPUTS = 64;
 
 /** Limits a tiling must fit (GPUSupportedLimits has them all). */
 export interface TileLimits {
@@ -88,6 +102,15 @@ export interface TileLimits {
 export function tileProblem(t: MatmulTile, limits: TileLimits): string | null {
   const { bm, bn, bk, tx, ty } = t;
   for (const [k, v] of Object.entries({ bm, bn, bk, tx, ty })) if (!Number.isInteger(v) || v < 1) return `${k} must be a positive integer, got ${v}`;
+  if (t.reg) {
+    if (t.vec4) return 'a register tile has no vec4 form';
+    if (ty !== 1) return `a register tile is one row of threads (ty = 1), got ty = ${ty}`;
+    if (bk !== REG_BK) return `a register tile steps K by ${REG_BK} (the subgroup broadcast steps of shaders/matmul_reg.wgsl), got bk = ${bk}`;
+    if (bn % tx) return `the ${bn} columns must split evenly over ${tx} threads`;
+    if (bm * (bn / tx) > REG_MAX_OUTPUTS) return `${bm}×${bn / tx} outputs per thread exceed the ${REG_MAX_OUTPUTS} a register tile holds`;
+    if (tx > limits.maxComputeInvocationsPerWorkgroup || tx > limits.maxComputeWorkgroupSizeX) return `${tx} threads exceed the adapter's ${Math.min(limits.maxComputeInvocationsPerWorkgroup, limits.maxComputeWorkgroupSizeX)} per workgroup row`;
+    return null;
+  }
   if (bm % ty || bn % tx) return `the tile ${bm}×${bn} must split evenly over ${ty}×${tx} threads`;
   const threads = tx * ty;
   if ((bm * bk) % threads || (bn * bk) % threads) return `${threads} threads must stage the ${bm}×${bk} and ${bk}×${bn} slices in whole rounds`;

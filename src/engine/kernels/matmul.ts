@@ -3,7 +3,8 @@
 // comes from the context's KernelVariants (per shape class, see gpu/variants.ts) or the caller; vec4
 // staging of an operand where its layout allows; an f16 B operand (F16_B: precision f16's weight
 // copies) widened to f32 as it is staged; a GELU epilogue (c_fc's forward writes its output and the
-// output's GELU in one pass).
+// output's GELU in one pass). A register tiling (`-reg`) runs shaders/matmul_reg.wgsl instead,
+// with the same bindings and bit-identical results.
 import { KernelVariantError, ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { bindAll, uniformWords, workgroupCount, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
@@ -42,8 +43,10 @@ export interface MatmulArgs {
   ldc?: number;
   /** this tiling instead of the context's choice for the shape class (tests, the tuning run) */
   tile?: MatmulTile;
-  /** stage operands as vec4 where alignment allows (default: the tile's own vec4 flag) */
+  /** stage operands as vec4 where alignment allows (default: the tile's own vec4 flag; a register tile has none) */
   vec4?: boolean;
+  /** a register tile's subgroup broadcast path (default: where the device has `subgroups`; false: plain loads, the same sums) */
+  subgroups?: boolean;
 }
 
 /** Floats a strided (rows, width) block with leading dimension `ld` spans: (rows − 1)·ld + width. */
@@ -65,6 +68,13 @@ export function tileDefines(ctx: GpuContext, t: MatmulTile, vecA = false, vecB =
   const problem = tileProblem(t, ctx.limits);
   if (problem) throw new KernelVariantError(`matmul tile ${tileName(t)} cannot run on this adapter: ${problem}.`);
   return { BM: t.bm, BN: t.bn, BK: t.bk, TX: t.tx, TY: t.ty, VEC_A: vecA, VEC_B: vecB, F16_B: f16B };
+}
+
+/** The text defines (shaders/matmul_reg.wgsl) of a register tiling; throws like tileDefines. */
+export function regTileDefines(ctx: GpuContext, t: MatmulTile, subgroups: boolean, f16B = false): Record<string, number | boolean> {
+  const problem = tileProblem(t, ctx.limits);
+  if (problem) throw new KernelVariantError(`matmul tile ${tileName(t)} cannot run on this adapter: ${problem}.`);
+  return { BM: t.bm, BN: t.bn, TX: t.tx, SUBGROUPS: subgroups, F16_B: f16B };
 }
 
 /** Whether an operand stored with `width` floats per row and leading dimension `ld`, at byte `offset`, can be read as vec4s. */
@@ -92,18 +102,18 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
   }
   if (args.bias && args.bias.size < N * 4) throw new ShapeError(`${args.label}: bias is bound as ${args.bias.size} bytes; it needs N = ${N} floats.`);
   const tile = args.tile ?? ctx.kernels.matmul[matmulClass(M, N, K, args.transA, args.transB)] ?? DEFAULT_TILE;
-  const vec4 = args.vec4 ?? !!tile.vec4;
-  const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
-  // An f16 B (precision f16's weight copies) is read scalar: the F16_B variant has no vec4 path.
-  const vecB = !args.bF16 && vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
   if (args.bF16) ctx.requireF16(`${args.label}: a matmul with an f16 operand`);
-  const pipeline = await ctx.pipeline('matmul', 'main', {
+  const overrides = {
     TRANS_A: !!args.transA,
     TRANS_B: !!args.transB,
     HAS_BIAS: !!args.bias,
     ACCUMULATE: !!args.accumulate,
     ...(args.gelu ? { GELU_KIND: geluKindConstant(args.gelu.kind) } : {}),
-  }, { ...tileDefines(ctx, tile, vecA, vecB, !!args.bF16), GELU: !!args.gelu });
+  };
+  const gelu = { GELU: !!args.gelu };
+  const pipeline = tile.reg
+    ? await ctx.pipeline('matmul_reg', 'main', overrides, { ...regTileDefines(ctx, tile, args.subgroups ?? ctx.device.features.has('subgroups'), !!args.bF16), ...gelu })
+    : await tiledPipeline(ctx, args, tile, overrides, aWidth, lda, bWidth, ldb, gelu);
   const dims = uniformWords(ctx, `${args.label}.dims`, [M, N, K, lda, ldb, ldc, 0, 0]);
   // An unused bias binding still needs a buffer: bind A's range (never read).
   const bias = args.bias ?? args.a;
@@ -118,6 +128,18 @@ export async function matmul(ctx: GpuContext, args: MatmulArgs): Promise<Dispatc
     ],
     flops: 2 * M * N * K,
   };
+}
+
+/** The pipeline of a workgroup-memory tiling (shaders/matmul.wgsl), with vec4 staging of each operand where its layout allows. */
+function tiledPipeline(
+  ctx: GpuContext, args: MatmulArgs, tile: MatmulTile, overrides: Record<string, boolean | number>, aWidth: number, lda: number, bWidth: number, ldb: number,
+  extra: Record<string, boolean>,
+): Promise<GPUComputePipeline> {
+  const vec4 = args.vec4 ?? !!tile.vec4;
+  const vecA = vec4 && vec4Fits(tile, 'a') && vec4Aligned(aWidth, lda, args.a.offset);
+  // An f16 B (precision f16's weight copies) is read scalar: the F16_B variant has no vec4 path.
+  const vecB = !args.bF16 && vec4 && vec4Fits(tile, 'b') && vec4Aligned(bWidth, ldb, args.b.offset);
+  return ctx.pipeline('matmul', 'main', overrides, { ...tileDefines(ctx, tile, vecA, vecB, !!args.bF16), ...extra });
 }
 
 export interface BiasGradArgs {

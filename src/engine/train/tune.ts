@@ -22,7 +22,9 @@ export interface TuneShape {
 /**
  * Tilings tried besides the default, each with scalar and vec4 loads: smaller tiles for more
  * workgroups on short outputs (M = B·T rows), wider or taller ones for long outputs, and shorter
- * K steps. All fit WebGPU's default limits (16 KiB of workgroup memory, 256 threads).
+ * K steps. All fit WebGPU's default limits (16 KiB of workgroup memory, 256 threads). Then the
+ * register tiles (shaders/matmul_reg.wgsl, no vec4 form): 16 rows by 1, 2 or 4 columns per
+ * thread, and 32 rows by 1, which ran 1.3-3.8× the default on Mesa lavapipe (bench/README.md).
  */
 export const TILE_CANDIDATES: readonly MatmulTile[] = [
   DEFAULT_TILE,
@@ -33,6 +35,10 @@ export const TILE_CANDIDATES: readonly MatmulTile[] = [
   parseTile('128x32x16-8x16'),
   parseTile('32x128x16-16x8'),
   parseTile('64x64x32-16x16'),
+  parseTile('16x64x8-64x1-reg'),
+  parseTile('16x128x8-64x1-reg'),
+  parseTile('16x256x8-64x1-reg'),
+  parseTile('32x64x8-64x1-reg'),
 ];
 
 /** Longest side a tuning shape keeps: the LM head's vocabulary side is cut to this many rows (the class, not the size, picks the tile). */
@@ -72,7 +78,7 @@ export interface TuneResult {
 }
 
 export interface TuneOptions {
-  /** tilings to time exactly as given (their vec4 flag included); default TILE_CANDIDATES, each with scalar and vec4 loads */
+  /** tilings to time exactly as given (their vec4 flag included); default TILE_CANDIDATES, each with scalar and vec4 loads (register tiles once) */
   candidates?: readonly MatmulTile[];
   /** timed runs per shape and tiling (after one untimed) */
   reps?: number;
@@ -88,7 +94,7 @@ export async function tuneMatmul(ctx: GpuContext, shapes: readonly TuneShape[], 
   const reps = opts.reps ?? 3;
   const say = opts.onProgress ?? (() => {});
   const candidates: MatmulTile[] = [];
-  const wanted = opts.candidates ?? TILE_CANDIDATES.flatMap((t) => [{ ...t, vec4: false }, { ...t, vec4: true }]);
+  const wanted = opts.candidates ?? TILE_CANDIDATES.flatMap((t) => (t.reg ? [t] : [{ ...t, vec4: false }, { ...t, vec4: true }]));
   for (const t of wanted) {
     const problem = tileProblem(t, ctx.limits);
     if (problem) say(`skip ${tileName(t)}: ${problem}`);

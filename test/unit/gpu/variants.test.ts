@@ -24,6 +24,22 @@ describe('kernel variants', () => {
     expect(parseTile('64x64x32-8x8-v4')).toEqual({ ...DEFAULT_TILE, vec4: true });
     expect(tileName({ ...DEFAULT_TILE, vec4: true })).toBe('64x64x32-8x8-v4');
     expect(() => parseTile('64x64')).toThrow(KernelVariantError);
+    expect(parseTile('16x128x8-64x1-reg')).toEqual({ bm: 16, bn: 128, bk: 8, tx: 64, ty: 1, reg: true });
+    expect(tileName(parseTile('16x128x8-64x1-reg'))).toBe('16x128x8-64x1-reg');
+    expect(() => parseTile('16x128x8-64x1-v4-reg')).toThrow(KernelVariantError);
+  });
+
+  it('accepts register tiles of one thread row, K steps of 8 and at most 64 outputs per thread, and says why others cannot run', () => {
+    expect(tileProblem(parseTile('16x128x8-64x1-reg'), LIMITS)).toBeNull();
+    expect(tileProblem(parseTile('32x64x8-64x1-reg'), LIMITS)).toBeNull();
+    expect(tileProblem(parseTile('16x128x16-64x1-reg'), LIMITS)).toMatch(/steps K by 8/);
+    expect(tileProblem(parseTile('16x128x8-64x2-reg'), LIMITS)).toMatch(/ty = 1/);
+    expect(tileProblem(parseTile('16x100x8-64x1-reg'), LIMITS)).toMatch(/split evenly/);
+    expect(tileProblem(parseTile('32x256x8-64x1-reg'), LIMITS)).toMatch(/32×4 outputs per thread exceed/);
+    expect(tileProblem(parseTile('16x512x8-512x1-reg'), LIMITS)).toMatch(/512 threads exceed/);
+    expect(tileProblem({ ...parseTile('16x128x8-64x1-reg'), vec4: true }, LIMITS)).toMatch(/no vec4 form/);
+    // Workgroup memory is no limit: a register tile uses none.
+    expect(tileProblem(parseTile('16x128x8-64x1-reg'), { ...LIMITS, maxComputeWorkgroupStorageSize: 0 })).toBeNull();
   });
 
   it('accepts the default within WebGPU default limits and says why others cannot run', () => {
@@ -44,14 +60,17 @@ describe('kernel variants', () => {
   it('records every class in the checkpoint and reads it back for a resume', () => {
     const v = defaultVariants();
     v.matmul.nn = parseTile('32x64x16-8x8-v4');
+    v.matmul.tn = parseTile('16x128x8-64x1-reg');
     const r = kernelsRecord(v, 'f32');
     expect(r.precision).toBe('f32');
     expect(Object.keys(r.matmul!)).toEqual([...MATMUL_CLASSES]);
     expect(r.matmul!.nn).toBe('32x64x16-8x8-v4');
-    expect(r.matmul!.tn).toBe('64x64x32-8x8');
+    expect(r.matmul!.tn).toBe('16x128x8-64x1-reg');
+    expect(r.matmul!.nt).toBe('64x64x32-8x8');
     const back = variantsFromRecord(JSON.parse(JSON.stringify(r)), LIMITS, []);
     expect(back.matmul.nn).toEqual(v.matmul.nn);
-    expect(back.matmul.tn).toEqual(DEFAULT_TILE);
+    expect(back.matmul.tn).toEqual(v.matmul.tn);
+    expect(back.matmul.nt).toEqual(DEFAULT_TILE);
     // A checkpoint from before variants were recorded ran the defaults.
     expect(variantsFromRecord({ precision: 'f32' }, LIMITS, [])).toEqual(defaultVariants());
   });
