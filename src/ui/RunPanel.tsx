@@ -31,7 +31,8 @@ export function RunPanel() {
 
   const info = model.info;
   const hasF16 = adapter.status === 'ready' ? adapter.report.features.includes('shader-f16') : undefined;
-  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens, hasF16 }),
+  const hasSubgroups = adapter.status === 'ready' ? adapter.report.features.includes('subgroups') : undefined;
+  const errors = { ...validateTrain(train, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens: corpus.info?.trainTokens, hasF16, hasSubgroups }),
     ...validateSample(sample, { nPositions: info?.nPositions }) };
   const allFrozen = info !== null && !train.unfreeze.enabled && frozen.length === info.groups.length;
   const active = run.state === 'running' || run.state === 'paused' || run.state === 'starting' || run.state === 'stopping';

@@ -47,10 +47,11 @@ export function SettingsPanel() {
   const runState = useStudio((x) => x.run.state);
   const adapter = useStudio((x) => x.adapter);
   const hasF16 = adapter.status === 'ready' ? adapter.report.features.includes('shader-f16') : undefined;
+  const hasSubgroups = adapter.status === 'ready' ? adapter.report.features.includes('subgroups') : undefined;
   const { setTrain } = useStudio.getState();
   const locked = runState === 'running' || runState === 'paused' || runState === 'starting' || runState === 'stopping';
   const trainTokens = corpus?.trainTokens;
-  const errors = validateTrain(s, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens, hasF16 });
+  const errors = validateTrain(s, { nPositions: info?.nPositions, nLayer: info?.nLayer, trainTokens, hasF16, hasSubgroups });
   const steps = runSteps(s, trainTokens);
   const set = (patch: Partial<TrainSettings>) => setTrain(patch);
   const common = { disabled: locked };
@@ -166,6 +167,13 @@ export function SettingsPanel() {
           options={[{ value: 'f32', label: 'f32 (exact, default)' }, { value: 'f16', label: 'f16 weights in matmuls (shader-f16)' }]}
           hint="f16: matmuls read half-precision copies of the weights; sums, master weights, gradients and AdamW moments stay f32."
           onChange={(precision) => set({ precision })} {...common} />
+        <CheckField label="Subgroup reductions" checked={s.subgroups} testId="set-subgroups" {...common}
+          disabled={common.disabled || (hasSubgroups === false && !s.subgroups)}
+          hint={hasSubgroups === false
+            ? "This adapter has no WebGPU 'subgroups' feature."
+            : 'LayerNorm, cross-entropy and the gradient norm reduce rows with subgroup operations: a little faster, the same math summed in another order (the last bits differ from the default kernels).'}
+          onChange={(subgroups) => set({ subgroups })} />
+        {errors.subgroups && <p className="field-error" role="alert">{errors.subgroups}</p>}
       </fieldset>
     </section>
   );

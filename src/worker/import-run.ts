@@ -93,6 +93,8 @@ function pageSettingsOf(st: TrainerStateJson): TrainSettings {
     beta1: s.beta1, beta2: s.beta2, eps: s.eps, dropout: d.embd, seed: s.seed, order: s.order,
     // The run continues in the precision it trained in (an f16 checkpoint resumes in f16).
     precision: s.precision,
+    // And with the reductions it trained with (the resume takes them from `kernels` in any case).
+    subgroups: st.kernels?.subgroups === true,
     // The command line's --data is all training data: nothing is held out of it.
     valFraction: 0, evalEvery: s.eval_every, sampleEvery: 0, lrDecay: s.lr_decay,
     unfreeze: s.unfreeze ? { enabled: true, start: s.unfreeze.start, every: s.unfreeze.every } : { ...DEFAULT_TRAIN.unfreeze, enabled: false },

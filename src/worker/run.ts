@@ -261,6 +261,7 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
   const errors = {
     ...validateTrain(settings, {
       nPositions: config.nPositions, nLayer: config.nLayer, trainTokens: split.train.length, hasF16: s.ctx ? s.ctx.hasF16 : undefined,
+      hasSubgroups: s.ctx ? s.ctx.device.features.has('subgroups') : undefined,
     }),
     ...validateSample(sample, { nPositions: config.nPositions }),
   };
@@ -396,6 +397,8 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
       // Kernel variants: a resumed run keeps the checkpoint's (refusing when this adapter cannot
       // run them); a new one takes this adapter's tuned tiles (the Tune button), else the defaults.
       gm.ctx.kernels = resume ? variantsFromRecord(resume.kernels, gm.ctx.limits, gm.ctx.adapter.features) : await tunedVariants(gm.ctx, (message) => s.post({ type: 'info', message }));
+      // Subgroup reductions only when the settings ask (validated above against the adapter).
+      if (!resume && settings.subgroups) gm.ctx.kernels.subgroups = true;
       run.setState('running');
       await runTraining(gm.ctx, gm.tuned, split.train, cfg, {
         signal: control.abort.signal,

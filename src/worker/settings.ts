@@ -34,6 +34,12 @@ export interface TrainSettings extends RunSettings {
   lora: LoraSettings;
   /** save the run in the browser every N minutes of training (0: only at pause, stop and finish) */
   autosaveMinutes: number;
+  /**
+   * reduce rows (LayerNorm, cross-entropy, the gradient norm) with WebGPU subgroup operations, as
+   * the CLI's `train --subgroups`: needs the adapter's 'subgroups' feature; the last bits of the
+   * sums differ from the default kernels', so it is off unless asked for
+   */
+  subgroups: boolean;
 }
 
 export interface SampleSettings {
@@ -66,6 +72,8 @@ export const DEFAULT_TRAIN: TrainSettings = {
   // A save of GPT-2 124M (weights and Adam moments, 1.4 GB) takes seconds; every 2 minutes keeps
   // its cost near the 5% budget measured in bench/autosave.ts, and a crash loses at most 2 minutes.
   autosaveMinutes: 2,
+  // The default kernels: the sums the PyTorch parity tests check, bit for bit the CLI's default.
+  subgroups: false,
   unfreeze: { ...RUN_DEFAULTS.unfreeze },
   lora: { ...RUN_DEFAULTS.lora, targets: RUN_DEFAULTS.lora.targets.filter((t): t is LoraTarget => (LORA_TARGETS as readonly string[]).includes(t)) },
 };
@@ -97,6 +105,8 @@ export interface SettingsContext {
   trainTokens?: number;
   /** whether the adapter offers shader-f16 (undefined while it is not known) */
   hasF16?: boolean;
+  /** whether the adapter offers subgroups (undefined while it is not known) */
+  hasSubgroups?: boolean;
 }
 
 export type TrainErrors = Partial<Record<keyof TrainSettings | `unfreeze.${'start' | 'every'}` | `lora.${'r' | 'alpha' | 'dropout' | 'targets'}`, string>>;
@@ -117,6 +127,9 @@ export function validateTrain(s: TrainSettings, c: SettingsContext = {}): TrainE
   if (s.precision !== 'f32' && s.precision !== 'f16') e.precision = 'Precision is f32 or f16.';
   else if (s.precision === 'f16' && c.hasF16 === false) {
     e.precision = "f16 needs the WebGPU feature 'shader-f16', which this adapter does not offer (see the Adapter panel). Use f32.";
+  }
+  if (s.subgroups && c.hasSubgroups === false) {
+    e.subgroups = "Subgroup reductions need the WebGPU feature 'subgroups', which this adapter does not offer (see the Adapter panel). Leave them off.";
   }
   if (!(Number.isFinite(s.autosaveMinutes) && s.autosaveMinutes >= 0)) e.autosaveMinutes = 'Save every N minutes: a number ≥ 0 (0 saves only at pause, stop and finish).';
   if (!(Number.isFinite(s.lr) && s.lr > 0)) e.lr = 'The learning rate must be a number above 0 (5e-5 suits a pretrained GPT-2).';

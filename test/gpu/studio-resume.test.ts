@@ -204,4 +204,48 @@ describe('saved runs in the page session', () => {
     expect(s.of('runState', from).map((e) => e.state)).toEqual(['starting', 'running', 'finished']);
     expectSameBits(reference, await weights(s));
   });
+
+  it('the subgroup reductions setting: the run records them, and its resume after a pause keeps them, bit for bit', async () => {
+    const settings = { ...SETTINGS, subgroups: true };
+    // Uninterrupted, with subgroup reductions.
+    const store = new RunStore(fakeOpfs().root);
+    const s = await session(store);
+    await load(s);
+    await s.send({ type: 'train', settings, frozen: FROZEN, sample: SAMPLE });
+    if (!s.studio.ctx!.device.features.has('subgroups')) {
+      // An adapter without the feature refuses the setting by name, before any step.
+      expect(s.of('error').map((e) => e.message).join(' ')).toMatch(/'subgroups'/);
+      expect(s.of('step')).toEqual([]);
+      return;
+    }
+    expect(s.of('error')).toEqual([]);
+    const whole = await weights(s);
+    const [run] = await store.list();
+    const st = JSON.parse(await (await store.open(run.id)).checkpoint.get('trainer_state.json')!.text());
+    expect(st.kernels.subgroups).toBe(true);
+    // Paused at step 3 (and so saved), then resumed by a fresh session: the same weights.
+    const store2 = new RunStore(fakeOpfs().root);
+    const a = await session(store2);
+    await load(a);
+    a.on((ev) => {
+      if (ev.type === 'step' && ev.step === 3) void a.send({ type: 'pause' });
+    });
+    const training = a.send({ type: 'train', settings, frozen: FROZEN, sample: SAMPLE });
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (a.of('saved').length) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 50);
+    });
+    a.on(null);
+    await a.send({ type: 'stop' });
+    await training;
+    const b = await session(store2);
+    await b.send({ type: 'runResume', id: a.of('saved')[0].id });
+    expect(b.of('error')).toEqual([]);
+    expect(b.of('runState').at(-1)?.state).toBe('finished');
+    expectSameBits(whole, await weights(b));
+  });
 });

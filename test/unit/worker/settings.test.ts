@@ -41,6 +41,14 @@ describe('validateTrain', () => {
     expect(DEFAULT_TRAIN.precision).toBe('f32');
   });
 
+  it('subgroup reductions only where the adapter has subgroups, off by default', () => {
+    expect(DEFAULT_TRAIN.subgroups).toBe(false);
+    expect(validateTrain(ok({ subgroups: true }), { hasSubgroups: true })).toEqual({});
+    expect(validateTrain(ok({ subgroups: true }), {})).toEqual({});
+    expect(validateTrain(ok({ subgroups: true }), { hasSubgroups: false }).subgroups).toMatch(/the WebGPU feature 'subgroups', which this adapter does not offer/);
+    expect(validateTrain(ok({ subgroups: false }), { hasSubgroups: false })).toEqual({});
+  });
+
   it('checks the sequence length against n_positions and the training split', () => {
     expect(validateTrain(ok({ seq: 2048 }), { nPositions: 1024 }).seq).toMatch(/at most 1024 positions \(n_positions\); use 1024 or less/);
     expect(validateTrain(ok({ seq: 128 }), { nPositions: 1024, trainTokens: 100 }).seq).toMatch(/100 tokens; one window of 128 needs 129/);
