@@ -21,7 +21,7 @@ export const tuneSpec: CommandSpec = {
     { name: 'model', kind: 'string', optional: true, meta: 'dir|id', help: 'model whose shapes to time (only its config.json is read); default GPT-2 124M\'s shape' },
     { name: 'batch', kind: 'int', default: 4, help: 'batch size of the training runs to tune for' },
     { name: 'seq', kind: 'int', default: 128, help: 'sequence length of the training runs to tune for' },
-    { name: 'reps', kind: 'int', default: 3, help: 'timed runs per shape and tiling' },
+    { name: 'reps', kind: 'int', default: 3, help: 'timed rounds; each round times every tiling once (in a rotating order), and each tiling\'s figure is its median round' },
     { name: 'tiles', kind: 'string', optional: true, meta: 'list', help: `tilings to try, comma-separated BMxBNxBK-TXxTY[-v4|-reg] (-v4: vec4 loads; -reg: the register-tiled kernel); default each of ${TILE_CANDIDATES.map(tileName).join(',')}, with scalar and vec4 loads where there is a choice` },
     { name: 'dry-run', kind: 'flag', help: 'time and print, but leave the cache as it is' },
   ],

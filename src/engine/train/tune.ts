@@ -4,7 +4,7 @@
 // (the tuning cache: src/io/tuning-cache.ts). Every tiling computes bit-identical results
 // (shaders/matmul.wgsl sums each output in the same order), so the choice changes speed only.
 import type { GpuContext } from '../gpu/context.ts';
-import { run, whole } from '../gpu/dispatch.ts';
+import { run, whole, type Dispatch } from '../gpu/dispatch.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, type MatmulClass, type MatmulTile } from '../gpu/variants.ts';
 import type { GPT2Config } from '../model/config.ts';
@@ -67,7 +67,7 @@ export function trainingShapes(config: GPT2Config, rows: number): TuneShape[] {
 export interface TuneTiming {
   cls: MatmulClass;
   tile: string;
-  /** summed over the class's shapes, per run */
+  /** the median over the rounds of one run of the class's shapes (each once, one submit) */
   ms: number;
 }
 
@@ -80,18 +80,48 @@ export interface TuneResult {
 export interface TuneOptions {
   /** tilings to time exactly as given (their vec4 flag included); default TILE_CANDIDATES, each with scalar and vec4 loads (register tiles once) */
   candidates?: readonly MatmulTile[];
-  /** timed runs per shape and tiling (after one untimed) */
+  /** timed rounds (after one untimed run of each candidate); each round times every candidate once */
   reps?: number;
   onProgress?: (line: string) => void;
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs: readonly number[]): number {
+  if (!xs.length) throw new RangeError('median of no values');
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
 /**
- * Times every candidate on every shape, per shape class, and returns the
- * fastest per class. A candidate the adapter cannot run is skipped with a note. Inputs are filled
- * with a fixed pattern; the outputs are discarded.
+ * Times `count` candidates in `rounds` interleaved rounds: each round times every candidate once,
+ * starting one further along each round (round r: r, r+1, …, wrapping), and each candidate's
+ * figure is the median of its rounds. Timing candidates one after another would give a load that
+ * drifts during the run (another process, a CPU adapter sharing its cores, clocks) to whichever
+ * ran in the quiet part; interleaving spreads the drift over all of them, the rotation keeps any
+ * of them from always running first or last, and the median drops a round that a hiccup spoiled.
+ */
+export async function timeInterleaved(count: number, rounds: number, timeOne: (i: number) => Promise<number>): Promise<number[]> {
+  const times: number[][] = Array.from({ length: count }, () => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let j = 0; j < count; j++) {
+      const i = (r + j) % count;
+      times[i].push(await timeOne(i));
+    }
+  }
+  return times.map(median);
+}
+
+/**
+ * Times every candidate on the shapes of each shape class, in interleaved rounds
+ * (timeInterleaved), and returns the fastest per class. Inputs are filled with a fixed pattern;
+ * the outputs are discarded. Every candidate is built and run once, untimed, before the first
+ * round (pipeline compilation, which takes seconds for some on a CPU adapter, and first touch of
+ * the memory).
  */
 export async function tuneMatmul(ctx: GpuContext, shapes: readonly TuneShape[], opts: TuneOptions = {}): Promise<TuneResult> {
   const reps = opts.reps ?? 3;
+  if (!(reps >= 1)) throw new RangeError(`tuneMatmul: reps must be at least 1 (got ${reps})`);
   const say = opts.onProgress ?? (() => {});
   const candidates: MatmulTile[] = [];
   const wanted = opts.candidates ?? TILE_CANDIDATES.flatMap((t) => (t.reg ? [t] : [{ ...t, vec4: false }, { ...t, vec4: true }]));
@@ -107,6 +137,7 @@ export async function tuneMatmul(ctx: GpuContext, shapes: readonly TuneShape[], 
   }
   const result: TuneResult = { matmul: {}, timings: [] };
   for (const [cls, list] of byClass) {
+    if (!candidates.length) break;
     const bufs = list.map((s) => {
       const fill = (n: number) => Float32Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
       return {
@@ -116,25 +147,32 @@ export async function tuneMatmul(ctx: GpuContext, shapes: readonly TuneShape[], 
         c: ctx.createBuffer(s.M * s.N * 4, 'tune.C'),
       };
     });
-    let best: { tile: MatmulTile; ms: number } | null = null;
     try {
+      const runs: Dispatch[][] = [];
       for (const tile of candidates) {
-        let ms = 0;
+        const ds: Dispatch[] = [];
         for (const { s, a, b, c } of bufs) {
-          const d = await matmul(ctx, { label: `tune.${s.what}`, M: s.M, N: s.N, K: s.K, a: whole(a), b: whole(b), out: whole(c), transA: s.transA, transB: s.transB, tile });
-          await run(ctx, [d]); // compiles the pipeline (lazily on some drivers) and touches the memory
-          const t0 = performance.now();
-          await run(ctx, Array(reps).fill(d));
-          ms += (performance.now() - t0) / reps;
+          ds.push(await matmul(ctx, { label: `tune.${s.what}`, M: s.M, N: s.N, K: s.K, a: whole(a), b: whole(b), out: whole(c), transA: s.transA, transB: s.transB, tile }));
         }
-        result.timings.push({ cls, tile: tileName(tile), ms });
-        say(`${cls.padEnd(8)} ${tileName(tile).padEnd(20)} ${ms.toFixed(2)} ms`);
-        if (!best || ms < best.ms) best = { tile, ms };
+        await run(ctx, ds); // compiles the pipelines (lazily on some drivers) and touches the memory
+        runs.push(ds);
       }
+      say(`${cls}: ${candidates.length} tilings × ${list.length} shapes, ${reps} interleaved round${reps === 1 ? '' : 's'}`);
+      const ms = await timeInterleaved(candidates.length, reps, async (i) => {
+        const t0 = performance.now();
+        await run(ctx, runs[i]);
+        return performance.now() - t0;
+      });
+      let best = 0;
+      candidates.forEach((tile, i) => {
+        result.timings.push({ cls, tile: tileName(tile), ms: ms[i] });
+        say(`${cls.padEnd(8)} ${tileName(tile).padEnd(20)} ${ms[i].toFixed(2)} ms`);
+        if (ms[i] < ms[best]) best = i;
+      });
+      result.matmul[cls] = candidates[best];
     } finally {
       for (const x of bufs) for (const buf of [x.a, x.b, x.c]) buf.destroy();
     }
-    if (best) result.matmul[cls] = best.tile;
   }
   return result;
 }
