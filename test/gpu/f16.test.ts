@@ -89,6 +89,46 @@ describe('f16 weight copies', () => {
     ctx.destroy();
   });
 
+  it('one multi-range cast per span writes the same copies as the per-tensor casts', async () => {
+    // The trainer's refresh after AdamW (GpuWeights.copyAllDispatches), under the 40 KiB binding
+    // limit of the test above: wte's eleven master ranges and six copy ranges, and every block.
+    const config = { ...G.config, vocabSize: 2000 };
+    const ctx = await GpuContext.create(await nodeGpu(), 'high-performance', { maxStorageBufferBindingSize: 40960 });
+    const w = new GpuWeights(ctx, config, randomGpt2Params(config, 5));
+    await w.setPrecision('f16');
+    const copied = w.specs.filter((s) => isF16Copied(s.name));
+    // New masters written past the copies (Arena.write does not refresh them) …
+    const fresh = new Map(copied.map((s, k) => [s.name, Float32Array.from(randn(s.numel, 100 + k, 0.7))]));
+    for (const [name, data] of fresh) w.arena.write(name, data);
+    const before = await w.readF16Copy('wte.weight');
+    // … then the multi-range casts over every copied weight (and some without a copy, skipped).
+    const multi = await w.copyAllDispatches(w.specs.map((s) => s.name));
+    await run(ctx, multi.dispatches);
+    const got = new Map<string, Uint16Array>();
+    for (const s of copied) got.set(s.name, (await w.readF16Copy(s.name))!);
+    expect(Buffer.from(got.get('wte.weight')!.buffer).equals(Buffer.from(before!.buffer)), 'the copy changed').toBe(false);
+    // The per-tensor casts (GpuWeights.upload refreshes through them) write the same bits.
+    for (const [name, data] of fresh) w.upload(name, data);
+    for (const s of copied) {
+      const ref = (await w.readF16Copy(s.name))!;
+      expect(Buffer.from(got.get(s.name)!.buffer).equals(Buffer.from(ref.buffer)), s.name).toBe(true);
+    }
+    await checkCopies(w, 'multi-range cast');
+    for (const t of multi.tables) t.destroy();
+    expect((await w.copyAllDispatches(['ln_f.weight'])).dispatches).toHaveLength(0);
+    w.destroy();
+    ctx.destroy();
+    // Under the adapter's own limit every copy of the test model is one dispatch, not 1 + 4·L.
+    const ctx2 = await gpuContext();
+    const w2 = new GpuWeights(ctx2, G.config, G.params);
+    await w2.setPrecision('f16');
+    const one = await w2.copyAllDispatches(w2.specs.map((s) => s.name));
+    expect(w2.specs.filter((s) => isF16Copied(s.name))).toHaveLength(1 + 4 * G.config.nLayer);
+    expect(one.dispatches).toHaveLength(1);
+    for (const t of one.tables) t.destroy();
+    w2.destroy();
+  });
+
   it('weights set back to f32 train bit for bit as weights never in f16', async () => {
     const ctx = await gpuContext();
     const opts = {

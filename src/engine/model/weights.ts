@@ -11,7 +11,7 @@
 // does the same after each AdamW update, so a copy is always f16(master).
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { castToF16 } from '../kernels/cast.ts';
+import { castToF16, castToF16Multi, type CastPiece } from '../kernels/cast.ts';
 import { Arena, type ArenaItem, type TensorRange } from './arena.ts';
 import type { GPT2Config } from './config.ts';
 import { checkHostParams, paramSpecs, type HostParams, type ParamSpec } from './params.ts';
@@ -49,6 +49,8 @@ export class GpuWeights {
   private half: Arena | null = null;
   /** per copied tensor, the cast dispatches that rewrite its copy from the master (prepared once) */
   private casts = new Map<string, Dispatch[]>();
+  /** per copied tensor, the same conversions as pieces for castToF16Multi */
+  private pieces = new Map<string, CastPiece[]>();
 
   constructor(ctx: GpuContext, config: GPT2Config, host: HostParams) {
     checkHostParams(config, host);
@@ -85,15 +87,18 @@ export class GpuWeights {
       this.half!.destroy();
       this.half = null;
       this.casts.clear();
+      this.pieces.clear();
       return;
     }
     this.ctx.requireF16('Precision f16');
     const half = await this.ctx.allocating('the f16 copies of the weights', () => new Arena(this.ctx, 'params.f16', f16CopyItems(this.specs), 2), (a) => a.destroy());
     const casts = new Map<string, Dispatch[]>();
+    const pieces = new Map<string, CastPiece[]>();
     for (const s of this.specs) {
       if (!isF16Copied(s.name)) continue;
       const rowElems = s.numel / s.shape[0];
       const out: Dispatch[] = [];
+      const mine: CastPiece[] = [];
       // The master's and the copy's bindable row ranges may split differently (model/arena.ts):
       // one dispatch per overlap, with element offsets into both ranges.
       for (const src of this.arena.ranges(s.name)) {
@@ -101,23 +106,34 @@ export class GpuWeights {
           const r0 = Math.max(src.row0, dst.row0);
           const r1 = Math.min(src.row0 + src.rows, dst.row0 + dst.rows);
           if (r1 <= r0) continue;
-          out.push(await castToF16(this.ctx, {
-            label: `f16copy.${s.name}[${r0}:${r1}]`, n: (r1 - r0) * rowElems,
-            src, srcOffset: (r0 - src.row0) * rowElems, dst, dstOffset: (r0 - dst.row0) * rowElems,
-          }));
+          const piece = { n: (r1 - r0) * rowElems, src, srcOffset: (r0 - src.row0) * rowElems, dst, dstOffset: (r0 - dst.row0) * rowElems };
+          mine.push(piece);
+          out.push(await castToF16(this.ctx, { label: `f16copy.${s.name}[${r0}:${r1}]`, ...piece }));
         }
       }
       casts.set(s.name, out);
+      pieces.set(s.name, mine);
     }
     this.half = half;
     this.casts = casts;
+    this.pieces = pieces;
     this.refreshCopies(this.specs.map((s) => s.name));
     await this.ctx.device.queue.onSubmittedWorkDone();
   }
 
   /** The dispatches that rewrite `name`'s f16 copy from its master (none when it has no copy). */
-  copyDispatches(name: string): Dispatch[] {
+  private copyDispatches(name: string): Dispatch[] {
     return this.casts.get(name) ?? [];
+  }
+
+  /**
+   * The dispatches that rewrite the f16 copies of `names` (those that have one) from their
+   * masters, as few as the binding limit allows (kernels/cast.ts castToF16Multi: one per span
+   * of the arenas), with the same values as copyDispatches. None under precision f32. The caller
+   * destroys `tables` when it no longer runs the dispatches.
+   */
+  copyAllDispatches(names: readonly string[]): Promise<{ dispatches: Dispatch[]; tables: GPUBuffer[] }> {
+    return castToF16Multi(this.ctx, 'f16copy', names.flatMap((n) => this.pieces.get(n) ?? []));
   }
 
   /** Submits the rewriting of the f16 copies of `names` (those that have one). */

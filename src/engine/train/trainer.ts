@@ -125,7 +125,7 @@ interface Plan {
   trainable: ParamSpec[];
   dispatches: Dispatch[];
   norm: GradNorm | null;
-  /** AdamW's tensor-range tables (kernels/adamw.ts adamwMulti) */
+  /** the multi-range kernels' tables (kernels/adamw.ts adamwMulti, kernels/cast.ts castToF16Multi) */
   tables: GPUBuffer[];
 }
 
@@ -358,8 +358,13 @@ export class Trainer {
       const opt = await adamwMulti(ctx, { label: 'adamw', tensors, norm: normRange, records: this.records });
       dispatches.push(...opt.dispatches);
       tables.push(...opt.tables);
-      // Precision f16: the matmuls of the next step read f16(updated master) (none in f32 or with LoRA).
-      if (!lora) for (const s of trainable) dispatches.push(...weights.copyDispatches(s.name));
+      // Precision f16: the matmuls of the next step read f16(updated master) (none in f32 or with
+      // LoRA), every updated copy in one dispatch per span of the arenas.
+      if (!lora) {
+        const copies = await weights.copyAllDispatches(trainable.map((s) => s.name));
+        dispatches.push(...copies.dispatches);
+        tables.push(...copies.tables);
+      }
     }
     this.plan = { grads, m, v, trainable, dispatches, norm, tables };
   }
