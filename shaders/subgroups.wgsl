@@ -16,7 +16,7 @@
 // has ceil(wg / size) subgroups, one when a subgroup is at least as wide as the workgroup.
 // Subgroup k is taken to be the invocations k·size … k·size + size − 1 of
 // local_invocation_index, the layout Vulkan, D3D12 and Metal give a one-dimensional workgroup
-// (test/gpu/subgroups.test.ts checks it on the test adapter).
+// (src/engine/gpu/subgroup-layout.ts probes it on the device before a run turns these on).
 // Every thread of the workgroup must call these in uniform control flow, and gets the result.
 // subgroupAdd's order of additions is the implementation's: sums differ in the last bits from
 // the tree's, the same on every run of one adapter (hence a variant recorded in checkpoints).

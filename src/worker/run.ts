@@ -15,6 +15,7 @@
 // saved then, since the weights of the step before are those that gave the non-finite loss:
 // going back to them at a lower rate would meet the same batch with the same weights. The user
 // chooses: go back to the run's last save at a lower learning rate, or stop.
+import { requireSubgroupReductions } from '../engine/gpu/subgroup-layout.ts';
 import { kernelsRecord, variantsFromRecord, type KernelsRecord } from '../engine/gpu/variants.ts';
 import { tunedVariants } from './tuning-opfs.ts';
 import { describeError, NonFiniteLossError, OutOfMemoryError } from '../engine/errors.ts';
@@ -399,6 +400,8 @@ export async function train(s: Session, settings: TrainSettings, frozen: Set<num
       gm.ctx.kernels = resume ? variantsFromRecord(resume.kernels, gm.ctx.limits, gm.ctx.adapter.features) : await tunedVariants(gm.ctx, (message) => s.post({ type: 'info', message }));
       // Subgroup reductions only when the settings ask (validated above against the adapter).
       if (!resume && settings.subgroups) gm.ctx.kernels.subgroups = true;
+      // … and only where the device lays subgroups out as they assume (a probe, once per device).
+      if (gm.ctx.kernels.subgroups) await requireSubgroupReductions(gm.ctx, resume ? 'Resuming a run trained with subgroup reductions' : 'Subgroup reductions');
       run.setState('running');
       await runTraining(gm.ctx, gm.tuned, split.train, cfg, {
         signal: control.abort.signal,

@@ -5,6 +5,7 @@
 // Flags and defaults are described in README.md (Command line).
 import { basename, join, relative, resolve } from 'node:path';
 import { GpuContext } from '../../engine/gpu/context.ts';
+import { requireSubgroupReductions } from '../../engine/gpu/subgroup-layout.ts';
 import { kernelsRecord, variantsFromRecord } from '../../engine/gpu/variants.ts';
 import { profileTable } from '../../engine/gpu/profile.ts';
 import { parseGroupList } from '../../engine/model/params.ts';
@@ -221,6 +222,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   // defaults, and subgroup reductions only with --subgroups. Training never tunes.
   if (resume) {
     ctx.kernels = variantsFromRecord(resume.state.kernels, ctx.limits, ctx.adapter.features);
+    if (ctx.kernels.subgroups) await subgroupsOrDestroy(ctx, `train --resume (checkpoint-${resume.state.step} trained with subgroup reductions)`);
     out(`kernel variants: as checkpoint-${resume.state.step} recorded`);
   } else {
     const tuned = await readTunedTiles(ctx.adapter, (l) => console.error(l));
@@ -233,6 +235,7 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
         ctx.destroy();
         throw new MissingFeatureError(`train --subgroups needs the WebGPU feature 'subgroups', which this adapter (${`${ctx.adapter.vendor} ${ctx.adapter.description}`.trim()}) does not offer. Leave --subgroups out.`);
       }
+      await subgroupsOrDestroy(ctx, 'train --subgroups');
       ctx.kernels.subgroups = true;
       out('subgroup reductions: on (LayerNorm, cross-entropy and gradient-norm sums in the subgroup order)');
     }
@@ -387,4 +390,14 @@ async function train(a: Args, out: (line: string) => void, stops: StopSignals): 
   }
   weights.destroy();
   ctx.destroy();
+}
+
+/** requireSubgroupReductions (the device's subgroup layout probe), releasing the device when it refuses. */
+async function subgroupsOrDestroy(ctx: GpuContext, what: string): Promise<void> {
+  try {
+    await requireSubgroupReductions(ctx, what);
+  } catch (e) {
+    ctx.destroy();
+    throw e;
+  }
 }
