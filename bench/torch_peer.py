@@ -12,7 +12,7 @@ beside its own with the ratio. The model is GPT-2 as Hugging Face's GPT2LMHeadMo
 (Conv1D weights (in, out), pre-LayerNorm, causal attention, gelu_new, tied LM head), written
 with torch.nn.functional; no `transformers` needed.
 
-    python3 bench/torch_peer.py --models DIR [--engine webgpu.json] [--json torch.json] [--device cuda|cpu] [--steps N]
+    python3 bench/torch_peer.py --models DIR [--engine webgpu.json] [--json torch.json] [--device cuda|cpu] [--steps N] [--only a,b] [--no-matmul]
 """
 import argparse
 import json
@@ -206,6 +206,7 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps (with --engine: the engine's count per shape)")
     ap.add_argument("--only", help="comma-separated shape names")
+    ap.add_argument("--no-matmul", action="store_true", help="skip the matmul table")
     args = ap.parse_args()
     device = torch.device(args.device)
     engine = json.load(open(args.engine)) if args.engine else None
@@ -221,24 +222,26 @@ def main():
         r = bench_shape(s["shape"], os.path.join(args.models, s["shape"]), s["B"], s["T"], steps, device, s.get("ours", {}).get("trainedBatches"))
         results.append(r)
         print(f"{r['shape']}: step-1 loss {r['step1Loss']:.6f}, {r['trainTokensPerSecond']:.1f} training tokens/s")
-    mm = bench_matmul(device, 20 if device.type == "cuda" else 3)
+    mm = [] if args.no_matmul else bench_matmul(device, 20 if device.type == "cuda" else 3)
     if engine:
         def ratio(a, b):
             return f"{a / b:.2f}×" if a and b else "—"
-        print("\n| shape | training tok/s engine | PyTorch | engine/PyTorch | forward engine | PyTorch | ratio | generation engine | PyTorch | ratio | step-1 loss Δ | same tokens |")
-        print("|" + "---|" * 12)
+        print("\n| shape | training tok/s engine | PyTorch | engine/PyTorch | forward engine | PyTorch | ratio | generation engine | PyTorch | ratio | step-1 loss Δ | step-2 loss Δ | same tokens |")
+        print("|" + "---|" * 13)
         by = {r["shape"]: r for r in results}
         for s in shapes:
             r, o = by[s["shape"]], s["ours"]
             same = "—" if not o.get("generatedTokens") else ("yes" if o["generatedTokens"] == r["generatedTokens"] else "no")
             d = abs(r["step1Loss"] - o["step1Loss"]) if o.get("step1Loss") is not None else None
+            d2 = abs(r["step2Loss"] - o["step2Loss"]) if o.get("step2Loss") is not None else None
             print(f"| {s['shape']} | {o['trainTokensPerSecond'] or 0:.1f} | {r['trainTokensPerSecond']:.1f} | {ratio(o['trainTokensPerSecond'], r['trainTokensPerSecond'])} "
                   f"| {o['forwardTokensPerSecond'] or 0:.1f} | {r['forwardTokensPerSecond']:.1f} | {ratio(o['forwardTokensPerSecond'], r['forwardTokensPerSecond'])} "
                   f"| {o['generateTokensPerSecond'] or 0:.1f} | {r['generateTokensPerSecond']:.1f} | {ratio(o['generateTokensPerSecond'], r['generateTokensPerSecond'])} "
-                  f"| {'—' if d is None else f'{d:.1e}'} | {same} |")
+                  f"| {'—' if d is None else f'{d:.1e}'} | {'—' if d2 is None else f'{d2:.1e}'} | {same} |")
         em = {m["what"]: m for m in engine.get("matmul", [])}
-        print("\n| matmul (M, N, K) | engine GFLOP/s | PyTorch GFLOP/s | engine/PyTorch |")
-        print("|---|---|---|---|")
+        if mm:
+            print("\n| matmul (M, N, K) | engine GFLOP/s | PyTorch GFLOP/s | engine/PyTorch |")
+            print("|---|---|---|---|")
         for m in mm:
             e = em.get(m["what"])
             print(f"| {m['what']} ({m['M']}, {m['N']}, {m['K']}) | {e['oursGflops']:.1f} | {m['gflops']:.1f} | {e['oursGflops'] / m['gflops']:.2f}× |" if e else
