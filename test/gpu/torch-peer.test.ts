@@ -36,7 +36,10 @@ describe('bench/torch_peer.py on the CPU', () => {
       const N = B * T;
       const stream = randomTokens(N * (STEPS + 3) + 1, CONFIG.vocabSize, 7);
       writeFileSync(join(dir, 'tokens.bin'), stream);
-      const batch = (k: number) => ({ inputs: Uint32Array.from(stream.subarray(k * N, k * N + N)), targets: Uint32Array.from(stream.subarray(k * N + 1, k * N + 1 + N)) });
+      const batch = (k: number) => ({
+        inputs: Uint32Array.from(stream.subarray(k * N, k * N + N)),
+        targets: Uint32Array.from(stream.subarray(k * N + 1, k * N + 1 + N)),
+      });
 
       // The engine's side as bench:peer runs it: Adam (AdamW without decay), lr 1e-4, no clipping.
       const ctx = await gpuContext();
