@@ -28,10 +28,12 @@
 // Entry point `multi`: the same update for many tensors in one dispatch. Bindings 3-6 are then
 // spans of the arenas (gpu/dispatch.ts packSpans) and binding 7 a table with one Entry per
 // tensor range: its offsets in the four spans, length, record, and its workgroups
-// [wg0, wg0 + count), count = min(ceil(n/256), ADAMW_MAX_WORKGROUPS) as `main` would launch.
-// Workgroup w (flattened 2-D grid) finds its entry by binary search over wg0 and walks the
-// tensor exactly as `main`'s workgroup w − wg0 would, so every element gets the same
-// arithmetic: results are bit-identical to one dispatch per tensor.
+// [wg0, wg0 + count), count = min(ceil(n / (256·16)), ADAMW_MAX_WORKGROUPS): at least 16
+// elements per invocation where the tensor is large enough, so that the table lookup below (a
+// binary search and an Entry load per invocation) stays small beside the work. Workgroup w
+// (flattened 2-D grid) finds its entry by binary search over wg0 and walks the tensor with a
+// grid stride of 256·count. The update is elementwise, so the grid changes which invocation
+// updates an element, never its arithmetic: results are bit-identical to one dispatch per tensor.
 //   0 mdims  uniform MultiDims {entries, workgroups}
 //   7 table  storage read  array<Entry>
 

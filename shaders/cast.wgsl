@@ -13,7 +13,9 @@
 // Entry point `multi`: the same conversion for many ranges in one dispatch (the copies of every
 // weight an optimizer step updated). Bindings 1 and 2 are then spans of the master and copy
 // arenas (gpu/dispatch.ts packSpans) and binding 3 a table with one Entry per range: its element
-// offsets in the two spans, length, and its workgroups [wg0, wg0 + count). Workgroup w
+// offsets in the two spans, length, and its workgroups [wg0, wg0 + count), count =
+// min(ceil(n / (256·16)), CAST_MAX_WORKGROUPS) (kernels/cast.ts: the lookup is per invocation,
+// so each does at least 16 elements where the range is large enough). Workgroup w
 // (flattened 2-D grid) finds its entry by binary search over wg0, as adamw.wgsl's `multi` does.
 //   0 mdims  uniform {entries, workgroups}
 //   3 table  storage read  array<Entry>

@@ -193,9 +193,11 @@ describe('adamw kernel', () => {
 
   it('adamwMulti updates every tensor bit for bit as one adamw dispatch per tensor does', async () => {
     const ctx = await gpuContext();
-    const sizes = [5, 311, ADAMW_MAX_WORKGROUPS * 256 + 77, 1, 48 * 37];
+    // Sizes below one workgroup, several elements per invocation, and over the multi grid's cap
+    // (ADAMW_MAX_WORKGROUPS workgroups of 16 elements per invocation).
+    const sizes = [5, 311, ADAMW_MAX_WORKGROUPS * 256 + 77, 1, 48 * 37, ADAMW_MAX_WORKGROUPS * 256 * 16 + 5];
     const p0 = sizes.map((n, k) => f32(randn(n, 700 + k, 0.02)));
-    const recordOf = [1, 0, 2, 2, 3];
+    const recordOf = [1, 0, 2, 2, 3, 0];
     const a = await setup(ctx, p0, 0.05, recordOf);
     const b = await setup(ctx, p0, 0.05, recordOf, true);
     const hypers = [0, 1, 2, 3].map((k) => ({ lr: 1e-3 * (k + 1), beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 * k, step: 3, active: k !== 3 }));

@@ -118,6 +118,13 @@ export async function adamw(ctx: GpuContext, args: AdamwArgs): Promise<Dispatch>
 
 /** u32 words per table entry of adamw.wgsl's `multi` (struct Entry). */
 const ENTRY_WORDS = 8;
+/**
+ * Elements per invocation `multi` aims at (fewer workgroups per tensor than `main`): its table
+ * lookup is per invocation, and at one element each it cost a third of AdamW's time at GPT-2
+ * 124M on lavapipe (2.41 s → 1.68 s for all 148 tensors at 16; bench/README.md). Elementwise,
+ * so the values are the same at any grid.
+ */
+const ELEMENTS_PER_INVOCATION = 16;
 
 export interface AdamwTensor {
   /** (n) read_write: the parameter range */
@@ -178,7 +185,7 @@ export async function adamwMulti(ctx: GpuContext, args: AdamwMultiArgs): Promise
     let wg0 = 0;
     span.items.forEach((k, e) => {
       const n = tensors[k].param.size / 4;
-      const wgs = Math.min(Math.ceil(n / 256), ADAMW_MAX_WORKGROUPS);
+      const wgs = Math.min(Math.ceil(n / (256 * ELEMENTS_PER_INVOCATION)), ADAMW_MAX_WORKGROUPS);
       table.set([...span.at[e], n, tensors[k].record, wg0, wgs], e * ENTRY_WORDS);
       wg0 += wgs;
     });

@@ -44,6 +44,8 @@ export type CastPiece = Omit<CastArgs, 'label'>;
 
 /** u32 words per table entry of cast.wgsl's `multi` (struct Entry). */
 const ENTRY_WORDS = 8;
+/** Elements per invocation `multi` aims at, as kernels/adamw.ts does: the table lookup is per invocation. */
+const ELEMENTS_PER_INVOCATION = 16;
 
 /**
  * The conversions of `pieces` (each as castToF16 would do it), in one dispatch per span of
@@ -73,7 +75,7 @@ export async function castToF16Multi(ctx: GpuContext, label: string, pieces: rea
     let wg0 = 0;
     for (const [e, k] of span.items.entries()) {
       const p = pieces[k];
-      const wgs = Math.min(Math.ceil(p.n / 256), CAST_MAX_WORKGROUPS);
+      const wgs = Math.min(Math.ceil(p.n / (256 * ELEMENTS_PER_INVOCATION)), CAST_MAX_WORKGROUPS);
       const srcAt = (p.src.offset - src.offset) / 4 + (p.srcOffset ?? 0);
       const dstAt = (p.dst.offset - dst.offset) / 2 + (p.dstOffset ?? 0);
       table.set([srcAt, dstAt, p.n, wg0, wgs, 0, 0, 0], e * ENTRY_WORDS);
