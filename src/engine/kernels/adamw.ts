@@ -120,9 +120,9 @@ export async function adamw(ctx: GpuContext, args: AdamwArgs): Promise<Dispatch>
 const ENTRY_WORDS = 8;
 /**
  * Elements per invocation `multi` aims at (fewer workgroups per tensor than `main`): its table
- * lookup is per invocation, and at one element each it cost a third of AdamW's time at GPT-2
- * 124M on lavapipe (2.41 s → 1.68 s for all 148 tensors at 16; bench/README.md). Elementwise,
- * so the values are the same at any grid.
+ * lookup is per invocation, and at one element each it was a large part of the work (GPT-2 124M's
+ * 148 tensors on lavapipe: 993 → 851 ms at 16 on an idle machine, 2.41 → 1.68 s under load;
+ * bench/README.md). Elementwise, so the values are the same at any grid.
  */
 const ELEMENTS_PER_INVOCATION = 16;
 
