@@ -62,9 +62,12 @@ export function familyOf(d: Dispatch): string {
   return `${m[1]}.${m[2]}${flags.length ? ` ${flags.join(' ')}` : ''}`;
 }
 
-function median(xs: number[]): number {
+/** The middle value (the mean of the two middle ones for an even count): the profiler's and the tile tuner's timing statistic. */
+export function median(xs: readonly number[]): number {
+  if (!xs.length) throw new RangeError('median of no values');
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 /** Largest query set the WebGPU spec guarantees (4096 queries): two per dispatch. */

@@ -5,6 +5,7 @@
 // (shaders/matmul.wgsl sums each output in the same order), so the choice changes speed only.
 import type { GpuContext } from '../gpu/context.ts';
 import { run, whole, type Dispatch } from '../gpu/dispatch.ts';
+import { median } from '../gpu/profile.ts';
 import { matmul } from '../kernels/matmul.ts';
 import { DEFAULT_TILE, matmulClass, parseTile, tileName, tileProblem, type MatmulClass, type MatmulTile } from '../gpu/variants.ts';
 import type { GPT2Config } from '../model/config.ts';
@@ -83,14 +84,6 @@ export interface TuneOptions {
   /** timed rounds (after one untimed run of each candidate); each round times every candidate once */
   reps?: number;
   onProgress?: (line: string) => void;
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-export function median(xs: readonly number[]): number {
-  if (!xs.length) throw new RangeError('median of no values');
-  const s = [...xs].sort((a, b) => a - b);
-  const h = s.length >> 1;
-  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 }
 
 /**

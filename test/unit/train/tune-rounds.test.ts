@@ -2,7 +2,8 @@
 // rounds with medians pick the truly fastest candidate under a load that drifts during the run,
 // where timing candidates one after another does not.
 import { describe, expect, it } from 'vitest';
-import { median, timeInterleaved } from '../../../src/engine/train/tune.ts';
+import { median } from '../../../src/engine/gpu/profile.ts';
+import { timeInterleaved } from '../../../src/engine/train/tune.ts';
 
 /** A clock whose every measurement costs base[i] × a load that grows by `drift` per measurement. */
 function driftingTimer(base: readonly number[], drift: number) {
