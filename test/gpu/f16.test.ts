@@ -89,7 +89,7 @@ describe('f16 weight copies', () => {
     ctx.destroy();
   });
 
-  it('one multi-range cast per span writes the same copies as the per-tensor casts', async () => {
+  it('the step\'s refresh of every copy (one cast dispatch per span) writes the same copies as one tensor at a time', async () => {
     // The trainer's refresh after AdamW (GpuWeights.copyAllDispatches), under the 40 KiB binding
     // limit of the test above: wte's eleven master ranges and six copy ranges, and every block.
     const config = { ...G.config, vocabSize: 2000 };
@@ -101,19 +101,19 @@ describe('f16 weight copies', () => {
     const fresh = new Map(copied.map((s, k) => [s.name, Float32Array.from(randn(s.numel, 100 + k, 0.7))]));
     for (const [name, data] of fresh) w.arena.write(name, data);
     const before = await w.readF16Copy('wte.weight');
-    // … then the multi-range casts over every copied weight (and some without a copy, skipped).
+    // … then the casts over every copied weight at once (and some without a copy, skipped).
     const multi = await w.copyAllDispatches(w.specs.map((s) => s.name));
     await run(ctx, multi.dispatches);
     const got = new Map<string, Uint16Array>();
     for (const s of copied) got.set(s.name, (await w.readF16Copy(s.name))!);
     expect(Buffer.from(got.get('wte.weight')!.buffer).equals(Buffer.from(before!.buffer)), 'the copy changed').toBe(false);
-    // The per-tensor casts (GpuWeights.upload refreshes through them) write the same bits.
+    // One tensor at a time (GpuWeights.upload refreshes its own copy) writes the same bits.
     for (const [name, data] of fresh) w.upload(name, data);
     for (const s of copied) {
       const ref = (await w.readF16Copy(s.name))!;
       expect(Buffer.from(got.get(s.name)!.buffer).equals(Buffer.from(ref.buffer)), s.name).toBe(true);
     }
-    await checkCopies(w, 'multi-range cast');
+    await checkCopies(w, 'every copy at once');
     for (const t of multi.tables) t.destroy();
     expect((await w.copyAllDispatches(['ln_f.weight'])).dispatches).toHaveLength(0);
     w.destroy();

@@ -1,15 +1,16 @@
-// Wrapper for shaders/cast.wgsl: writes the f16 copy of (part of) a float32 tensor, the copy
-// that matmuls read under --precision f16 (model/weights.ts keeps them; the trainer refreshes
-// them after its AdamW update, every updated weight in one dispatch per span: castToF16Multi).
+// Wrapper for shaders/cast.wgsl: writes the f16 copies of float32 ranges, the copies that matmuls
+// read under --precision f16 (model/weights.ts keeps them and refreshes one tensor's after an
+// upload; the trainer refreshes every updated weight's after its AdamW update), as many ranges per
+// dispatch as fit one binding of each arena.
 import { ShapeError } from '../errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import { bindAll, bindAt, flatGrid, packSpans, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
+import { bindAt, flatGrid, packSpans, uniformWords, whole, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
 
-/** Workgroups (of 256 threads) per dispatch at most; larger ranges are walked by a grid-stride loop. */
-export const CAST_MAX_WORKGROUPS = 1024;
+/** Workgroups (of 256 threads) per range at most; larger ranges are walked by a grid-stride loop. */
+const CAST_MAX_WORKGROUPS = 1024;
 
-export interface CastArgs {
-  label: string;
+/** One range to convert: dst[dstOffset + i] = f16(src[srcOffset + i]) for i < n. */
+export interface CastPiece {
   /** elements to convert */
   n: number;
   /** float32 source range; elements [srcOffset, srcOffset + n) are read */
@@ -20,40 +21,18 @@ export interface CastArgs {
   dstOffset?: number;
 }
 
-/** dst[dstOffset + i] = f16(src[srcOffset + i]), i < n. Needs a device with shader-f16. */
-export async function castToF16(ctx: GpuContext, args: CastArgs): Promise<Dispatch> {
-  const { n } = args;
-  const so = args.srcOffset ?? 0;
-  const dO = args.dstOffset ?? 0;
-  if (!Number.isInteger(n) || n < 1) throw new ShapeError(`${args.label}: cast length must be a positive integer, got ${n}.`);
-  if (args.src.size < (so + n) * 4) throw new ShapeError(`${args.label}: src holds ${args.src.size / 4} floats; elements up to ${so + n} are read.`);
-  if (args.dst.size < (dO + n) * 2) throw new ShapeError(`${args.label}: dst holds ${args.dst.size / 2} halves; elements up to ${dO + n} are written.`);
-  ctx.requireF16('Precision f16');
-  const pipeline = await ctx.pipeline('cast', 'main');
-  const dims = uniformWords(ctx, `${args.label}.dims`, [n, so, dO, 0]);
-  return {
-    label: args.label,
-    pipeline,
-    bindGroup: bindAll(ctx, pipeline, args.label, [dims], [args.src, args.dst]),
-    workgroups: [Math.min(Math.ceil(n / 256), CAST_MAX_WORKGROUPS, ctx.limits.maxComputeWorkgroupsPerDimension), 1, 1],
-  };
-}
-
-/** One range to convert in a castToF16Multi: as CastArgs without a label. */
-export type CastPiece = Omit<CastArgs, 'label'>;
-
-/** u32 words per table entry of cast.wgsl's `multi` (struct Entry). */
+/** u32 words per table entry of cast.wgsl (struct Entry). */
 const ENTRY_WORDS = 8;
-/** Elements per invocation `multi` aims at, as kernels/adamw.ts does: the table lookup is per invocation. */
+/** Elements per invocation the kernel aims at, as kernels/adamw.ts's multi does: the table lookup is per invocation. */
 const ELEMENTS_PER_INVOCATION = 16;
 
 /**
- * The conversions of `pieces` (each as castToF16 would do it), in one dispatch per span of
- * consecutive pieces whose src ranges and dst ranges each fit one binding (gpu/dispatch.ts
- * packSpans): every f16 copy a step refreshes in one or a few dispatches, with the same values.
- * The tables the dispatches read are allocated here; the caller destroys them.
+ * The conversions of `pieces`, in one dispatch per span of consecutive pieces whose src ranges
+ * and dst ranges each fit one binding (gpu/dispatch.ts packSpans): every f16 copy a step refreshes
+ * in one or a few dispatches. Needs a device with shader-f16. The tables the dispatches read are
+ * allocated here; the caller destroys them.
  */
-export async function castToF16Multi(ctx: GpuContext, label: string, pieces: readonly CastPiece[]): Promise<{ dispatches: Dispatch[]; tables: GPUBuffer[] }> {
+export async function castToF16(ctx: GpuContext, label: string, pieces: readonly CastPiece[]): Promise<{ dispatches: Dispatch[]; tables: GPUBuffer[] }> {
   if (!pieces.length) return { dispatches: [], tables: [] };
   ctx.requireF16('Precision f16');
   pieces.forEach((p, k) => {
@@ -64,7 +43,7 @@ export async function castToF16Multi(ctx: GpuContext, label: string, pieces: rea
     if (p.dst.size < (dO + p.n) * 2) throw new ShapeError(`${label}: piece ${k}'s dst holds ${p.dst.size / 2} halves; elements up to ${dO + p.n} are written.`);
     if (p.src.offset % 4 || p.dst.offset % 2) throw new ShapeError(`${label}: piece ${k}'s ranges must start on an element.`);
   });
-  const pipeline = await ctx.pipeline('cast', 'multi');
+  const pipeline = await ctx.pipeline('cast', 'main');
   const spans = packSpans(pieces.map((p) => [p.src, p.dst]), ctx.maxBinding);
   const dispatches: Dispatch[] = [];
   const tables: GPUBuffer[] = [];

@@ -11,7 +11,7 @@
 // does the same after each AdamW update, so a copy is always f16(master).
 import type { GpuContext } from '../gpu/context.ts';
 import { encode, type BufferRange, type Dispatch } from '../gpu/dispatch.ts';
-import { castToF16, castToF16Multi, type CastPiece } from '../kernels/cast.ts';
+import { castToF16, type CastPiece } from '../kernels/cast.ts';
 import { Arena, type ArenaItem, type TensorRange } from './arena.ts';
 import type { GPT2Config } from './config.ts';
 import { checkHostParams, paramSpecs, type HostParams, type ParamSpec } from './params.ts';
@@ -47,10 +47,11 @@ export class GpuWeights {
   private readonly ctx: GpuContext;
   /** the f16 copies under precision f16, else null */
   private half: Arena | null = null;
-  /** per copied tensor, the cast dispatches that rewrite its copy from the master (prepared once) */
-  private casts = new Map<string, Dispatch[]>();
-  /** per copied tensor, the same conversions as pieces for castToF16Multi */
+  /** per copied tensor, the ranges its copy is converted in (the master's and the copy's row ranges may split differently) */
   private pieces = new Map<string, CastPiece[]>();
+  /** per copied tensor, the cast dispatch(es) that rewrite its copy after an upload (prepared once), and their tables */
+  private casts = new Map<string, Dispatch[]>();
+  private castTables: GPUBuffer[] = [];
 
   constructor(ctx: GpuContext, config: GPT2Config, host: HostParams) {
     checkHostParams(config, host);
@@ -88,34 +89,36 @@ export class GpuWeights {
       this.half = null;
       this.casts.clear();
       this.pieces.clear();
+      for (const t of this.castTables.splice(0)) t.destroy();
       return;
     }
     this.ctx.requireF16('Precision f16');
     const half = await this.ctx.allocating('the f16 copies of the weights', () => new Arena(this.ctx, 'params.f16', f16CopyItems(this.specs), 2), (a) => a.destroy());
     const casts = new Map<string, Dispatch[]>();
     const pieces = new Map<string, CastPiece[]>();
+    const tables: GPUBuffer[] = [];
     for (const s of this.specs) {
       if (!isF16Copied(s.name)) continue;
       const rowElems = s.numel / s.shape[0];
-      const out: Dispatch[] = [];
       const mine: CastPiece[] = [];
       // The master's and the copy's bindable row ranges may split differently (model/arena.ts):
-      // one dispatch per overlap, with element offsets into both ranges.
+      // one piece per overlap, with element offsets into both ranges.
       for (const src of this.arena.ranges(s.name)) {
         for (const dst of half.ranges(s.name)) {
           const r0 = Math.max(src.row0, dst.row0);
           const r1 = Math.min(src.row0 + src.rows, dst.row0 + dst.rows);
           if (r1 <= r0) continue;
-          const piece = { n: (r1 - r0) * rowElems, src, srcOffset: (r0 - src.row0) * rowElems, dst, dstOffset: (r0 - dst.row0) * rowElems };
-          mine.push(piece);
-          out.push(await castToF16(this.ctx, { label: `f16copy.${s.name}[${r0}:${r1}]`, ...piece }));
+          mine.push({ n: (r1 - r0) * rowElems, src, srcOffset: (r0 - src.row0) * rowElems, dst, dstOffset: (r0 - dst.row0) * rowElems });
         }
       }
-      casts.set(s.name, out);
+      const own = await castToF16(this.ctx, `f16copy.${s.name}`, mine);
+      casts.set(s.name, own.dispatches);
+      tables.push(...own.tables);
       pieces.set(s.name, mine);
     }
     this.half = half;
     this.casts = casts;
+    this.castTables = tables;
     this.pieces = pieces;
     this.refreshCopies(this.specs.map((s) => s.name));
     await this.ctx.device.queue.onSubmittedWorkDone();
@@ -128,12 +131,11 @@ export class GpuWeights {
 
   /**
    * The dispatches that rewrite the f16 copies of `names` (those that have one) from their
-   * masters, as few as the binding limit allows (kernels/cast.ts castToF16Multi: one per span
-   * of the arenas), with the same values as copyDispatches. None under precision f32. The caller
-   * destroys `tables` when it no longer runs the dispatches.
+   * masters, as few as the binding limit allows (kernels/cast.ts: one per span of the arenas).
+   * None under precision f32. The caller destroys `tables` when it no longer runs the dispatches.
    */
   copyAllDispatches(names: readonly string[]): Promise<{ dispatches: Dispatch[]; tables: GPUBuffer[] }> {
-    return castToF16Multi(this.ctx, 'f16copy', names.flatMap((n) => this.pieces.get(n) ?? []));
+    return castToF16(this.ctx, 'f16copy', names.flatMap((n) => this.pieces.get(n) ?? []));
   }
 
   /** Submits the rewriting of the f16 copies of `names` (those that have one). */
@@ -199,5 +201,6 @@ export class GpuWeights {
   destroy(): void {
     this.arena.destroy();
     this.half?.destroy();
+    for (const t of this.castTables.splice(0)) t.destroy();
   }
 }

@@ -125,7 +125,7 @@ interface Plan {
   trainable: ParamSpec[];
   dispatches: Dispatch[];
   norm: GradNorm | null;
-  /** the multi-range kernels' tables (kernels/adamw.ts adamwMulti, kernels/cast.ts castToF16Multi) */
+  /** the multi-range kernels' tables (kernels/adamw.ts adamwMulti, kernels/cast.ts castToF16) */
   tables: GPUBuffer[];
 }
 
